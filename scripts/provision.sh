@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what vipguard needs on a fresh Debian (bookworm) machine of the kind CI uses.
+# Idempotent and silent when everything is already there; prints one line per thing it installs.
+#
+#   scripts/provision.sh            apt packages + node_modules
+#   VIPGUARD_NO_APT=1 ...           skip apt (for machines managed some other way)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One list, grouped by why we need it. Keep it the only place packages are named.
+APT_PACKAGES=(
+  # BPF objects (clang -target bpf, CO-RE) and the native addon (libbpf via pkg-config)
+  clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool linux-libc-dev make g++ python3
+  # the kernel lab: qemu (TCG), a busybox initramfs, module tooling, apt verification of Debian kernels
+  qemu-system-x86 busybox-static kmod cpio xz-utils zstd debian-archive-keyring gpgv
+  # test hosts and IPVS tooling used by tests (never by vipguard itself, which speaks netlink)
+  iproute2 nftables ipvsadm procps curl
+  # real peers for integration tests and benchmarks
+  keepalived prometheus prometheus-alertmanager
+)
+
+log() { echo "provision: $*" >&2; }
+
+missing_apt() {
+  local pkg status
+  for pkg in "${APT_PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || echo "$pkg"
+  done
+}
+
+if [[ "${VIPGUARD_NO_APT:-}" != 1 ]]; then
+  mapfile -t need < <(missing_apt)
+  if ((${#need[@]})); then
+    if [[ $(id -u) != 0 ]]; then
+      log "missing apt packages: ${need[*]} — run as root (or install them) and retry"; exit 1
+    fi
+    log "installing apt packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Package lists on a fresh machine may be stale or absent: update once, then install.
+    if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/tmp/vipguard-apt.log 2>&1; then
+      apt-get update -q >>/tmp/vipguard-apt.log 2>&1 || true
+      apt-get install -y -q --no-install-recommends "${need[@]}" >>/tmp/vipguard-apt.log 2>&1 ||
+        { tail -20 /tmp/vipguard-apt.log >&2; log "apt-get install failed (full log: /tmp/vipguard-apt.log)"; exit 1; }
+    fi
+    # Debian starts these daemons on install; tests run their own instances on loopback ports.
+    for svc in keepalived prometheus prometheus-alertmanager prometheus-node-exporter; do
+      if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        systemctl stop "$svc" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
+fi
+
+# node_modules: npm ci when absent or older than the lockfile.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  log "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error >/tmp/vipguard-npm.log 2>&1 ||
+    { tail -20 /tmp/vipguard-npm.log >&2; log "npm ci failed (full log: /tmp/vipguard-npm.log)"; exit 1; }
+fi
