@@ -1,0 +1,402 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/*
+ * vipguard receiver: the TCP connection lifecycle of sockets connecting to IPVS virtual services, with the real
+ * backend IPVS chose. Events go to userspace through one ring buffer (ordered across CPUs); see vipguard.h.
+ *
+ * Identity without a kprobe on tcp_connect: a connection is keyed by its socket address from the
+ * Close->SynSent transition on. At that moment tcp_v4_connect()/tcp_v6_connect() have set the destination
+ * (the virtual service) but not yet the source port, so the event carries socket, destination and start time;
+ * the source port arrives with the next event of the same socket.
+ *
+ * Which backend: IPVS schedules the first SYN in the connecting thread (LOCAL_OUT hook, inside connect()), so
+ * ip_vs_conn_new() finds the socket through `connecting` (thread -> socket, verified against the 4-tuple).
+ * A SYN retransmit that IPVS reschedules (destination quarantined, expire_nodest_conn=1) runs from the
+ * retransmit timer, so it finds the socket through `tuples` (4-tuple -> socket) filled on the first SYN.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "vipguard.h"
+#include "core_fixes.bpf.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by userspace before load: the verifier prunes what is off. */
+const volatile bool cfg_trace_all = false; /* emit every TCP socket, not only configured services */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20); /* bytes; userspace may resize before load */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct vg_service_key);
+	__type(value, __u32); /* service index in userspace config */
+} services SEC(".maps");
+
+struct vg_handshake {
+	__u64 start_ns;
+	__u8 backend_addr[16];
+	__u16 backend_port;
+	__u8 backend_family;
+	__u8 pad;
+	__u16 syn_retransmits;
+	__u16 pad2;
+};
+
+/*
+ * Sockets in SYN_SENT. Entries leave on the socket's next state change, which always comes (every SYN_SENT
+ * socket ends in ESTABLISHED or CLOSE through tcp_set_state), so the map cannot leak; it is sized for the
+ * concurrent handshakes of a busy host, and a full map is counted (VG_C_HANDSHAKE_FULL), never silent.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket address */
+	__type(value, struct vg_handshake);
+} handshakes SEC(".maps");
+
+/* Thread -> the socket it is connecting. A cache: LRU, because threads come and go without telling us. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} connecting SEC(".maps");
+
+struct vg_tuple_key {
+	__u8 family;
+	__u8 pad;
+	__u16 sport; /* host order */
+	__u16 dport; /* host order */
+	__u16 pad2;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* 4-tuple -> socket for handshakes IPVS has scheduled; deleted with the handshake. LRU as a second bound. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct vg_tuple_key);
+	__type(value, __u64);
+} tuples SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VG_C__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &which);
+	if (v)
+		*v += 1;
+}
+
+/* A socket's addresses, normalised: IPv4-mapped IPv6 (::ffff:a.b.c.d) becomes AF_INET, as IPVS sees it. */
+struct vg_tuple {
+	__u8 saddr[16]; /* first, so 4-byte word access stays aligned on the stack */
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 family;
+} __attribute__((aligned(8)));
+
+static __always_inline bool is_v4_mapped(const __u8 *a)
+{
+	return ((const __u32 *)a)[0] == 0 && ((const __u32 *)a)[1] == 0 &&
+	       ((const __u32 *)a)[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline void normalise(struct vg_tuple *t)
+{
+	if (t->family == AF_INET6 && is_v4_mapped(t->daddr) && is_v4_mapped(t->saddr)) {
+		t->family = AF_INET;
+		__builtin_memcpy(t->saddr, t->saddr + 12, 4);
+		__builtin_memcpy(t->daddr, t->daddr + 12, 4);
+		__builtin_memset(t->saddr + 4, 0, 12);
+		__builtin_memset(t->daddr + 4, 0, 12);
+	}
+}
+
+static __always_inline void tuple_from_sock(const struct sock *sk, struct vg_tuple *t)
+{
+	__builtin_memset(t, 0, sizeof(*t));
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (t->family == AF_INET) {
+		BPF_CORE_READ_INTO((__u32 *)t->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)t->daddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO((struct in6_addr *)t->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)t->daddr, sk, __sk_common.skc_v6_daddr);
+		normalise(t);
+	}
+}
+
+static __always_inline bool is_service(const struct vg_tuple *t)
+{
+	struct vg_service_key key = {};
+	key.family = t->family;
+	key.port = t->dport;
+	__builtin_memcpy(key.addr, t->daddr, 16);
+	return bpf_map_lookup_elem(&services, &key) != NULL;
+}
+
+static __always_inline void tuple_key(const struct vg_tuple *t, struct vg_tuple_key *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->family = t->family;
+	k->sport = t->sport;
+	k->dport = t->dport;
+	__builtin_memcpy(k->saddr, t->saddr, 16);
+	__builtin_memcpy(k->daddr, t->daddr, 16);
+}
+
+/* clang has no BPF lowering for memcmp: compare the 40-byte key as five words. */
+static __always_inline bool tuple_key_eq(const struct vg_tuple_key *a, const struct vg_tuple_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	_Static_assert(sizeof(*a) == 40, "vg_tuple_key is compared as five u64");
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
+static __always_inline struct vg_event *emit_begin(__u8 kind, __u64 sk, const struct vg_tuple *t, __u8 old_state,
+						   __u8 new_state, const struct vg_handshake *hs, __u8 flags,
+						   __u32 pid)
+{
+	struct vg_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(VG_C_LOST);
+		return NULL;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sk = sk;
+	e->pid = pid;
+	e->sport = t->sport;
+	e->dport = t->dport;
+	e->kind = kind;
+	e->family = t->family;
+	e->old_state = old_state;
+	e->new_state = new_state;
+	e->flags = flags;
+	e->sk_err = 0;
+	e->pad1 = 0;
+	__builtin_memcpy(e->saddr, t->saddr, 16);
+	__builtin_memcpy(e->daddr, t->daddr, 16);
+	if (hs) {
+		e->start_ns = hs->start_ns;
+		e->backend_port = hs->backend_port;
+		e->backend_family = hs->backend_family;
+		e->syn_retransmits = hs->syn_retransmits;
+		__builtin_memcpy(e->backend_addr, hs->backend_addr, 16);
+	} else {
+		e->start_ns = 0;
+		e->backend_port = 0;
+		e->backend_family = 0;
+		e->syn_retransmits = 0;
+		__builtin_memset(e->backend_addr, 0, 16);
+	}
+	return e;
+}
+
+static __always_inline void emit_end(struct vg_event *e)
+{
+	bpf_ringbuf_submit(e, 0);
+	count(VG_C_EVENTS);
+}
+
+static __always_inline void emit(__u8 kind, __u64 sk, const struct vg_tuple *t, __u8 old_state, __u8 new_state,
+				 const struct vg_handshake *hs, __u8 flags, __u32 pid)
+{
+	struct vg_event *e = emit_begin(kind, sk, t, old_state, new_state, hs, flags, pid);
+	if (e)
+		emit_end(e);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int vg_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+
+	__u64 sk = (__u64)ctx->skaddr;
+	int oldstate = ctx->oldstate, newstate = ctx->newstate;
+	struct vg_tuple t = {};
+	t.family = ctx->family;
+	t.sport = ctx->sport;
+	t.dport = ctx->dport;
+	/* Arrays in a tracepoint record cannot be read through a moved ctx pointer: copy them out. */
+	if (t.family == AF_INET) {
+		bpf_probe_read_kernel(t.saddr, 4, ctx->saddr);
+		bpf_probe_read_kernel(t.daddr, 4, ctx->daddr);
+	} else {
+		bpf_probe_read_kernel(t.saddr, 16, ctx->saddr_v6);
+		bpf_probe_read_kernel(t.daddr, 16, ctx->daddr_v6);
+		normalise(&t);
+	}
+
+	bool svc = is_service(&t);
+	if (!svc && !cfg_trace_all)
+		return 0;
+	__u8 flags = svc ? VG_F_SERVICE : 0;
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+		struct vg_handshake hs = { .start_ns = bpf_ktime_get_ns() };
+		if (bpf_map_update_elem(&handshakes, &sk, &hs, BPF_ANY))
+			count(VG_C_HANDSHAKE_FULL);
+		__u32 tid = (__u32)id;
+		bpf_map_update_elem(&connecting, &tid, &sk, BPF_ANY);
+		emit(VG_EV_STATE, sk, &t, oldstate, newstate, &hs, flags, id >> 32);
+		return 0;
+	}
+
+	if (oldstate == TCP_SYN_SENT) {
+		struct vg_handshake *hs = bpf_map_lookup_elem(&handshakes, &sk);
+		struct vg_event *e = emit_begin(VG_EV_STATE, sk, &t, oldstate, newstate, hs, flags, id >> 32);
+		if (e) {
+			/* Why the handshake ended: tcp_write_err() leaves ETIMEDOUT, tcp_reset() ECONNREFUSED,
+			 * an ICMP error EHOSTUNREACH & co; an application closing the socket leaves 0. */
+			e->sk_err = BPF_CORE_READ((const struct sock *)sk, sk_err);
+			emit_end(e);
+		}
+		if (hs) {
+			struct vg_tuple_key k;
+			tuple_key(&t, &k);
+			bpf_map_delete_elem(&tuples, &k);
+			bpf_map_delete_elem(&handshakes, &sk);
+		}
+		return 0;
+	}
+
+	emit(VG_EV_STATE, sk, &t, oldstate, newstate, NULL, flags, id >> 32);
+	return 0;
+}
+
+/* Retransmits and resets read the socket itself: their record layouts differ across kernels, struct sock not. */
+static __always_inline int on_sock_event(__u8 kind, const struct sock *sk, int state)
+{
+	struct vg_tuple t;
+	tuple_from_sock(sk, &t);
+	bool svc = is_service(&t);
+	if (!svc && !cfg_trace_all)
+		return 0;
+
+	__u64 key = (__u64)sk;
+	struct vg_handshake *hs = NULL;
+	if (state == TCP_SYN_SENT) {
+		hs = bpf_map_lookup_elem(&handshakes, &key);
+		/* Retransmits of one socket are serialised by its lock: no atomic needed. */
+		if (hs && kind == VG_EV_RETRANSMIT)
+			hs->syn_retransmits++;
+	}
+	emit(kind, key, &t, state, state, hs, svc ? VG_F_SERVICE : 0, 0);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int vg_tcp_retransmit_skb(void *ctx)
+{
+	int state = 0;
+	const struct sock *sk = retransmit_skaddr(ctx, &state);
+	return on_sock_event(VG_EV_RETRANSMIT, sk, state);
+}
+
+SEC("tracepoint/tcp/tcp_receive_reset")
+int vg_tcp_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
+{
+	const struct sock *sk = ctx->skaddr;
+	return on_sock_event(VG_EV_RESET, sk, BPF_CORE_READ(sk, __sk_common.skc_state));
+}
+
+static __always_inline void read_inet_addr(__u8 *dst, __u16 family, const union nf_inet_addr *src)
+{
+	if (family == AF_INET)
+		bpf_probe_read_kernel(dst, 4, src);
+	else
+		bpf_probe_read_kernel(dst, 16, src);
+}
+
+/*
+ * ip_vs_conn_new(p, dest_af, daddr, dport, flags, dest, fwmark): same signature 5.10 .. 6.12. The real
+ * destination is in daddr/dport; the client and virtual addresses are in *p.
+ */
+SEC("kprobe/ip_vs_conn_new")
+int BPF_KPROBE(vg_ip_vs_conn_new, const void *param, int dest_af, const union nf_inet_addr *daddr, __be16 dport)
+{
+	count(VG_C_IPVS_SEEN);
+	struct vg_ipvs_param p = {};
+	if (read_ipvs_param(param, &p) || p.protocol != IPPROTO_TCP)
+		return 0;
+
+	struct vg_tuple t = {};
+	t.family = p.af;
+	t.sport = bpf_ntohs(p.cport);
+	t.dport = bpf_ntohs(p.vport);
+	read_inet_addr(t.saddr, p.af, p.caddr);
+	read_inet_addr(t.daddr, p.af, p.vaddr);
+
+	struct vg_tuple_key k;
+	tuple_key(&t, &k);
+	__u64 sk = 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	__u64 *skp = bpf_map_lookup_elem(&connecting, &tid);
+	if (skp) {
+		/* Softirq work for other flows can run on top of this thread: only trust an exact 4-tuple match. */
+		struct vg_tuple st;
+		tuple_from_sock((const struct sock *)*skp, &st);
+		struct vg_tuple_key sk_key;
+		tuple_key(&st, &sk_key);
+		if (tuple_key_eq(&sk_key, &k)) {
+			sk = *skp;
+			bpf_map_delete_elem(&connecting, &tid);
+			bpf_map_update_elem(&tuples, &k, &sk, BPF_ANY);
+		}
+	}
+	if (!sk) {
+		skp = bpf_map_lookup_elem(&tuples, &k);
+		if (skp)
+			sk = *skp;
+	}
+
+	bool svc = is_service(&t);
+	__u8 flags = svc ? VG_F_SERVICE : 0;
+	struct vg_handshake *hs = sk ? bpf_map_lookup_elem(&handshakes, &sk) : NULL;
+	if (!hs) {
+		count(VG_C_IPVS_UNMATCHED);
+		if (!svc && !cfg_trace_all)
+			return 0;
+		struct vg_handshake tmp = {};
+		tmp.backend_family = dest_af;
+		tmp.backend_port = bpf_ntohs(dport);
+		read_inet_addr(tmp.backend_addr, dest_af, daddr);
+		emit(VG_EV_IPVS_CONN, sk, &t, 0, 0, &tmp, flags | VG_F_NO_SOCKET, 0);
+		return 0;
+	}
+
+	if (hs->backend_family)
+		flags |= VG_F_RESCHEDULED;
+	hs->backend_family = dest_af;
+	hs->backend_port = bpf_ntohs(dport);
+	__builtin_memset(hs->backend_addr, 0, 16);
+	read_inet_addr(hs->backend_addr, dest_af, daddr);
+	/* pid only when IPVS ran inside connect(); a rescheduled retransmit runs from a timer. */
+	emit(VG_EV_IPVS_CONN, sk, &t, TCP_SYN_SENT, TCP_SYN_SENT, hs, flags, (flags & VG_F_RESCHEDULED) ? 0 : id >> 32);
+	return 0;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * The one contract between vipguard's BPF programs and userspace.
+ *
+ * Fixed-width fields only and no libc includes: this header is compiled into the BPF object and into the
+ * native addon (which checks sizeof(struct vg_event) at build time), and src/receiver/events.ts decodes the
+ * same layout — the only decoder. Change a field here and change VG_EVENT_SIZE there.
+ */
+#ifndef VIPGUARD_H
+#define VIPGUARD_H
+
+#define VG_EVENT_SIZE 96
+
+enum vg_event_kind {
+	VG_EV_STATE = 1,      /* sock:inet_sock_set_state, old_state -> new_state */
+	VG_EV_RETRANSMIT = 2, /* tcp:tcp_retransmit_skb; new_state = the socket's state */
+	VG_EV_RESET = 3,      /* tcp:tcp_receive_reset; new_state = the socket's state */
+	VG_EV_IPVS_CONN = 4,  /* kprobe ip_vs_conn_new: IPVS chose backend_* for this socket */
+};
+
+enum vg_event_flags {
+	VG_F_SERVICE = 1 << 0,     /* daddr:dport is a configured virtual service */
+	VG_F_RESCHEDULED = 1 << 1, /* IPVS_CONN for a socket that already had a backend */
+	VG_F_NO_SOCKET = 1 << 2,   /* IPVS_CONN that matched no traced socket (sk = 0) */
+};
+
+struct vg_event {
+	__u64 ts_ns;    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 sk;       /* kernel socket address: the connection's identity from Close->SynSent on */
+	__u64 start_ns; /* when the socket entered SYN_SENT, 0 if not seen */
+	__u32 pid;      /* tgid if in the connecting process's context, else 0 (softirq, timers) */
+	__u16 sport;    /* host byte order; 0 before inet_hash_connect() binds it */
+	__u16 dport;    /* host byte order; the port the socket connected to (the virtual service) */
+	__u16 backend_port; /* host byte order; real destination chosen by IPVS, 0 if unknown */
+	__u8 kind;          /* enum vg_event_kind */
+	__u8 family;        /* AF_INET (2) or AF_INET6 (10) */
+	__u8 old_state;     /* TCP_* as in include/net/tcp_states.h */
+	__u8 new_state;
+	__u8 backend_family; /* 0 while unknown */
+	__u8 flags;          /* enum vg_event_flags */
+	__u16 syn_retransmits; /* SYN retransmits of this socket so far */
+	__u16 sk_err;          /* sk->sk_err on leaving SYN_SENT: ETIMEDOUT, ECONNREFUSED, EHOSTUNREACH, 0 */
+	__u32 pad1;
+	__u8 saddr[16]; /* IPv4 in the first 4 bytes; network byte order */
+	__u8 daddr[16];
+	__u8 backend_addr[16];
+};
+
+/* Per-CPU counters, read by userspace as sums (native: readPercpuCounters). */
+enum vg_counter {
+	VG_C_EVENTS = 0,       /* events submitted to the ring buffer */
+	VG_C_LOST,             /* ring buffer full: event dropped */
+	VG_C_HANDSHAKE_FULL,   /* handshake map full: socket traced without start time / backend */
+	VG_C_IPVS_UNMATCHED,   /* ip_vs_conn_new for no socket we trace (forwarded traffic, other netns) */
+	VG_C_IPVS_SEEN,        /* ip_vs_conn_new calls seen */
+	VG_C__MAX,
+};
+
+/* Key of the `services` map: a virtual service the kernel side filters on. */
+struct vg_service_key {
+	__u8 family;
+	__u8 pad;
+	__u16 port; /* host byte order */
+	__u8 addr[16];
+};
+
+#endif /* VIPGUARD_H */
