@@ -1,0 +1,169 @@
+// Loads bpf/receiver.bpf.c and attaches its hooks one by one, reporting which are active and why others are
+// not: without kprobes or ip_vs the tracepoints still trace every connection, with the backend unknown.
+import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { BpfObject, LibbpfError, openBpfObject, records } from '../native/bpf';
+import { bpfObjectPath } from '../common/paths';
+import { parseAddr } from '../common/addr';
+import { COUNTERS, CounterName, decodeEvent, KernelEvent } from './events';
+
+export interface HookStatus {
+  program: string;
+  hook: string;
+  active: boolean;
+  /** why it is not active, and what would make it so */
+  reason?: string;
+}
+
+export interface ServiceKey {
+  address: string;
+  port: number;
+  /** index into the caller's service list, stored as the map value */
+  id: number;
+}
+
+export interface ProbeOptions {
+  traceAll?: boolean;
+  ringBufferBytes?: number;
+  services?: ServiceKey[];
+  objectPath?: string;
+  /** retry attaching the ip_vs kprobe this often while ip_vs is not loaded (0: never) */
+  kprobeRetryMs?: number;
+}
+
+const HOOKS: Record<string, string> = {
+  vg_inet_sock_set_state: 'tracepoint sock:inet_sock_set_state',
+  vg_tcp_retransmit_skb: 'tracepoint tcp:tcp_retransmit_skb',
+  vg_tcp_receive_reset: 'tracepoint tcp:tcp_receive_reset',
+  vg_ip_vs_conn_new: 'kprobe ip_vs_conn_new',
+};
+const KPROBE = 'vg_ip_vs_conn_new';
+
+/** libbpf finds tracepoints through tracefs; many hosts do not mount it. */
+export function ensureTracefs(): void {
+  for (const dir of ['/sys/kernel/tracing', '/sys/kernel/debug/tracing']) {
+    if (fs.existsSync(`${dir}/events`)) return;
+  }
+  const r = spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing'], { encoding: 'utf8' });
+  if (r.status !== 0 || !fs.existsSync('/sys/kernel/tracing/events')) {
+    throw new Error(`mounting tracefs on /sys/kernel/tracing: ${(r.stderr || r.error?.message || 'failed').trim()} — ` +
+      'mount it yourself (mount -t tracefs nodev /sys/kernel/tracing) or run as root');
+  }
+}
+
+export function kernelHasKprobes(): boolean {
+  return fs.existsSync('/sys/bus/event_source/devices/kprobe') ||
+    fs.existsSync('/sys/kernel/tracing/kprobe_events') || fs.existsSync('/sys/kernel/debug/tracing/kprobe_events');
+}
+
+export function ipvsLoaded(): boolean {
+  return fs.existsSync('/sys/module/ip_vs');
+}
+
+export function serviceKey(address: string, port: number): Buffer {
+  const { family, bytes } = parseAddr(address);
+  const key = Buffer.alloc(20);
+  key[0] = family === 4 ? 2 : 10;
+  key.writeUInt16LE(port, 2);
+  bytes.copy(key, 4);
+  return key;
+}
+
+export class ReceiverProbe {
+  readonly hooks: HookStatus[] = [];
+  private readonly obj: BpfObject;
+  private services = new Map<string, ServiceKey>();
+  private retryTimer?: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly onEvents: (events: KernelEvent[]) => void, opts: ProbeOptions = {}) {
+    ensureTracefs();
+    this.obj = openBpfObject(opts.objectPath ?? bpfObjectPath('receiver'));
+    try {
+      this.obj.setGlobal('cfg_trace_all', Buffer.from([opts.traceAll ? 1 : 0]));
+      if (opts.ringBufferBytes) this.obj.setMapMaxEntries('events', opts.ringBufferBytes);
+      const kprobes = kernelHasKprobes();
+      if (!kprobes) this.obj.setAutoload(KPROBE, false);
+      this.obj.load();
+      for (const p of this.obj.programs()) {
+        const hook = HOOKS[p.name] ?? p.section;
+        if (p.name === KPROBE && !kprobes) {
+          this.hooks.push({ program: p.name, hook, active: false, reason: 'this kernel has no kprobes (CONFIG_KPROBES off): backends will be unknown' });
+          continue;
+        }
+        this.hooks.push(this.tryAttach(p.name, hook));
+      }
+      this.setServices(opts.services ?? []);
+      this.obj.openRingBuffer('events', (batch) => this.onBatch(batch));
+    } catch (e) {
+      this.obj.close();
+      throw e;
+    }
+    const k = this.hooks.find((h) => h.program === KPROBE);
+    const retryMs = opts.kprobeRetryMs ?? 5000;
+    if (k && !k.active && kernelHasKprobes() && retryMs > 0) {
+      // ip_vs loads on first use (ipvsadm, keepalived, kube-proxy): pick it up when it appears.
+      this.retryTimer = setInterval(() => {
+        if (!ipvsLoaded()) return;
+        const s = this.tryAttach(KPROBE, HOOKS[KPROBE]);
+        Object.assign(k, s);
+        if (s.active) clearInterval(this.retryTimer);
+      }, retryMs);
+      this.retryTimer.unref();
+    }
+  }
+
+  private tryAttach(program: string, hook: string): HookStatus {
+    if (program === KPROBE && !ipvsLoaded()) {
+      return { program, hook, active: false, reason: 'ip_vs is not loaded (modprobe ip_vs): backends unknown until it is' };
+    }
+    try {
+      this.obj.attach(program);
+      return { program, hook, active: true };
+    } catch (e) {
+      const err = e as LibbpfError;
+      return { program, hook, active: false, reason: `${err.message}${err.logTail ? ` (${err.logTail.trim().split('\n').pop()})` : ''}` };
+    }
+  }
+
+  private onBatch(batch: Buffer): void {
+    const out: KernelEvent[] = [];
+    for (const rec of records(batch)) out.push(decodeEvent(rec));
+    this.onEvents(out);
+  }
+
+  /** Replaces the set of virtual services the kernel side filters on (diffed: no gap while updating). */
+  setServices(list: ServiceKey[]): void {
+    const next = new Map(list.map((s) => [serviceKey(s.address, s.port).toString('hex'), s]));
+    for (const [hex, s] of next) {
+      const v = Buffer.alloc(4);
+      v.writeUInt32LE(s.id);
+      this.obj.mapUpdate('services', Buffer.from(hex, 'hex'), v);
+    }
+    for (const hex of this.services.keys()) {
+      if (!next.has(hex)) this.obj.mapDelete('services', Buffer.from(hex, 'hex'));
+    }
+    this.services = next;
+  }
+
+  counters(): Record<CounterName, bigint> {
+    const sums = this.obj.percpuSums('counters', COUNTERS.length);
+    return Object.fromEntries(COUNTERS.map((n, i) => [n, sums[i]])) as Record<CounterName, bigint>;
+  }
+
+  /** Delivers whatever is in the ring buffer now. */
+  drain(): number {
+    return this.obj.consumeRingBuffer();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.retryTimer);
+    try {
+      this.obj.consumeRingBuffer();
+    } finally {
+      this.obj.close();
+    }
+  }
+}

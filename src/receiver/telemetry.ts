@@ -1,0 +1,187 @@
+// Classified attempts and connections -> OpenTelemetry spans and metrics, named as src/telemetry/metadata.ts
+// declares. Kernel timestamps become wall-clock time through a measured monotonic->realtime offset.
+import * as os from 'node:os';
+import { Attributes, Counter, Histogram, ROOT_CONTEXT, SpanContext, SpanKind, SpanStatusCode, trace, Tracer, UpDownCounter } from '@opentelemetry/api';
+import { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { MeterProvider, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { KernelClock } from '../native/clock';
+import { Attempt, Connection, LifecycleSink, SocketInfo } from './lifecycle';
+import { Endpoint } from './events';
+import { AttributeName, METRICS, MetricName, SpanName } from '../telemetry/metadata';
+import { DropReason, QueueSpanProcessor } from '../telemetry/export';
+
+type Attrs = Partial<Record<AttributeName, string | number>>;
+
+export interface ReceiverTelemetryOptions {
+  spanExporter: SpanExporter;
+  metricExporter: PushMetricExporter;
+  metricIntervalMs: number;
+  spanDelayMs: number;
+  maxQueueSize: number;
+  maxBatchSize: number;
+  /** losses the telemetry cannot see itself (BPF counters, lifecycle), read at each metric collection */
+  externalLosses?: () => Partial<Record<string, number | bigint>>;
+  clock?: { toHrTime(ns: bigint): [number, number] };
+  serviceInstance?: string;
+}
+
+const SCOPE = 'vipguard.receiver';
+
+function endpointAttrs(s: SocketInfo, backend: Endpoint | undefined): Attrs {
+  const a: Attrs = {
+    'vipguard.service': s.service ?? 'unconfigured',
+    'server.address': s.dst.addr,
+    'server.port': s.dst.port,
+  };
+  if (backend) {
+    a['network.peer.address'] = backend.addr;
+    a['network.peer.port'] = backend.port;
+  }
+  return a;
+}
+
+function spanAttrs(s: SocketInfo, backend: Endpoint | undefined, outcome: string): Attrs {
+  const a: Attrs = {
+    ...endpointAttrs(s, backend),
+    'network.transport': 'tcp',
+    'network.type': s.family === 4 ? 'ipv4' : 'ipv6',
+    'network.local.address': s.src.addr,
+    'vipguard.outcome': outcome,
+  };
+  if (s.src.port) a['network.local.port'] = s.src.port;
+  if (s.pid) a['process.pid'] = s.pid;
+  return a;
+}
+
+export class ReceiverTelemetry implements LifecycleSink {
+  private readonly tracerProvider: BasicTracerProvider;
+  private readonly meterProvider: MeterProvider;
+  private readonly tracer: Tracer;
+  private readonly processor: QueueSpanProcessor;
+  private readonly clock: { toHrTime(ns: bigint): [number, number] };
+  private readonly attempts: Counter;
+  private readonly duration: Histogram;
+  private readonly synRetransmits: Counter;
+  private readonly active: UpDownCounter;
+  private readonly closed: Counter;
+  private readonly events: Counter;
+  /** per socket: the span context its next span hangs under (previous attempt, or the establishing one) */
+  private readonly chain = new Map<bigint, SpanContext>();
+  private readonly dropped: Record<DropReason, number> = { export_queue_full: 0, export_failed: 0 };
+
+  constructor(opts: ReceiverTelemetryOptions) {
+    this.clock = opts.clock ?? new KernelClock();
+    const resource = resourceFromAttributes({
+      'service.name': 'vipguard-receiver',
+      'service.instance.id': opts.serviceInstance ?? `${os.hostname()}/${process.pid}`,
+      'host.name': os.hostname(),
+    });
+    this.processor = new QueueSpanProcessor(opts.spanExporter, {
+      maxQueueSize: opts.maxQueueSize,
+      maxBatchSize: opts.maxBatchSize,
+      delayMs: opts.spanDelayMs,
+      // The actuator acts on failed handshakes: do not let them sit in a batch.
+      urgent: (s) => s.status.code === SpanStatusCode.ERROR && s.name === 'vipguard.connect',
+      onDrop: (n, reason) => (this.dropped[reason] += n),
+    });
+    this.tracerProvider = new BasicTracerProvider({ resource, spanProcessors: [this.processor] });
+    this.tracer = this.tracerProvider.getTracer(SCOPE);
+    this.meterProvider = new MeterProvider({
+      resource,
+      readers: [new PeriodicExportingMetricReader({
+        exporter: opts.metricExporter,
+        exportIntervalMillis: opts.metricIntervalMs,
+        exportTimeoutMillis: Math.min(opts.metricIntervalMs, 10_000),
+      })],
+    });
+    const meter = this.meterProvider.getMeter(SCOPE);
+    const m = (name: MetricName) => ({ description: METRICS[name].description, unit: METRICS[name].unit });
+    this.attempts = meter.createCounter('vipguard.connect.attempts', m('vipguard.connect.attempts'));
+    this.duration = meter.createHistogram('vipguard.connect.duration', {
+      ...m('vipguard.connect.duration'),
+      advice: { explicitBucketBoundaries: [...METRICS['vipguard.connect.duration'].buckets] },
+    });
+    this.synRetransmits = meter.createCounter('vipguard.connect.syn_retransmits', m('vipguard.connect.syn_retransmits'));
+    this.active = meter.createUpDownCounter('vipguard.connections.active', m('vipguard.connections.active'));
+    this.closed = meter.createCounter('vipguard.connections.closed', m('vipguard.connections.closed'));
+    this.events = meter.createCounter('vipguard.receiver.events', m('vipguard.receiver.events'));
+    const lost = meter.createObservableCounter('vipguard.receiver.events.lost', m('vipguard.receiver.events.lost'));
+    lost.addCallback((obs) => {
+      const all: Record<string, number | bigint> = { ...this.dropped, ...(opts.externalLosses?.() ?? {}) };
+      for (const [reason, n] of Object.entries(all)) obs.observe(Number(n), { 'vipguard.reason': reason });
+    });
+  }
+
+  countEvents(n: number): void {
+    this.events.add(n);
+  }
+
+  get spansExported(): number {
+    return this.processor.exported;
+  }
+
+  private span(name: SpanName, s: SocketInfo, startNs: bigint, endNs: bigint, attrs: Attrs, failed: string | undefined,
+    parent: SpanContext | undefined): SpanContext {
+    const ctx = parent ? trace.setSpanContext(ROOT_CONTEXT, parent) : ROOT_CONTEXT;
+    const span = this.tracer.startSpan(name, {
+      kind: SpanKind.CLIENT,
+      startTime: this.clock.toHrTime(startNs),
+      attributes: attrs as Attributes,
+      links: parent ? [{ context: parent }] : [],
+    }, ctx);
+    if (failed) {
+      span.setAttribute('error.type', failed);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: failed });
+    }
+    span.end(this.clock.toHrTime(endNs));
+    return span.spanContext();
+  }
+
+  attemptEnded(a: Attempt): void {
+    const s = a.socket;
+    const seconds = Number(a.endNs - a.startNs) / 1e9;
+    const attrs: Attrs = {
+      ...spanAttrs(s, a.backend, a.outcome),
+      'vipguard.attempt': a.index,
+      'vipguard.syn_retransmits': a.synRetransmits,
+      'vipguard.handshake.duration': seconds,
+    };
+    const ok = a.outcome === 'established';
+    const ctx = this.span('vipguard.connect', s, a.startNs, a.endNs, attrs, ok ? undefined : a.outcome, this.chain.get(s.sk));
+    if (a.final && !ok) this.chain.delete(s.sk);
+    else this.chain.set(s.sk, ctx);
+
+    const metricAttrs = { ...endpointAttrs(s, a.backend), 'vipguard.outcome': a.outcome };
+    this.attempts.add(1, metricAttrs as Attributes);
+    this.duration.record(seconds, metricAttrs as Attributes);
+    if (a.outcome === 'unanswered' && !a.final) this.synRetransmits.add(1, endpointAttrs(s, a.backend) as Attributes);
+  }
+
+  connectionStarted(c: Omit<Connection, 'endNs' | 'outcome'>): void {
+    this.active.add(1, endpointAttrs(c.socket, c.backend) as Attributes);
+  }
+
+  connectionEnded(c: Connection): void {
+    const s = c.socket;
+    const attrs = endpointAttrs(s, c.backend) as Attributes;
+    this.active.add(-1, attrs);
+    this.closed.add(1, { ...attrs, 'vipguard.outcome': c.outcome });
+    this.span('vipguard.connection', s, c.startNs, c.endNs, spanAttrs(s, c.backend, c.outcome),
+      c.outcome === 'reset' ? 'reset' : undefined, this.chain.get(s.sk));
+    this.chain.delete(s.sk);
+  }
+
+  socketDropped(sk: bigint): void {
+    this.chain.delete(sk);
+  }
+
+  /** Exports queued spans and a final metric collection. */
+  async flush(): Promise<void> {
+    await Promise.allSettled([this.processor.forceFlush(), this.meterProvider.forceFlush()]);
+  }
+
+  async shutdown(): Promise<void> {
+    await Promise.allSettled([this.tracerProvider.shutdown(), this.meterProvider.shutdown()]);
+  }
+}

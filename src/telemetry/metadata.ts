@@ -1,0 +1,124 @@
+// Every span, metric and attribute vipguard emits, declared once. docs/telemetry.md is generated from this file
+// (`vipguard docs telemetry`), the receiver's emitters take their names from it, and tests check that what
+// arrives over OTLP uses only what is declared here, with the declared types and units.
+//
+// Names follow the OpenTelemetry semantic conventions where one exists (server.*, network.*, error.type);
+// vipguard's own live under `vipguard.`.
+
+export type AttrType = 'string' | 'int' | 'double' | 'boolean';
+
+export interface AttributeSpec {
+  type: AttrType;
+  description: string;
+  /** closed set of values, when there is one */
+  values?: readonly string[];
+  example?: string | number;
+}
+
+export const ATTEMPT_OUTCOME_VALUES = ['established', 'refused', 'unanswered', 'unreachable', 'abandoned'] as const;
+export const CONNECTION_OUTCOME_VALUES = ['closed', 'reset'] as const;
+
+export const ATTRIBUTES = {
+  'server.address': { type: 'string', description: 'The virtual service address the client connected to (the IPVS virtual IP).', example: '10.99.0.1' },
+  'server.port': { type: 'int', description: 'The virtual service port.', example: 80 },
+  'network.peer.address': { type: 'string', description: 'The real backend IPVS chose for this attempt; absent when unknown (no kprobes, ip_vs not loaded).', example: '10.200.0.2' },
+  'network.peer.port': { type: 'int', description: 'The real backend port.', example: 8080 },
+  'network.local.address': { type: 'string', description: 'The client socket\'s source address.', example: '10.200.0.1' },
+  'network.local.port': { type: 'int', description: 'The client socket\'s source port; absent while unbound.', example: 41234 },
+  'network.transport': { type: 'string', description: 'Always `tcp` for now.', values: ['tcp'] },
+  'network.type': { type: 'string', description: 'IP version of the virtual service.', values: ['ipv4', 'ipv6'] },
+  'error.type': { type: 'string', description: 'Why a handshake failed (same values as vipguard.outcome, failures only) or `reset` for a reset connection.', values: ['refused', 'unanswered', 'unreachable', 'abandoned', 'reset'] },
+  'process.pid': { type: 'int', description: 'The connecting process, when the kernel saw the connect in its context.', example: 1234 },
+  'vipguard.service': { type: 'string', description: 'The configured name of the virtual service; `unconfigured` in trace-everything mode.', example: 'web' },
+  'vipguard.outcome': { type: 'string', description: 'How the handshake attempt or the connection ended.', values: [...ATTEMPT_OUTCOME_VALUES, ...CONNECTION_OUTCOME_VALUES] },
+  'vipguard.attempt': { type: 'int', description: 'Which SYN of the socket this attempt is: 0 for the original, n for the n-th retransmit.', example: 0 },
+  'vipguard.syn_retransmits': { type: 'int', description: 'SYN retransmits of the socket when the attempt ended.', example: 1 },
+  'vipguard.handshake.duration': { type: 'double', description: 'Seconds from the attempt\'s SYN to its outcome.', example: 0.0012 },
+  'vipguard.reason': { type: 'string', description: 'Why events were lost.', values: ['ring_buffer_full', 'handshake_map_full', 'untracked', 'export_queue_full', 'export_failed'] },
+} as const satisfies Record<string, AttributeSpec>;
+
+export type AttributeName = keyof typeof ATTRIBUTES;
+
+export interface SpanSpec {
+  kind: 'client' | 'internal';
+  description: string;
+  attributes: readonly AttributeName[];
+  /** attributes present only sometimes */
+  optional: readonly AttributeName[];
+  links?: string;
+  status: string;
+}
+
+const ENDPOINT_ATTRS = ['server.address', 'server.port', 'network.transport', 'network.type', 'network.local.address', 'vipguard.service', 'vipguard.outcome'] as const;
+
+export const SPANS = {
+  'vipguard.connect': {
+    kind: 'client',
+    description: 'One TCP handshake attempt through a virtual service: from the SYN until its outcome is known — the SYN-ACK, an RST, or the first SYN retransmit (`unanswered`). A socket whose SYN is retransmitted or rescheduled by IPVS to another backend has one span per attempt, each a child of the previous one, all in one trace.',
+    attributes: [...ENDPOINT_ATTRS, 'vipguard.attempt', 'vipguard.syn_retransmits', 'vipguard.handshake.duration'],
+    optional: ['network.peer.address', 'network.peer.port', 'network.local.port', 'process.pid', 'error.type'],
+    status: 'ERROR for refused, unanswered, unreachable and abandoned attempts; UNSET when established.',
+  },
+  'vipguard.connection': {
+    kind: 'client',
+    description: 'One established connection through a virtual service, from the handshake\'s end until the socket closes. Child of, and linked to, the `vipguard.connect` span that established it.',
+    attributes: [...ENDPOINT_ATTRS],
+    optional: ['network.peer.address', 'network.peer.port', 'network.local.port', 'process.pid', 'error.type'],
+    links: 'the establishing vipguard.connect span',
+    status: 'ERROR when reset; UNSET when closed normally.',
+  },
+} as const satisfies Record<string, SpanSpec>;
+
+export type SpanName = keyof typeof SPANS;
+
+export interface MetricSpec {
+  instrument: 'counter' | 'updowncounter' | 'histogram' | 'gauge';
+  unit: string;
+  description: string;
+  attributes: readonly AttributeName[];
+  buckets?: readonly number[];
+}
+
+const BACKEND_ATTRS = ['vipguard.service', 'server.address', 'server.port', 'network.peer.address', 'network.peer.port'] as const;
+
+export const METRICS = {
+  'vipguard.connect.attempts': {
+    instrument: 'counter', unit: '{attempt}',
+    description: 'Handshake attempts by virtual service, backend and outcome.',
+    attributes: [...BACKEND_ATTRS, 'vipguard.outcome'],
+  },
+  'vipguard.connect.duration': {
+    instrument: 'histogram', unit: 's',
+    description: 'Handshake attempt duration: SYN to outcome.',
+    attributes: [...BACKEND_ATTRS, 'vipguard.outcome'],
+    // Sub-millisecond on a LAN up to the kernel's first SYN retransmit (1 s) and its give-up (~130 s).
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 130],
+  },
+  'vipguard.connect.syn_retransmits': {
+    instrument: 'counter', unit: '{retransmit}',
+    description: 'SYN retransmits by virtual service and the backend the retransmitted SYN had been sent to.',
+    attributes: [...BACKEND_ATTRS],
+  },
+  'vipguard.connections.active': {
+    instrument: 'updowncounter', unit: '{connection}',
+    description: 'Established connections currently open, by virtual service and backend.',
+    attributes: [...BACKEND_ATTRS],
+  },
+  'vipguard.connections.closed': {
+    instrument: 'counter', unit: '{connection}',
+    description: 'Established connections that ended, by outcome (closed or reset).',
+    attributes: [...BACKEND_ATTRS, 'vipguard.outcome'],
+  },
+  'vipguard.receiver.events': {
+    instrument: 'counter', unit: '{event}',
+    description: 'Kernel events the receiver read from its ring buffer.',
+    attributes: [],
+  },
+  'vipguard.receiver.events.lost': {
+    instrument: 'counter', unit: '{event}',
+    description: 'Events or telemetry lost, by reason: the kernel ring buffer or handshake map was full, a socket was dropped without an outcome, or spans could not be queued or exported.',
+    attributes: ['vipguard.reason'],
+  },
+} as const satisfies Record<string, MetricSpec>;
+
+export type MetricName = keyof typeof METRICS;

@@ -1,0 +1,15 @@
+// Small shared test helpers. No fakes of the kernel here: tests that need the kernel use the real one.
+
+/** For node:test's `skip`: a reason string when not root, false when root. */
+export function requireRoot(): string | false {
+  return process.getuid && process.getuid() === 0 ? false : 'needs root (BPF, namespaces): run as root';
+}
+
+/** Polls `cond` every 10 ms until true; fails after `timeoutMs` naming what was awaited. */
+export async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,0 +1,116 @@
+// The lifecycle classifier on hand-built event sequences: the orders the kernel produces, and lost events.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { Attempt, Connection, Lifecycle, LifecycleSink } from '../../src/receiver/lifecycle';
+import { Endpoint, KernelEvent, TcpState } from '../../src/receiver/events';
+
+const VIP: Endpoint = { addr: '10.99.0.1', port: 80 };
+const B1: Endpoint = { addr: '10.200.0.2', port: 80 };
+const B2: Endpoint = { addr: '10.200.0.4', port: 80 };
+const ms = (n: number) => BigInt(n) * 1_000_000n;
+
+function ev(kind: KernelEvent['kind'], t: number, o: Partial<KernelEvent> = {}): KernelEvent {
+  return {
+    kind, tsNs: ms(t), sk: 0xabcn, startNs: 0n, pid: 42, family: 4, src: { addr: '10.200.0.1', port: 40000 },
+    dst: VIP, oldState: 0, newState: 0, synRetransmits: 0, skErr: 0, service: true, rescheduled: false,
+    noSocket: false, ...o,
+  };
+}
+const st = (t: number, from: number, to: number, o: Partial<KernelEvent> = {}) => ev('state', t, { oldState: from, newState: to, ...o });
+const synSent = (t: number, o: Partial<KernelEvent> = {}) =>
+  st(t, TcpState.CLOSE, TcpState.SYN_SENT, { src: { addr: '10.200.0.1', port: 0 }, startNs: ms(t), ...o });
+const ipvs = (t: number, backend: Endpoint, o: Partial<KernelEvent> = {}) =>
+  ev('ipvs_conn', t, { backend, oldState: TcpState.SYN_SENT, newState: TcpState.SYN_SENT, ...o });
+const retx = (t: number, n: number) => ev('retransmit', t, { oldState: TcpState.SYN_SENT, newState: TcpState.SYN_SENT, synRetransmits: n });
+
+function run(events: KernelEvent[]) {
+  const attempts: Attempt[] = [];
+  const started: unknown[] = [];
+  const ended: Connection[] = [];
+  const sink: LifecycleSink = {
+    attemptEnded: (a) => attempts.push(a),
+    connectionStarted: (c) => started.push(c),
+    connectionEnded: (c) => ended.push(c),
+  };
+  const lc = new Lifecycle(sink, { serviceOf: (d) => (d.addr === VIP.addr && d.port === VIP.port ? 'web' : undefined) });
+  for (const e of events) lc.handle(e);
+  const brief = attempts.map((a) => `${a.index}:${a.backend?.addr ?? '?'}:${a.outcome}${a.final ? '' : '+'}`);
+  return { attempts, started, ended, brief, lc };
+}
+
+test('established then closed: one attempt, one connection, timings and service', () => {
+  const r = run([
+    synSent(0), ipvs(0, B1), st(2, TcpState.SYN_SENT, TcpState.ESTABLISHED),
+    st(50, TcpState.ESTABLISHED, TcpState.FIN_WAIT1), st(51, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2),
+    st(52, TcpState.FIN_WAIT2, TcpState.CLOSE),
+  ]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:established']);
+  assert.equal(r.attempts[0].endNs - r.attempts[0].startNs, ms(2));
+  assert.equal(r.attempts[0].socket.service, 'web');
+  assert.equal(r.attempts[0].socket.src.port, 40000, 'source port learnt after SynSent');
+  assert.equal(r.started.length, 1);
+  assert.equal(r.ended.length, 1);
+  assert.equal(r.ended[0].outcome, 'closed');
+  assert.equal(r.ended[0].backend?.addr, B1.addr);
+  assert.equal(r.ended[0].endNs - r.ended[0].startNs, ms(50));
+});
+
+test('refused: RST in SynSent ends the attempt at the reset, with the backend', () => {
+  const r = run([synSent(0), ipvs(0, B1), ev('reset', 1, { newState: TcpState.SYN_SENT, oldState: TcpState.SYN_SENT }),
+    st(1, TcpState.SYN_SENT, TcpState.CLOSE, { skErr: 111 })]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:refused']);
+  assert.equal(r.attempts[0].endNs, ms(1));
+  assert.equal(r.ended.length, 0);
+});
+
+test('rescheduled by IPVS, kprobe before the retransmit tracepoint: unanswered on B1, established on B2', () => {
+  const r = run([synSent(0), ipvs(0, B1), ipvs(1000, B2, { rescheduled: true }), retx(1000, 1),
+    st(1001, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 1 }), st(2000, TcpState.ESTABLISHED, TcpState.CLOSE)]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+', '1:10.200.0.4:established']);
+  assert.equal(r.ended[0].backend?.addr, B2.addr, 'the connection belongs to the backend that answered');
+});
+
+test('rescheduled by IPVS, retransmit tracepoint first: the same attempts', () => {
+  const r = run([synSent(0), ipvs(0, B1), retx(1000, 1), ipvs(1000, B2, { rescheduled: true, synRetransmits: 1 }),
+    st(1001, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 1 })]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+', '1:10.200.0.4:established']);
+});
+
+test('never answered: each SYN an unanswered attempt, the last one final when the kernel gives up', () => {
+  const r = run([synSent(0), ipvs(0, B1), retx(1000, 1), retx(3000, 2), st(7000, TcpState.SYN_SENT, TcpState.CLOSE, { skErr: 110, synRetransmits: 2 })]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+', '1:10.200.0.2:unanswered+', '2:10.200.0.2:unanswered']);
+  assert.deepEqual(r.attempts.map((a) => Number(a.endNs - a.startNs) / 1e6), [1000, 2000, 4000]);
+});
+
+test('abandoned: the application closes in SynSent; unreachable: an ICMP error', () => {
+  assert.deepEqual(run([synSent(0), ipvs(0, B1), retx(1000, 1), st(1500, TcpState.SYN_SENT, TcpState.CLOSE)]).brief,
+    ['0:10.200.0.2:unanswered+', '1:10.200.0.2:abandoned']);
+  assert.deepEqual(run([synSent(0), ipvs(0, B1), st(5, TcpState.SYN_SENT, TcpState.CLOSE, { skErr: 113 })]).brief,
+    ['0:10.200.0.2:unreachable']);
+});
+
+test('reset after established', () => {
+  const r = run([synSent(0), st(1, TcpState.SYN_SENT, TcpState.ESTABLISHED),
+    ev('reset', 9, { oldState: TcpState.ESTABLISHED, newState: TcpState.ESTABLISHED }), st(9, TcpState.ESTABLISHED, TcpState.CLOSE)]);
+  assert.equal(r.ended[0].outcome, 'reset');
+  assert.equal(r.attempts[0].backend, undefined, 'no kprobe: backend unknown, not guessed');
+});
+
+test('lost events: no outcome is invented', () => {
+  // A second SynSent on the same socket address means the first socket's end was lost.
+  const r = run([synSent(0), ipvs(0, B1), synSent(10), st(11, TcpState.SYN_SENT, TcpState.ESTABLISHED)]);
+  assert.equal(r.attempts.length, 1, 'only the socket we saw whole');
+  assert.equal(r.attempts[0].startNs, ms(10));
+  assert.equal(r.lc.stats().untracked, 1);
+  // Events of sockets never seen starting are ignored.
+  const r2 = run([st(5, TcpState.SYN_SENT, TcpState.ESTABLISHED), retx(6, 1), st(7, TcpState.ESTABLISHED, TcpState.CLOSE)]);
+  assert.equal(r2.attempts.length + r2.ended.length, 0);
+});
+
+test('expire drops handshakes whose end was lost, counted', () => {
+  const r = run([synSent(0)]);
+  assert.equal(r.lc.expire(ms(1000)), 0);
+  assert.equal(r.lc.expire(ms(301_000)), 1);
+  assert.equal(r.lc.stats().untracked, 1);
+  assert.equal(r.attempts.length, 0);
+});
