@@ -29,6 +29,11 @@ static const char *ErrnoName(int err)
 	case EAFNOSUPPORT: return "EAFNOSUPPORT";
 	case ETIMEDOUT: return "ETIMEDOUT";
 	case ESTALE: return "ESTALE";
+	case ENOBUFS: return "ENOBUFS";
+	case EMSGSIZE: return "EMSGSIZE";
+	case EPROTO: return "EPROTO";
+	case ENOTSOCK: return "ENOTSOCK";
+	case ECONNREFUSED: return "ECONNREFUSED";
 	default: return "EUNKNOWN";
 	}
 }
