@@ -1,0 +1,221 @@
+// The receiver on real IPVS (runs inside the lab VM on 5.10, 6.1, 6.12): the original prototype's four
+// scenarios — direct, accepted, refused, not responding — with values asserted in order, then the behaviour the
+// product is built on: a connect pending on a black-holed backend is rescued onto a healthy one at its next SYN
+// retransmit once the dead destination's weight is 0 (net.ipv4.vs.expire_nodest_conn=1), and not without it.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { Topology } from '../../src/lab/topology';
+import { Receiver } from '../../src/receiver/receiver';
+import { Attempt, Connection, LifecycleSink } from '../../src/receiver/lifecycle';
+import { KernelEvent, TcpState, stateName } from '../../src/receiver/events';
+import { IpvsClient } from '../../src/actuator/ipvs';
+import { waitFor } from '../helpers';
+
+const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
+const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS and kprobes: runs inside the lab VM';
+const NODEST = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
+
+interface Capture {
+  events: KernelEvent[];
+  attempts: Attempt[];
+  connections: Connection[];
+}
+
+function connectOnce(host: string, port: number, opts: { waitMs: number; send?: string }): Promise<{ kind: string; ms: number; localPort?: number }> {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const s = net.connect({ host, port });
+    const done = (kind: string) => {
+      clearTimeout(timer);
+      const localPort = s.localPort;
+      if (kind !== 'connected' || !opts.send) s.destroy();
+      resolve({ kind, ms: Date.now() - t0, localPort });
+    };
+    const timer = setTimeout(() => done('pending'), opts.waitMs);
+    s.once('connect', () => {
+      if (opts.send) s.write(opts.send);
+      done('connected');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'refused' : `error ${e.code}`));
+    s.on('data', () => {});
+  });
+}
+
+describe('receiver on real IPVS', { skip: SKIP }, () => {
+  let topo: Topology;
+  let receiver: Receiver;
+  const cap: Capture = { events: [], attempts: [], connections: [] };
+  const sink: LifecycleSink = {
+    attemptEnded: (a) => cap.attempts.push(a),
+    connectionStarted: () => {},
+    connectionEnded: (c) => cap.connections.push(c),
+  };
+  let nodestBefore = '';
+  let ipvs: IpvsClient;
+
+  before(async () => {
+    nodestBefore = fs.readFileSync(NODEST, 'utf8').trim();
+    topo = await Topology.up({ backends: ['healthy', 'refuse', 'blackhole'] });
+    ipvs = await IpvsClient.open();
+    receiver = new Receiver({
+      services: [{ name: 'web', address: topo.vip.host, port: topo.vip.port }, { name: 'web6', address: topo.vip6!.host, port: topo.vip6!.port }],
+      traceAll: true, sinks: [sink], onEvent: (e) => cap.events.push(e),
+    });
+    for (const line of receiver.describeHooks()) console.log(`[${KERNEL}] ${line}`);
+  });
+
+  after(async () => {
+    receiver?.close();
+    ipvs?.close();
+    fs.writeFileSync(NODEST, nodestBefore);
+    await topo?.down();
+  });
+
+  /** Sets a backend's weight in both services over netlink: milliseconds, where the shell fixture takes ~0.3 s under TCG. */
+  async function weight(name: string, w: number): Promise<void> {
+    const b = topo.backend(name);
+    await ipvs.setDestinationWeight(`tcp/${topo.vip.host}:${topo.vip.port}`, `${b.ip}:${b.port}`, w);
+    await ipvs.setDestinationWeight(`tcp/[${topo.vip6!.host}]:${topo.vip6!.port}`, `[${b.ip6}]:${b.port}`, w);
+  }
+
+  /** Only backend `name` gets new connections. */
+  async function only(name: string): Promise<void> {
+    for (const b of topo.backends) await weight(b.name, b.name === name ? 1 : 0);
+  }
+
+  function socketEvents(localPort: number | undefined, dstPort: number): KernelEvent[] {
+    const sk = cap.events.find((e) => e.src.port === localPort && e.dst.port === dstPort)?.sk;
+    assert.ok(sk !== undefined, `no events for local port ${localPort}`);
+    return cap.events.filter((e) => e.sk === sk && e.dst.port === dstPort);
+  }
+
+  const brief = (e: KernelEvent) => `${e.kind}:${e.kind === 'ipvs_conn' ? `${e.backend?.addr}:${e.backend?.port}` : `${stateName(e.oldState)}>${stateName(e.newState)}`}`;
+
+  test('all four hooks are active, including the ip_vs_conn_new kprobe', () => {
+    for (const h of receiver.hooks) assert.equal(h.active, true, `${h.hook}: ${h.reason}`);
+  });
+
+  test('direct connection to a backend: lifecycle, no IPVS information', async () => {
+    const b1 = topo.backend('b1');
+    const r = await connectOnce(b1.ip, b1.port, { waitMs: 3000 });
+    assert.equal(r.kind, 'connected');
+    await waitFor(() => cap.events.some((e) => e.src.port === r.localPort && e.newState === TcpState.ESTABLISHED), 3000, 'Established');
+    const evs = socketEvents(r.localPort, b1.port);
+    assert.deepEqual(evs.slice(0, 2).map(brief), ['state:CLOSE>SYN_SENT', 'state:SYN_SENT>ESTABLISHED']);
+    assert.ok(evs.every((e) => e.kind !== 'ipvs_conn' && !e.backend), 'no backend for a direct connection');
+    assert.equal(evs[0].dst.addr, b1.ip);
+  });
+
+  test('accepted through IPVS: SynSent, the backend IPVS chose, Established, CloseWait when the server closes', async () => {
+    await only('b1');
+    const b1 = topo.backend('b1');
+    const attMark = cap.attempts.length;
+    const r = await connectOnce(topo.vip.host, topo.vip.port, { waitMs: 3000, send: 'GET / HTTP/1.0\r\n\r\n' });
+    assert.equal(r.kind, 'connected');
+    await waitFor(() => socketEvents(r.localPort, topo.vip.port).some((e) => e.newState === TcpState.CLOSE_WAIT), 5000, 'CloseWait');
+    const evs = socketEvents(r.localPort, topo.vip.port);
+    assert.deepEqual(evs.slice(0, 4).map(brief), [
+      'state:CLOSE>SYN_SENT', `ipvs_conn:${b1.ip}:${b1.port}`, 'state:SYN_SENT>ESTABLISHED', 'state:ESTABLISHED>CLOSE_WAIT',
+    ]);
+    assert.equal(evs[0].src.port, 0, 'SynSent before the source port is bound');
+    assert.equal(evs[1].src.port, r.localPort, 'ip_vs_conn_new matched the socket by its 4-tuple');
+    assert.equal(evs[2].backend?.addr, b1.ip, 'Established carries the real backend');
+    assert.equal(evs[2].backend?.port, b1.port);
+    assert.equal(evs[0].dst.addr, topo.vip.host, 'the socket still names the virtual service');
+    const a = cap.attempts.slice(attMark).find((x) => x.socket.src.port === r.localPort)!;
+    assert.equal(a.outcome, 'established');
+    assert.equal(a.backend?.addr, b1.ip);
+    assert.equal(a.socket.service, 'web');
+  });
+
+  test('refused: a reset from the real backend, then SynSent->Close with ECONNREFUSED', async () => {
+    await only('b2');
+    const b2 = topo.backend('b2');
+    const mark = cap.events.length;
+    const attMark = cap.attempts.length;
+    const r = await connectOnce(topo.vip.host, topo.vip.port, { waitMs: 3000 });
+    assert.equal(r.kind, 'refused');
+    let evs: KernelEvent[] = [];
+    await waitFor(() => {
+      const reset = cap.events.slice(mark).find((e) => e.dst.port === topo.vip.port && e.kind === 'reset');
+      evs = reset ? cap.events.slice(mark).filter((e) => e.sk === reset.sk && e.dst.port === topo.vip.port) : [];
+      return evs.some((e) => e.newState === TcpState.CLOSE);
+    }, 3000, 'the reset and the close');
+    assert.deepEqual(evs.map(brief), ['state:CLOSE>SYN_SENT', `ipvs_conn:${b2.ip}:${b2.port}`, 'reset:SYN_SENT>SYN_SENT', 'state:SYN_SENT>CLOSE']);
+    assert.equal(evs[3].skErr, 111, 'ECONNREFUSED left on the socket');
+    const a = cap.attempts.slice(attMark).find((x) => x.socket.sk === evs[0].sk)!;
+    assert.equal(a.outcome, 'refused');
+    assert.equal(a.backend?.addr, b2.ip);
+  });
+
+  test('not responding: SYN retransmits to the backend, then SynSent->Close when the client gives up', async () => {
+    await only('b3');
+    const b3 = topo.backend('b3');
+    const mark = cap.events.length;
+    const attMark = cap.attempts.length;
+    const r = await connectOnce(topo.vip.host, topo.vip.port, { waitMs: 1600 });
+    assert.equal(r.kind, 'pending');
+    let evs: KernelEvent[] = [];
+    await waitFor(() => {
+      const retx = cap.events.slice(mark).find((e) => e.kind === 'retransmit' && e.dst.port === topo.vip.port);
+      evs = retx ? cap.events.slice(mark).filter((e) => e.sk === retx.sk && e.dst.port === topo.vip.port) : [];
+      return evs.some((e) => e.newState === TcpState.CLOSE);
+    }, 3000, 'the retransmit and the close');
+    assert.deepEqual(evs.map(brief), ['state:CLOSE>SYN_SENT', `ipvs_conn:${b3.ip}:${b3.port}`, 'retransmit:SYN_SENT>SYN_SENT', 'state:SYN_SENT>CLOSE']);
+    assert.equal(evs[2].backend?.addr, b3.ip, 'the retransmit names the backend');
+    assert.equal(evs[2].synRetransmits, 1);
+    await waitFor(() => cap.attempts.slice(attMark).some((x) => x.socket.sk === evs[0].sk && x.final), 3000, 'the final attempt');
+    const atts = cap.attempts.slice(attMark).filter((x) => x.socket.sk === evs[0].sk);
+    assert.deepEqual(atts.map((x) => `${x.index}:${x.outcome}:${x.backend?.addr}`), [`0:unanswered:${b3.ip}`, `1:abandoned:${b3.ip}`]);
+    const firstMs = Number(atts[0].endNs - atts[0].startNs) / 1e6;
+    assert.ok(firstMs > 900 && firstMs < 1500, `first SYN unanswered after the 1 s initial RTO, got ${firstMs} ms`);
+  });
+
+  test('IPv6 through IPVS: accepted, with the IPv6 backend', async () => {
+    await only('b1');
+    const b1 = topo.backend('b1');
+    const attMark = cap.attempts.length;
+    const r = await connectOnce(topo.vip6!.host, topo.vip6!.port, { waitMs: 3000 });
+    assert.equal(r.kind, 'connected');
+    await waitFor(() => cap.attempts.slice(attMark).some((a) => a.socket.src.port === r.localPort && a.socket.family === 6), 3000, 'the IPv6 attempt');
+    const a = cap.attempts.slice(attMark).find((x) => x.socket.src.port === r.localPort && x.socket.family === 6)!;
+    assert.equal(a.outcome, 'established');
+    assert.equal(a.backend?.addr, b1.ip6);
+    assert.equal(a.socket.service, 'web6');
+  });
+
+  for (const nodest of ['1', '0']) {
+    test(`in-flight rescue with expire_nodest_conn=${nodest}: weight 0 on the dead backend ${nodest === '1' ? 'moves' : 'does not move'} a pending connect`, async () => {
+      fs.writeFileSync(NODEST, nodest);
+      await only('b3');
+      const b1 = topo.backend('b1');
+      const b3 = topo.backend('b3');
+      const mark = cap.events.length;
+      const attMark = cap.attempts.length;
+      const pending = connectOnce(topo.vip.host, topo.vip.port, { waitMs: 2500 });
+      await waitFor(() => cap.events.slice(mark).some((e) => e.kind === 'ipvs_conn' && e.backend?.addr === b3.ip), 2000, 'the SYN to the black hole');
+      await weight('b1', 1);
+      await weight('b3', 0);
+      const r = await pending;
+      if (nodest === '0') {
+        assert.equal(r.kind, 'pending', 'without expire_nodest_conn the connect stays on the dead backend');
+        return;
+      }
+      assert.equal(r.kind, 'connected', 'rescued onto the healthy backend');
+      assert.ok(r.ms > 800 && r.ms < 1800, `completed at the first SYN retransmit (~1 s), got ${r.ms} ms`);
+      await waitFor(() => cap.attempts.slice(attMark).some((a) => a.socket.src.port === r.localPort && a.outcome === 'established'), 3000, 'the rescued attempt');
+      const sk = cap.attempts.slice(attMark).find((a) => a.socket.src.port === r.localPort)!.socket.sk;
+      const atts = cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk);
+      assert.deepEqual(atts.map((a) => `${a.index}:${a.outcome}:${a.backend?.addr}`), [`0:unanswered:${b3.ip}`, `1:established:${b1.ip}`],
+        'an unanswered attempt on the dead backend, then one on the healthy one — never a success of the dead one');
+      const evs = cap.events.slice(mark).filter((e) => e.sk === sk && e.dst.port === topo.vip.port).map(brief);
+      // Which comes first in the kernel, the reschedule (kprobe, while transmitting) or the retransmit tracepoint?
+      console.log(`[${KERNEL}] rescue event order: ${evs.join(' ')}`);
+      const resched = cap.events.slice(mark).find((e) => e.sk === sk && e.kind === 'ipvs_conn' && e.backend?.addr === b1.ip);
+      assert.ok(resched?.rescheduled, 'the second ip_vs_conn_new is flagged as a reschedule');
+      assert.equal(resched?.pid, 0, 'from the retransmit timer, not the process');
+    });
+  }
+});
