@@ -1,0 +1,316 @@
+// Loading vipguard.yaml: YAML -> JSON Schema validation (ajv, defaults filled in) -> checks the schema cannot
+// express -> a typed, normalized Config. Every problem is reported with its place in the file, what was expected
+// and what was found; a file with any problem yields no Config at all (the caller keeps the old one).
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import Ajv, { ErrorObject } from 'ajv';
+import { LineCounter, parseDocument, isMap, isNode, isScalar } from 'yaml';
+import { CONFIG_SCHEMA } from './schema';
+import { formatAddr, parseAddr } from '../common/addr';
+import { isLoopback } from '../common/token';
+
+export type Outcome = 'unanswered' | 'refused' | 'unreachable' | 'abandoned';
+
+export interface DestinationConfig {
+  address: string;
+  port: number;
+  weight: number;
+  forward: 'masq' | 'route' | 'tunnel';
+}
+
+export interface QuarantinePolicy {
+  baseMs: number;
+  multiplier: number;
+  maxMs: number;
+  decayAfterMs: number;
+  maxQuarantined: { count: number } | { percent: number };
+  probeBeforeRestore: boolean;
+  probeTimeoutMs: number;
+}
+
+export interface ServiceConfig {
+  name: string;
+  address: string;
+  port: number;
+  protocol: 'tcp';
+  manage: boolean;
+  scheduler: string;
+  destinations?: DestinationConfig[];
+  quarantine: QuarantinePolicy;
+}
+
+export interface ExportSettings {
+  enabled: boolean;
+  endpoint: string;
+  insecure: boolean;
+  tls?: { ca?: string; cert?: string; key?: string };
+  headers: Record<string, string>;
+  timeoutMs: number;
+  spanDelayMs: number;
+  metricIntervalMs: number;
+  maxQueueSize: number;
+  maxBatchSize: number;
+}
+
+export interface RuleConfig {
+  name: string;
+  outcomes: Outcome[];
+  threshold: number;
+  windowMs: number;
+}
+
+export interface Config {
+  services: ServiceConfig[];
+  receiver: { enabled: boolean; traceAll: boolean; ringBufferBytes: number; export: ExportSettings };
+  actuator: {
+    enabled: boolean;
+    listen: string;
+    otlpListen: string;
+    token?: string;
+    stateFile: string;
+    reconcileIntervalMs: number;
+    expireNodestConn: boolean;
+    rules: RuleConfig[];
+    quarantine: QuarantinePolicy;
+    rateLimit: { perSecond: number; burst: number };
+  };
+}
+
+export interface ConfigIssue {
+  /** e.g. services[0].port */
+  path: string;
+  /** line:column in the file, when known */
+  where?: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly source: string, readonly issues: ConfigIssue[]) {
+    super(`${source}: ${issues.length} problem${issues.length === 1 ? '' : 's'}:\n` +
+      issues.map((i) => `  ${i.where ? `${source}:${i.where}: ` : ''}${i.path || '(top level)'}: ${i.message}`).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+let validator: ReturnType<Ajv['compile']> | undefined;
+function validate() {
+  if (!validator) {
+    const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictTuples: false });
+    ajv.addFormat('ip', (s: string) => net.isIP(s) !== 0);
+    validator = ajv.compile(CONFIG_SCHEMA);
+  }
+  return validator;
+}
+
+export function durationMs(text: string): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$/.exec(text);
+  if (!m) throw new Error(`invalid duration '${text}': expected e.g. 500ms, 10s, 5m, 1h`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+}
+
+/** ajv's /services/0/port -> services[0].port */
+function dotted(pointer: string): string {
+  return pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((acc, p) => (/^[0-9]+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), '');
+}
+
+function describe(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function ajvIssue(e: ErrorObject, data: unknown): { pointer: string; message: string } {
+  let pointer = e.instancePath;
+  let message: string;
+  const got = () => describe(pointer.split('/').slice(1).reduce<unknown>((o, k) => (o as Record<string, unknown>)?.[k], data));
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      pointer = `${pointer}/${extra}`;
+      message = 'unknown setting (check its spelling and indentation)';
+      return { pointer, message };
+    }
+    case 'required':
+      pointer = `${pointer}/${(e.params as { missingProperty: string }).missingProperty}`;
+      return { pointer, message: 'missing (required)' };
+    case 'enum':
+      message = `expected one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map(describe).join(', ')}, got ${got()}`;
+      return { pointer, message };
+    case 'format':
+      return { pointer, message: `expected an IPv4 or IPv6 address, got ${got()}` };
+    case 'pattern':
+      return { pointer, message: `expected ${patternHint(pointer)}, got ${got()}` };
+    default:
+      return { pointer, message: `${e.message ?? 'invalid'}, got ${got()}` };
+  }
+}
+
+function patternHint(pointer: string): string {
+  const key = pointer.split('/').pop() ?? '';
+  if (/listen$/i.test(key)) return 'HOST:PORT (e.g. 127.0.0.1:9095)';
+  if (key === 'endpoint') return 'HOST:PORT (e.g. 127.0.0.1:4317)';
+  if (key === 'maxQuarantined') return 'a count or a percentage like 50%';
+  if (key === 'name') return 'a name of letters, digits, _ . - (max 63)';
+  if (key === 'scheduler') return 'an IPVS scheduler name (rr, wrr, lc, …)';
+  return 'a duration like 500ms, 10s, 5m, 1h';
+}
+
+const canon = (a: string) => { const p = parseAddr(a); return formatAddr(p.family, p.bytes); };
+
+type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the schema
+
+function quarantinePolicy(q: Raw, base?: QuarantinePolicy): QuarantinePolicy {
+  const pick = <T>(v: T | undefined, d: T | undefined) => (v !== undefined ? v : (d as T));
+  const mq = q.maxQuarantined;
+  return {
+    baseMs: q.base !== undefined ? durationMs(q.base) : base!.baseMs,
+    multiplier: pick(q.multiplier, base?.multiplier),
+    maxMs: q.max !== undefined ? durationMs(q.max) : base!.maxMs,
+    decayAfterMs: q.decayAfter !== undefined ? durationMs(q.decayAfter) : base!.decayAfterMs,
+    maxQuarantined: mq === undefined ? base!.maxQuarantined
+      : typeof mq === 'number' ? { count: mq } : { percent: Number(String(mq).slice(0, -1)) },
+    probeBeforeRestore: pick(q.probeBeforeRestore, base?.probeBeforeRestore),
+    probeTimeoutMs: q.probeTimeout !== undefined ? durationMs(q.probeTimeout) : base!.probeTimeoutMs,
+  };
+}
+
+/** Checks the schema cannot express; pushes issues with dotted paths. */
+function semanticIssues(raw: Raw, issues: { path: string; message: string }[]): void {
+  const names = new Map<string, number>();
+  const vips = new Map<string, number>();
+  raw.services.forEach((s: Raw, i: number) => {
+    const at = `services[${i}]`;
+    if (names.has(s.name)) issues.push({ path: `${at}.name`, message: `duplicate service name '${s.name}' (also services[${names.get(s.name)}])` });
+    names.set(s.name, i);
+    const vip = `${canon(s.address)}:${s.port}`;
+    if (vips.has(vip)) issues.push({ path: `${at}.address`, message: `${vip} is already services[${vips.get(vip)}]` });
+    vips.set(vip, i);
+    const manage = s.manage ?? s.destinations !== undefined;
+    if (manage && !s.destinations?.length) issues.push({ path: `${at}.destinations`, message: 'a managed service (manage: true) needs at least one destination' });
+    const seen = new Set<string>();
+    (s.destinations ?? []).forEach((d: Raw, j: number) => {
+      const k = `${canon(d.address)}:${d.port}`;
+      if (seen.has(k)) issues.push({ path: `${at}.destinations[${j}]`, message: `duplicate destination ${k}` });
+      seen.add(k);
+      if (net.isIP(d.address) !== net.isIP(s.address) && d.forward !== 'tunnel') {
+        issues.push({ path: `${at}.destinations[${j}].address`, message: `IPv${net.isIP(d.address)} destination for an IPv${net.isIP(s.address)} service needs forward: tunnel` });
+      }
+    });
+    const pct = s.quarantine?.maxQuarantined;
+    if (typeof pct === 'string' && Number(pct.slice(0, -1)) > 100) issues.push({ path: `${at}.quarantine.maxQuarantined`, message: `at most 100%, got ${pct}` });
+  });
+  const a = raw.actuator;
+  if (typeof a.quarantine?.maxQuarantined === 'string' && Number(a.quarantine.maxQuarantined.slice(0, -1)) > 100) {
+    issues.push({ path: 'actuator.quarantine.maxQuarantined', message: `at most 100%, got ${a.quarantine.maxQuarantined}` });
+  }
+  if (a.token && a.tokenFile) issues.push({ path: 'actuator.tokenFile', message: 'give token or tokenFile, not both' });
+  for (const key of ['listen', 'otlpListen']) {
+    const host = String(a[key]).replace(/:[0-9]+$/, '').replace(/^\[|\]$/g, '');
+    if (a.enabled && !isLoopback(host) && !a.token && !a.tokenFile) {
+      issues.push({ path: `actuator.${key}`, message: `${a[key]} is not loopback: set actuator.token or actuator.tokenFile, or listen on 127.0.0.1` });
+    }
+  }
+  const names2 = new Set<string>();
+  (a.rules as Raw[]).forEach((r, i) => {
+    if (names2.has(r.name)) issues.push({ path: `actuator.rules[${i}].name`, message: `duplicate rule name '${r.name}'` });
+    names2.add(r.name);
+  });
+}
+
+function build(raw: Raw, readFile: (p: string) => string): Config {
+  const a = raw.actuator;
+  const policy = quarantinePolicy(a.quarantine);
+  const e = raw.receiver.export;
+  const token = a.tokenFile ? readFile(a.tokenFile).trim() : a.token;
+  return {
+    services: raw.services.map((s: Raw) => ({
+      name: s.name, address: canon(s.address), port: s.port, protocol: s.protocol,
+      manage: s.manage ?? s.destinations !== undefined, scheduler: s.scheduler,
+      destinations: s.destinations?.map((d: Raw) => ({ address: canon(d.address), port: d.port, weight: d.weight, forward: d.forward })),
+      quarantine: s.quarantine ? quarantinePolicy(s.quarantine, policy) : policy,
+    })),
+    receiver: {
+      enabled: raw.receiver.enabled, traceAll: raw.receiver.traceAll, ringBufferBytes: raw.receiver.ringBufferBytes,
+      export: {
+        enabled: e.enabled, endpoint: e.endpoint, insecure: e.insecure, tls: e.tls, headers: e.headers,
+        timeoutMs: durationMs(e.timeout), spanDelayMs: durationMs(e.spanDelay), metricIntervalMs: durationMs(e.metricInterval),
+        maxQueueSize: e.maxQueueSize, maxBatchSize: e.maxBatchSize,
+      },
+    },
+    actuator: {
+      enabled: a.enabled, listen: a.listen, otlpListen: a.otlpListen, token, stateFile: a.stateFile,
+      reconcileIntervalMs: durationMs(a.reconcileInterval), expireNodestConn: a.expireNodestConn,
+      rules: a.rules.map((r: Raw) => ({ name: r.name, outcomes: r.outcomes, threshold: r.threshold, windowMs: durationMs(r.window) })),
+      quarantine: policy,
+      rateLimit: { perSecond: a.rateLimit.perSecond, burst: a.rateLimit.burst },
+    },
+  };
+}
+
+/** Parses and validates YAML text; throws ConfigError listing every problem. */
+export function parseConfig(text: string, source = 'config', readFile: (p: string) => string = (p) => fs.readFileSync(p, 'utf8')): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const where = (offset: number | undefined) => {
+    if (offset === undefined) return undefined;
+    const p = lines.linePos(offset);
+    return `${p.line}:${p.col}`;
+  };
+  if (doc.errors.length) {
+    throw new ConfigError(source, doc.errors.map((e) => ({ path: '', where: where(e.pos[0]), message: `YAML: ${e.message.split('\n')[0]}` })));
+  }
+  const data = doc.toJS() ?? {};
+  // The node a pointer names — for an unknown setting its key, the thing to fix — or its nearest ancestor.
+  const located = (path: string, pointer: string, message: string, atKey = false): ConfigIssue => {
+    const keys = pointer.split('/').slice(1).map((k) => (/^[0-9]+$/.test(k) ? Number(k) : k));
+    let node: unknown;
+    if (atKey && keys.length) {
+      const parent = keys.length > 1 ? doc.getIn(keys.slice(0, -1), true) : doc.contents;
+      const pair = isMap(parent) ? parent.items.find((p) => isScalar(p.key) && p.key.value === keys[keys.length - 1]) : undefined;
+      node = pair?.key;
+    }
+    for (let n = keys.length; n > 0 && !isNode(node); n--) node = doc.getIn(keys.slice(0, n), true);
+    if (!isNode(node)) node = doc.contents;
+    const range = isNode(node) ? node.range : undefined;
+    return { path, where: where(range?.[0]), message };
+  };
+  const byPosition = (a: ConfigIssue, b: ConfigIssue) => {
+    const [al, ac] = (a.where ?? '0:0').split(':').map(Number);
+    const [bl, bc] = (b.where ?? '0:0').split(':').map(Number);
+    return al - bl || ac - bc;
+  };
+  const v = validate();
+  if (!v(data)) {
+    const seen = new Set<string>();
+    const issues: ConfigIssue[] = [];
+    for (const e of v.errors ?? []) {
+      if (e.keyword === 'oneOf' || e.keyword === 'if') continue; // the branch errors say it better
+      const { pointer, message } = ajvIssue(e, data);
+      const key = `${pointer} ${message}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      issues.push(located(dotted(pointer), pointer, message, e.keyword === 'additionalProperties'));
+    }
+    throw new ConfigError(source, issues.sort(byPosition));
+  }
+  const sem: { path: string; message: string }[] = [];
+  semanticIssues(data, sem);
+  if (sem.length) {
+    throw new ConfigError(source, sem.map((i) => located(i.path, '/' + i.path.replace(/\[(\d+)\]/g, '.$1').split('.').join('/'), i.message)).sort(byPosition));
+  }
+  try {
+    return build(data, readFile);
+  } catch (e) {
+    throw new ConfigError(source, [{ path: '', message: (e as Error).message }]);
+  }
+}
+
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read: ${(e as Error).message}` }]);
+  }
+  return parseConfig(text, file);
+}

@@ -1,0 +1,177 @@
+// The configuration's JSON Schema: the one source of its shape, its defaults (ajv fills them in) and its
+// reference documentation (`vipguard docs config` renders docs/config.md from the descriptions here).
+// `vipguard schema` prints it for editors (schema/vipguard.schema.json is that output, checked by a test).
+
+const duration = (description: string, dflt: string) => ({
+  type: 'string',
+  pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$',
+  description: `${description} A duration: \`500ms\`, \`10s\`, \`5m\`, \`1h\`.`,
+  default: dflt,
+});
+
+const listen = (description: string, dflt: string) => ({
+  type: 'string',
+  pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$',
+  description: `${description} HOST:PORT; anything but loopback requires \`actuator.token\`.`,
+  default: dflt,
+});
+
+// A per-service override must not be filled with defaults, or it would hide actuator.quarantine.
+function withoutDefaults<T extends { properties: Record<string, object> }>(schema: T, description: string) {
+  const properties = Object.fromEntries(Object.entries(schema.properties).map(([k, v]) => {
+    const { default: _d, ...rest } = v as { default?: unknown };
+    return [k, rest];
+  }));
+  return { type: 'object', additionalProperties: false, description, properties };
+}
+
+const ip = { type: 'string', format: 'ip', description: 'An IPv4 or IPv6 address.' };
+const port = { type: 'integer', minimum: 1, maximum: 65535 };
+
+const destination = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['address', 'port'],
+  properties: {
+    address: { ...ip, description: 'Real server address.' },
+    port: { ...port, description: 'Real server port.' },
+    weight: { type: 'integer', minimum: 0, maximum: 2147483647, default: 1, description: 'IPVS weight when healthy (managed services).' },
+    forward: { enum: ['masq', 'route', 'tunnel'], default: 'masq', description: 'IPVS forwarding method (managed services): masq = NAT, route = direct routing, tunnel = IP-in-IP.' },
+  },
+};
+
+const quarantine = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'How long a failing destination stays at weight 0, and how many may be at once.',
+  default: {},
+  properties: {
+    base: duration('First quarantine of a destination.', '10s'),
+    multiplier: { type: 'number', minimum: 1, maximum: 100, default: 2, description: 'Each repeat offence multiplies the duration by this.' },
+    max: duration('Cap on a single quarantine.', '5m'),
+    decayAfter: duration('A destination healthy (not quarantined) this long drops one backoff level.', '5m'),
+    maxQuarantined: {
+      description: 'Per service, the most destinations quarantined at once: a count, or a percentage of the service\'s destinations (rounded down). Never all: at least one destination always keeps its weight, and a service that would need more is in *panic* (reported, not acted on).',
+      oneOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^[0-9]{1,3}%$' }],
+      default: '50%',
+    },
+    probeBeforeRestore: { type: 'boolean', default: true, description: 'Before restoring a destination, vipguard connects to it directly (not through the virtual service); a failed probe extends the quarantine at the next backoff level instead of exposing clients.' },
+    probeTimeout: duration('Timeout of that probe.', '1s'),
+  },
+};
+
+export const CONFIG_SCHEMA = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://vipguard.dev/schema/vipguard.schema.json',
+  title: 'vipguard configuration',
+  type: 'object',
+  additionalProperties: false,
+  required: ['services'],
+  properties: {
+    services: {
+      type: 'array',
+      description: 'The IPVS virtual services vipguard traces and guards. Only these, and their destinations, are ever touched.',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'address', 'port'],
+        properties: {
+          name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$', description: 'Name used in telemetry, alerts and status.' },
+          address: { ...ip, description: 'Virtual IP.' },
+          port: { ...port, description: 'Virtual port.' },
+          protocol: { enum: ['tcp'], default: 'tcp', description: 'Only TCP for now.' },
+          manage: {
+            type: 'boolean',
+            description: 'true: vipguard creates the service and keeps its scheduler, destinations and weights as written here (declarative). false: the service is made by someone else; vipguard only changes the weights of its destinations for quarantine. Default: true when `destinations` is given.',
+          },
+          scheduler: { type: 'string', pattern: '^[a-z]{1,15}$', default: 'rr', description: 'IPVS scheduler of a managed service (rr, wrr, lc, wlc, sh, mh, …).' },
+          destinations: {
+            type: 'array',
+            items: destination,
+            description: 'Managed services: the exact destination set. Watched services: the destinations vipguard may quarantine (default: all of the service\'s destinations).',
+          },
+          quarantine: withoutDefaults(quarantine, 'Per-service override of actuator.quarantine; unset fields come from it.'),
+        },
+      },
+    },
+    receiver: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Sensing: eBPF tracing and OTLP export.',
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        traceAll: { type: 'boolean', default: false, description: 'Trace every TCP connection of the host, not only the configured services (spans name them `unconfigured`).' },
+        ringBufferBytes: { type: 'integer', minimum: 65536, maximum: 1073741824, default: 4194304, description: 'Kernel ring buffer size; a power of two.' },
+        export: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'OTLP/gRPC export, normally to the collector sidecar.',
+          properties: {
+            enabled: { type: 'boolean', default: true },
+            endpoint: { type: 'string', pattern: '^[^\\s/]+:[0-9]{1,5}$', default: '127.0.0.1:4317', description: 'HOST:PORT of the OTLP/gRPC endpoint.' },
+            insecure: { type: 'boolean', default: true, description: 'Plaintext gRPC. Only sensible on loopback; set false and `tls` for anything else.' },
+            tls: {
+              type: 'object', additionalProperties: false,
+              properties: { ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' } },
+              description: 'PEM file paths for TLS (server CA; client certificate and key for mTLS).',
+            },
+            headers: { type: 'object', additionalProperties: { type: 'string' }, default: {}, description: 'gRPC metadata sent with every export (e.g. an authorization header).' },
+            timeout: duration('Per-export timeout.', '5s'),
+            spanDelay: duration('How long spans wait to be batched. Failed handshakes are sent at once regardless.', '200ms'),
+            metricInterval: duration('Metric export interval.', '5s'),
+            maxQueueSize: { type: 'integer', minimum: 1, default: 20000, description: 'Spans queued while the endpoint is slow or down; beyond it they are dropped and counted.' },
+            maxBatchSize: { type: 'integer', minimum: 1, default: 1000 },
+          },
+        },
+      },
+    },
+    actuator: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Control: alerts in, quarantines out.',
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        listen: listen('Alertmanager v2 API, webhook and status endpoint.', '127.0.0.1:9095'),
+        otlpListen: listen('Embedded OTLP/gRPC receiver for the rules (point the collector\'s actuator pipeline here).', '127.0.0.1:4319'),
+        token: { type: 'string', minLength: 16, description: 'Bearer token required by the HTTP and OTLP endpoints. Required when either listens beyond loopback.' },
+        tokenFile: { type: 'string', description: 'Read the token from this file instead.' },
+        stateFile: { type: 'string', default: '/var/lib/vipguard/state.json', description: 'Quarantines and backoff levels, so they survive restarts.' },
+        reconcileInterval: duration('How often the kernel\'s IPVS table is listed and corrected, besides every change.', '2s'),
+        expireNodestConn: {
+          type: 'boolean', default: true,
+          description: 'Set net.ipv4.vs.expire_nodest_conn=1, which makes IPVS reschedule the next SYN retransmit of a connect pending on a quarantined destination (in-flight rescue). vipguard restores the previous value on shutdown.',
+        },
+        rules: {
+          type: 'array',
+          description: 'Embedded rules, evaluated on handshake spans as they stream in.',
+          default: [{ name: 'handshake-failures', outcomes: ['unanswered', 'refused', 'unreachable'], threshold: 1, window: '10s' }],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'outcomes', 'threshold', 'window'],
+            properties: {
+              name: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,63}$' },
+              outcomes: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: ['unanswered', 'refused', 'unreachable', 'abandoned'] }, description: 'Handshake outcomes that count as failures.' },
+              threshold: { type: 'integer', minimum: 1, description: 'Failures to one destination within `window` that trigger a quarantine.' },
+              window: duration('Sliding window.', '10s'),
+            },
+          },
+        },
+        quarantine,
+        rateLimit: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Bound on quarantine actions, so an alert storm cannot flap weights.',
+          properties: {
+            perSecond: { type: 'number', exclusiveMinimum: 0, default: 20 },
+            burst: { type: 'integer', minimum: 1, default: 20 },
+          },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,86 @@
+// Configuration: defaults that work, and precise errors (where in the file, what was expected, what was there).
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { ConfigError, parseConfig } from '../../src/config/config';
+
+const minimal = 'services:\n  - name: web\n    address: 10.99.0.1\n    port: 80\n';
+
+function problems(yaml: string): string[] {
+  try {
+    parseConfig(yaml, 'vipguard.yaml');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
+    return e.issues.map((i) => `${i.where ?? '-'} ${i.path}: ${i.message}`);
+  }
+  assert.fail('expected the config to be refused');
+}
+
+test('a minimal file gets working defaults', () => {
+  const c = parseConfig(minimal);
+  assert.equal(c.services[0].manage, false, 'no destinations: watched, not managed');
+  assert.equal(c.services[0].protocol, 'tcp');
+  assert.equal(c.receiver.export.endpoint, '127.0.0.1:4317');
+  assert.equal(c.actuator.listen, '127.0.0.1:9095');
+  assert.equal(c.actuator.expireNodestConn, true);
+  assert.deepEqual(c.actuator.rules.map((r) => [r.name, r.threshold, r.windowMs]), [['handshake-failures', 1, 10_000]]);
+  assert.deepEqual(c.services[0].quarantine, c.actuator.quarantine);
+  assert.equal(c.actuator.quarantine.baseMs, 10_000);
+});
+
+test('per-service quarantine overrides inherit the rest', () => {
+  const c = parseConfig(minimal + '    quarantine:\n      base: 2s\n      maxQuarantined: 1\nactuator:\n  quarantine:\n    max: 90s\n');
+  assert.equal(c.services[0].quarantine.baseMs, 2000);
+  assert.equal(c.services[0].quarantine.maxMs, 90_000, 'inherited from actuator.quarantine');
+  assert.deepEqual(c.services[0].quarantine.maxQuarantined, { count: 1 });
+});
+
+test('managed services and IPv6 addresses are normalized', () => {
+  const c = parseConfig(`services:
+  - name: api
+    address: "fd00:99:0::0001"
+    port: 8080
+    destinations:
+      - { address: "fd00:200::0002", port: 8080, weight: 3 }
+`);
+  assert.equal(c.services[0].manage, true);
+  assert.equal(c.services[0].address, 'fd00:99::1');
+  assert.deepEqual(c.services[0].destinations, [{ address: 'fd00:200::2', port: 8080, weight: 3, forward: 'masq' }]);
+});
+
+test('schema errors point at line:column with what was expected and what was found', () => {
+  assert.deepEqual(problems(`services:
+  - name: web
+    address: 10.99.0.300
+    port: 70000
+    colour: blue
+actuator:
+  quarantine:
+    base: 10 seconds
+`), [
+    '3:14 services[0].address: expected an IPv4 or IPv6 address, got "10.99.0.300"',
+    '4:11 services[0].port: must be <= 65535, got 70000',
+    '5:5 services[0].colour: unknown setting (check its spelling and indentation)',
+    '8:11 actuator.quarantine.base: expected a duration like 500ms, 10s, 5m, 1h, got "10 seconds"',
+  ]);
+});
+
+test('what the schema cannot say is checked too', () => {
+  assert.deepEqual(problems(`services:
+  - { name: web, address: 10.99.0.1, port: 80 }
+  - { name: web, address: 10.99.0.1, port: 80 }
+  - { name: api, address: 10.99.0.2, port: 80, manage: true }
+actuator:
+  listen: 0.0.0.0:9095
+`), [
+    '3:13 services[1].name: duplicate service name \'web\' (also services[0])',
+    '3:27 services[1].address: 10.99.0.1:80 is already services[0]',
+    '4:5 services[2].destinations: a managed service (manage: true) needs at least one destination',
+    '6:11 actuator.listen: 0.0.0.0:9095 is not loopback: set actuator.token or actuator.tokenFile, or listen on 127.0.0.1',
+  ]);
+});
+
+test('YAML syntax errors and a missing services list', () => {
+  assert.match(problems('services: [\n')[0], /^\d+:\d+ : YAML:/);
+  assert.deepEqual(problems('receiver: {}\n'), ['1:1 services: missing (required)']);
+  assert.deepEqual(problems(''), ['- services: missing (required)']);
+});
