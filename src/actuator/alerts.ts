@@ -1,0 +1,52 @@
+// What every alert input (embedded rules, Alertmanager v2 API, Alertmanager webhook) hands the actuator: a
+// verdict about one destination of one configured service. The quarantine policy decides what to do with it.
+import type { ServiceId, DestinationId } from './ipvs/identity';
+
+export type AlertSource = 'rule' | 'alertmanager' | 'webhook';
+
+export interface AlertSignal {
+  /** which input, and which rule or alertname inside it (e.g. rule "handshake-failures", alertname "BackendDown") */
+  source: AlertSource;
+  name: string;
+  /** the configured service name (config `services[].name`) */
+  service: string;
+  /** canonical IPVS identities (src/actuator/ipvs/identity.ts) */
+  serviceId: ServiceId;
+  destination: DestinationId;
+  state: 'firing' | 'resolved';
+  /** the alert's own end time, when it has one (Alertmanager endsAt); firing alerts past it are treated as resolved */
+  endsAt?: Date;
+  /** stable identity of the alert for idempotence (Alertmanager fingerprint, or labels hashed) */
+  fingerprint: string;
+  /** free text for logs and status: the rule's summary or the alert's annotations.summary */
+  reason: string;
+}
+
+export type SignalVerdict =
+  | { accepted: true; action: 'quarantined' | 'extended' | 'released' | 'unchanged'; until?: Date }
+  | { accepted: false; status: 404 | 409 | 422 | 429; error: string };
+
+/**
+ * The actuator side of the contract. `resolveTarget` maps labels to a configured service and one of its owned
+ * destinations (or says precisely why not: unknown service, destination not owned); `submit` applies signals
+ * (idempotently: the same firing alert twice extends, never doubles the backoff).
+ */
+export interface AlertTarget {
+  resolveTarget(labels: Record<string, string>):
+    | { ok: true; service: string; serviceId: ServiceId; destination: DestinationId }
+    | { ok: false; status: 404 | 422; error: string };
+  submit(signal: AlertSignal): SignalVerdict;
+}
+
+/**
+ * Labels that identify a target, in order of preference (Prometheus turns OTel attribute dots into underscores):
+ *   service:     `vipguard_service` (config name) | `service` (config name or canonical tcp/10.99.0.1:80)
+ *                | `server_address` + `server_port`
+ *   destination: `backend` (10.200.0.4:80) | `network_peer_address` + `network_peer_port`
+ */
+export const TARGET_LABELS = {
+  service: ['vipguard_service', 'service'],
+  serviceAddress: ['server_address', 'server_port'],
+  destination: ['backend'],
+  destinationAddress: ['network_peer_address', 'network_peer_port'],
+} as const;

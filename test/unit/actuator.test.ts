@@ -1,0 +1,204 @@
+// The actuator's decisions and reconcile loop against an in-memory IPVS table (a fake: the real kernel is in
+// test/lab). Checks quarantine, restore with probe, backoff, cap, ownership, external edits and restarts.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { Actuator, IpvsPort } from '../../src/actuator/actuator';
+import { parseConfig } from '../../src/config/config';
+import type { Destination, ForwardMethod, Service } from '../../src/actuator/ipvs/types';
+import { DestinationId, ServiceId, destinationKey, serviceKey } from '../../src/actuator/ipvs/identity';
+import type { FlatSpan } from '../../src/otlp/model';
+import type { QuarantineRecord } from '../../src/actuator/policy';
+
+class FakeIpvs implements IpvsPort {
+  services = new Map<string, { service: Service; dests: Map<string, Destination> }>();
+  calls: string[] = [];
+
+  add(svc: ServiceId, dests: [DestinationId, number][]): void {
+    const service = { id: svc, key: serviceKey(svc), scheduler: 'rr', flags: 0, timeout: 0, netmask: '255.255.255.255' } as Service;
+    this.services.set(service.key, { service, dests: new Map(dests.map(([d, w]) => [destinationKey(d), this.dest(d, w, 'nat')])) });
+  }
+  private dest(id: DestinationId, weight: number, forward: ForwardMethod): Destination {
+    return { id, key: destinationKey(id), weight, forward, upperThreshold: 0, lowerThreshold: 0, activeConns: 0, inactiveConns: 0, persistentConns: 0 };
+  }
+  weight(svc: string, dest: string): number | undefined {
+    return this.services.get(svc)?.dests.get(dest)?.weight;
+  }
+  async findService(s: ServiceId) { return this.services.get(serviceKey(s))?.service; }
+  async listDestinations(s: ServiceId) { return [...(this.services.get(serviceKey(s))?.dests.values() ?? [])]; }
+  async addService(s: ServiceId, o: { scheduler: string }) {
+    this.calls.push(`add-service ${serviceKey(s)}`);
+    this.add(s, []);
+    this.services.get(serviceKey(s))!.service = { ...this.services.get(serviceKey(s))!.service, scheduler: o.scheduler };
+  }
+  async editService(s: ServiceId, o: { scheduler: string }) {
+    const e = this.services.get(serviceKey(s))!;
+    e.service = { ...e.service, scheduler: o.scheduler };
+  }
+  async addDestination(s: ServiceId, d: DestinationId, o: { weight: number; forward: ForwardMethod }) {
+    this.calls.push(`add-dest ${destinationKey(d)} ${o.weight}`);
+    this.services.get(serviceKey(s))!.dests.set(destinationKey(d), this.dest(d, o.weight, o.forward));
+  }
+  async editDestination(s: ServiceId, d: DestinationId, c: { weight?: number }) {
+    this.calls.push(`weight ${destinationKey(d)} ${c.weight}`);
+    const m = this.services.get(serviceKey(s))!.dests;
+    const cur = m.get(destinationKey(d))!;
+    m.set(cur.key, { ...cur, weight: c.weight ?? cur.weight });
+  }
+  async removeDestination(s: ServiceId, d: DestinationId) {
+    this.calls.push(`remove-dest ${destinationKey(d)}`);
+    this.services.get(serviceKey(s))!.dests.delete(destinationKey(d));
+  }
+}
+
+const v4 = (address: string, port: number): DestinationId => ({ family: 4, address, port });
+const SVC: ServiceId = { kind: 'address', protocol: 'tcp', family: 4, address: '10.99.0.1', port: 80 };
+const OTHER: ServiceId = { kind: 'address', protocol: 'tcp', family: 4, address: '10.99.0.9', port: 80 };
+
+function setup(yaml: string, opts: { probe?: boolean; records?: QuarantineRecord[] } = {}) {
+  const ipvs = new FakeIpvs();
+  ipvs.add(SVC, [[v4('10.200.0.2', 80), 1], [v4('10.200.0.3', 80), 1], [v4('10.200.0.4', 80), 3]]);
+  ipvs.add(OTHER, [[v4('10.200.0.9', 80), 5]]);
+  const clock = { t: 1_000_000 };
+  const saved: QuarantineRecord[][] = [];
+  const config = parseConfig(yaml);
+  const act = new Actuator(config, {
+    ipvs, now: () => clock.t, probe: async () => opts.probe ?? true, saveState: (r) => saved.push(r),
+    initialRecords: opts.records,
+  });
+  return { ipvs, clock, act, saved };
+}
+
+const WATCHED = `
+services:
+  - name: web
+    address: 10.99.0.1
+    port: 80
+actuator:
+  quarantine: { base: 10s, max: 1m }
+`;
+
+const span = (backend: string, outcome: string, endMs: number): FlatSpan => ({
+  name: 'vipguard.connect', traceId: '', spanId: '', parentSpanId: '', kind: 3, startNs: 0n, endNs: BigInt(endMs) * 1_000_000n,
+  attributes: { 'vipguard.outcome': outcome, 'server.address': '10.99.0.1', 'server.port': 80, 'network.peer.address': backend, 'network.peer.port': 80 },
+  resource: {}, statusCode: 2, links: [],
+});
+
+test('a failed handshake span quarantines its backend; expiry and a good probe restore the old weight', async () => {
+  const { ipvs, clock, act, saved } = setup(WATCHED);
+  await act.start();
+  act.ingestSpans([span('10.200.0.4', 'established', clock.t), span('10.200.0.4', 'unanswered', clock.t)]);
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.2:80'), 1, 'healthy untouched');
+  assert.ok(saved.length > 0, 'state persisted');
+  clock.t += 10_001;
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3, 'restored to the weight it had');
+  await act.stop({ restore: false });
+});
+
+test('a failed restore probe keeps it out one level up', async () => {
+  const { ipvs, clock, act } = setup(WATCHED, { probe: false });
+  await act.start();
+  act.ingestSpans([span('10.200.0.3', 'refused', clock.t)]);
+  await act.reconcile();
+  clock.t += 10_001;
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 0);
+  assert.equal(act.quarantines()[0].level, 1);
+  await act.stop({ restore: false });
+});
+
+test('stale spans (a replayed backlog) and unowned or unknown targets do nothing', async () => {
+  const { ipvs, clock, act } = setup(WATCHED);
+  await act.start();
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t - 60_000), span('10.200.0.77', 'unanswered', clock.t)]);
+  await act.reconcile();
+  assert.deepEqual(ipvs.calls, []);
+  assert.equal(act.resolveTarget({ service: 'web', backend: '10.200.0.9:80' }).ok, false);
+  assert.equal(act.resolveTarget({ service: 'nope', backend: '10.200.0.4:80' }).ok, false);
+  const r = act.resolveTarget({ vipguard_service: 'web', network_peer_address: '10.200.0.4', network_peer_port: '80' });
+  assert.ok(r.ok);
+  await act.stop({ restore: false });
+});
+
+test('external edits while quarantined are undone; other services stay as they are', async () => {
+  const { ipvs, clock, act } = setup(WATCHED);
+  await act.start();
+  act.ingestSpans([span('10.200.0.2', 'unanswered', clock.t)]);
+  await act.reconcile();
+  await ipvs.editDestination(SVC, v4('10.200.0.2', 80), { weight: 7 }); // someone else
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.2:80'), 0);
+  assert.equal(ipvs.weight('tcp/10.99.0.9:80', '10.200.0.9:80'), 5);
+  assert.ok(!ipvs.calls.some((c) => c.includes('10.200.0.9')));
+  await act.stop({ restore: false });
+});
+
+test('every backend failing: the cap holds and the service reports panic', async () => {
+  const { ipvs, clock, act } = setup(WATCHED);
+  await act.start();
+  act.ingestSpans(['10.200.0.2', '10.200.0.3', '10.200.0.4'].map((b) => span(b, 'unanswered', clock.t)));
+  await act.reconcile();
+  const weights = ['10.200.0.2:80', '10.200.0.3:80', '10.200.0.4:80'].map((d) => ipvs.weight('tcp/10.99.0.1:80', d));
+  assert.equal(weights.filter((w) => w === 0).length, 1, '50% of 3 rounds down to 1');
+  const st = act.status() as { services: { panic: boolean }[] };
+  assert.equal(st.services[0].panic, true);
+  await act.stop({ restore: false });
+});
+
+test('restart after kill -9: quarantine state reconciles (restored if expired, kept if not)', async () => {
+  const first = setup(WATCHED);
+  await first.act.start();
+  first.act.ingestSpans([span('10.200.0.4', 'unanswered', first.clock.t)]);
+  await first.act.reconcile();
+  const records = first.saved[first.saved.length - 1];
+  // no stop(): the process died. A new one starts with the saved state, while still quarantined …
+  const again = setup(WATCHED, { records });
+  again.ipvs.services = first.ipvs.services;
+  again.clock.t = first.clock.t + 2_000;
+  await again.act.start();
+  assert.equal(again.ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
+  // … and once it is over, the weight comes back.
+  again.clock.t += 10_000;
+  await again.act.reconcile();
+  assert.equal(again.ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3);
+  await again.act.stop({ restore: false });
+});
+
+test('graceful stop with restore leaves the table as configured', async () => {
+  const { ipvs, clock, act } = setup(WATCHED);
+  await act.start();
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t)]);
+  await act.reconcile();
+  await act.stop({ restore: true });
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3);
+});
+
+test('managed service: created as written, extra destinations removed, quarantine within it', async () => {
+  const { ipvs, clock, act } = setup(`
+services:
+  - name: api
+    address: 10.99.0.2
+    port: 8080
+    scheduler: wrr
+    destinations:
+      - { address: 10.200.0.2, port: 8080, weight: 2 }
+      - { address: 10.200.0.3, port: 8080 }
+`);
+  await act.start();
+  assert.equal(ipvs.services.get('tcp/10.99.0.2:8080')?.service.scheduler, 'wrr');
+  assert.equal(ipvs.weight('tcp/10.99.0.2:8080', '10.200.0.2:8080'), 2);
+  const svc: ServiceId = { kind: 'address', protocol: 'tcp', family: 4, address: '10.99.0.2', port: 8080 };
+  await ipvs.addDestination(svc, v4('10.200.0.8', 8080), { weight: 1, forward: 'nat' });
+  const r = act.resolveTarget({ service: 'api', backend: '10.200.0.2:8080' });
+  assert.ok(r.ok);
+  if (r.ok) act.submit({ source: 'alertmanager', name: 'Down', service: r.service, serviceId: r.serviceId, destination: r.destination, state: 'firing', fingerprint: 'x', reason: 'test' });
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.2:8080', '10.200.0.8:8080'), undefined, 'not in the config: removed');
+  assert.equal(ipvs.weight('tcp/10.99.0.2:8080', '10.200.0.2:8080'), 0);
+  clock.t += 10_001;
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.2:8080', '10.200.0.2:8080'), 2, 'config weight back');
+  await act.stop({ restore: false });
+});
