@@ -61,7 +61,10 @@ export interface RuleConfig {
 
 export interface Config {
   services: ServiceConfig[];
-  receiver: { enabled: boolean; traceAll: boolean; ringBufferBytes: number; export: ExportSettings };
+  receiver: {
+    enabled: boolean; traceAll: boolean; ringBufferBytes: number; export: ExportSettings;
+    prometheus: { enabled: boolean; listen: string };
+  };
   actuator: {
     enabled: boolean;
     listen: string;
@@ -210,6 +213,12 @@ function semanticIssues(raw: Raw, issues: { path: string; message: string }[]): 
       issues.push({ path: `actuator.${key}`, message: `${a[key]} is not loopback: set actuator.token or actuator.tokenFile, or listen on 127.0.0.1` });
     }
   }
+  const prom = raw.receiver.prometheus;
+  const promHost = String(prom.listen).replace(/:[0-9]+$/, '').replace(/^\[|\]$/g, '');
+  if (prom.enabled && !isLoopback(promHost)) {
+    // Metrics name backends and traffic patterns; the scrape endpoint has no token of its own.
+    issues.push({ path: 'receiver.prometheus.listen', message: `${prom.listen} is not loopback: the scrape endpoint has no authentication — keep it on 127.0.0.1 and let the collector export further` });
+  }
   const names2 = new Set<string>();
   (a.rules as Raw[]).forEach((r, i) => {
     if (names2.has(r.name)) issues.push({ path: `actuator.rules[${i}].name`, message: `duplicate rule name '${r.name}'` });
@@ -231,6 +240,7 @@ function build(raw: Raw, readFile: (p: string) => string): Config {
     })),
     receiver: {
       enabled: raw.receiver.enabled, traceAll: raw.receiver.traceAll, ringBufferBytes: raw.receiver.ringBufferBytes,
+      prometheus: { enabled: raw.receiver.prometheus.enabled, listen: raw.receiver.prometheus.listen },
       export: {
         enabled: e.enabled, endpoint: e.endpoint, insecure: e.insecure, tls: e.tls, headers: e.headers,
         timeoutMs: durationMs(e.timeout), spanDelayMs: durationMs(e.spanDelay), metricIntervalMs: durationMs(e.metricInterval),

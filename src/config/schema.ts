@@ -103,6 +103,16 @@ export const CONFIG_SCHEMA = {
         enabled: { type: 'boolean', default: true },
         traceAll: { type: 'boolean', default: false, description: 'Trace every TCP connection of the host, not only the configured services (spans name them `unconfigured`).' },
         ringBufferBytes: { type: 'integer', minimum: 65536, maximum: 1073741824, default: 4194304, description: 'Kernel ring buffer size; a power of two.' },
+        prometheus: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'A Prometheus scrape endpoint for the receiver\'s metrics (`/metrics`), so Prometheus can alert on them without a collector in between.',
+          properties: {
+            enabled: { type: 'boolean', default: true },
+            listen: listen('Scrape endpoint.', '127.0.0.1:9464'),
+          },
+        },
         export: {
           type: 'object',
           additionalProperties: false,

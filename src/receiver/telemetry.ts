@@ -3,7 +3,8 @@
 import * as os from 'node:os';
 import { Attributes, Counter, Histogram, ROOT_CONTEXT, SpanContext, SpanKind, SpanStatusCode, trace, Tracer, UpDownCounter } from '@opentelemetry/api';
 import { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { MeterProvider, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { MeterProvider, MetricReader, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { KernelClock } from '../native/clock';
 import { Attempt, Connection, LifecycleSink, SocketInfo } from './lifecycle';
@@ -14,8 +15,11 @@ import { DropReason, QueueSpanProcessor } from '../telemetry/export';
 type Attrs = Partial<Record<AttributeName, string | number>>;
 
 export interface ReceiverTelemetryOptions {
-  spanExporter: SpanExporter;
-  metricExporter: PushMetricExporter;
+  /** each exporter gets its own queue: a slow collector never delays the in-process actuator */
+  spanExporters: SpanExporter[];
+  metricExporter?: PushMetricExporter;
+  /** serve /metrics for Prometheus on this host:port */
+  prometheus?: { host: string; port: number };
   metricIntervalMs: number;
   spanDelayMs: number;
   maxQueueSize: number;
@@ -58,7 +62,7 @@ export class ReceiverTelemetry implements LifecycleSink {
   private readonly tracerProvider: BasicTracerProvider;
   private readonly meterProvider: MeterProvider;
   private readonly tracer: Tracer;
-  private readonly processor: QueueSpanProcessor;
+  private readonly processors: QueueSpanProcessor[];
   private readonly clock: { toHrTime(ns: bigint): [number, number] };
   private readonly attempts: Counter;
   private readonly duration: Histogram;
@@ -69,6 +73,7 @@ export class ReceiverTelemetry implements LifecycleSink {
   /** per socket: the span context its next span hangs under (previous attempt, or the establishing one) */
   private readonly chain = new Map<bigint, SpanContext>();
   private readonly dropped: Record<DropReason, number> = { export_queue_full: 0, export_failed: 0 };
+  private prometheus?: PrometheusExporter;
 
   constructor(opts: ReceiverTelemetryOptions) {
     this.clock = opts.clock ?? new KernelClock();
@@ -77,24 +82,29 @@ export class ReceiverTelemetry implements LifecycleSink {
       'service.instance.id': opts.serviceInstance ?? `${os.hostname()}/${process.pid}`,
       'host.name': os.hostname(),
     });
-    this.processor = new QueueSpanProcessor(opts.spanExporter, {
+    this.processors = opts.spanExporters.map((exporter) => new QueueSpanProcessor(exporter, {
       maxQueueSize: opts.maxQueueSize,
       maxBatchSize: opts.maxBatchSize,
       delayMs: opts.spanDelayMs,
       // The actuator acts on failed handshakes: do not let them sit in a batch.
       urgent: (s) => s.status.code === SpanStatusCode.ERROR && s.name === 'vipguard.connect',
       onDrop: (n, reason) => (this.dropped[reason] += n),
-    });
-    this.tracerProvider = new BasicTracerProvider({ resource, spanProcessors: [this.processor] });
+    }));
+    this.tracerProvider = new BasicTracerProvider({ resource, spanProcessors: this.processors });
     this.tracer = this.tracerProvider.getTracer(SCOPE);
-    this.meterProvider = new MeterProvider({
-      resource,
-      readers: [new PeriodicExportingMetricReader({
+    const readers: MetricReader[] = [];
+    if (opts.metricExporter) {
+      readers.push(new PeriodicExportingMetricReader({
         exporter: opts.metricExporter,
         exportIntervalMillis: opts.metricIntervalMs,
         exportTimeoutMillis: Math.min(opts.metricIntervalMs, 10_000),
-      })],
-    });
+      }));
+    }
+    if (opts.prometheus) {
+      this.prometheus = new PrometheusExporter({ host: opts.prometheus.host, port: opts.prometheus.port });
+      readers.push(this.prometheus);
+    }
+    this.meterProvider = new MeterProvider({ resource, readers });
     const meter = this.meterProvider.getMeter(SCOPE);
     const m = (name: MetricName) => ({ description: METRICS[name].description, unit: METRICS[name].unit });
     this.attempts = meter.createCounter('vipguard.connect.attempts', m('vipguard.connect.attempts'));
@@ -118,7 +128,7 @@ export class ReceiverTelemetry implements LifecycleSink {
   }
 
   get spansExported(): number {
-    return this.processor.exported;
+    return this.processors.reduce((n, p) => n + p.exported, 0);
   }
 
   private span(name: SpanName, s: SocketInfo, startNs: bigint, endNs: bigint, attrs: Attrs, failed: string | undefined,
@@ -178,7 +188,7 @@ export class ReceiverTelemetry implements LifecycleSink {
 
   /** Exports queued spans and a final metric collection. */
   async flush(): Promise<void> {
-    await Promise.allSettled([this.processor.forceFlush(), this.meterProvider.forceFlush()]);
+    await Promise.allSettled([...this.processors.map((p) => p.forceFlush()), this.meterProvider.forceFlush()]);
   }
 
   async shutdown(): Promise<void> {

@@ -35,12 +35,21 @@ export const ATTRIBUTES = {
   'vipguard.syn_retransmits': { type: 'int', description: 'SYN retransmits of the socket when the attempt ended.', example: 1 },
   'vipguard.handshake.duration': { type: 'double', description: 'Seconds from the attempt\'s SYN to its outcome.', example: 0.0012 },
   'vipguard.reason': { type: 'string', description: 'Why events were lost.', values: ['ring_buffer_full', 'handshake_map_full', 'untracked', 'export_queue_full', 'export_failed'] },
+  'vipguard.destination': { type: 'string', description: 'An IPVS destination in canonical form.', example: '10.200.0.4:8080' },
+  'vipguard.action': { type: 'string', description: 'What the actuator changed in the kernel.', values: ['quarantine', 'restore', 'config', 'add-service', 'edit-service', 'add-destination', 'remove-destination'] },
+  'vipguard.result': { type: 'string', description: 'Whether the kernel accepted the change.', values: ['ok', 'error'] },
+  'vipguard.source': { type: 'string', description: 'Which alert input a signal came from.', values: ['rule', 'alertmanager', 'webhook'] },
+  'vipguard.verdict': { type: 'string', description: 'What the policy made of a signal.', values: ['quarantined', 'extended', 'released', 'unchanged', 'refused_cap', 'refused_rate', 'refused_unknown'] },
+  'vipguard.quarantine.level': { type: 'int', description: 'Backoff level of the quarantine (0 = first offence).', example: 0 },
+  'vipguard.quarantine.until': { type: 'string', description: 'When the quarantine ends (RFC 3339).', example: '2026-11-26T08:00:10Z' },
 } as const satisfies Record<string, AttributeSpec>;
 
 export type AttributeName = keyof typeof ATTRIBUTES;
 
 export interface SpanSpec {
   kind: 'client' | 'internal';
+  /** which process emits it */
+  emitter?: 'receiver' | 'actuator';
   description: string;
   attributes: readonly AttributeName[];
   /** attributes present only sometimes */
@@ -66,6 +75,14 @@ export const SPANS = {
     optional: ['network.peer.address', 'network.peer.port', 'network.local.port', 'process.pid', 'error.type'],
     links: 'the establishing vipguard.connect span',
     status: 'ERROR when reset; UNSET when closed normally.',
+  },
+  'vipguard.actuator.change': {
+    kind: 'internal',
+    emitter: 'actuator',
+    description: 'One change the actuator made to the IPVS table: a quarantine (weight 0), a restore, or a change to a managed service.',
+    attributes: ['vipguard.service', 'vipguard.action', 'vipguard.result'],
+    optional: ['vipguard.destination', 'vipguard.quarantine.level', 'vipguard.quarantine.until', 'error.type'],
+    status: 'ERROR when the kernel refused the change.',
   },
 } as const satisfies Record<string, SpanSpec>;
 
@@ -118,6 +135,38 @@ export const METRICS = {
     instrument: 'counter', unit: '{event}',
     description: 'Events or telemetry lost, by reason: the kernel ring buffer or handshake map was full, a socket was dropped without an outcome, or spans could not be queued or exported.',
     attributes: ['vipguard.reason'],
+  },
+  'vipguard.actuator.quarantined': {
+    instrument: 'gauge', unit: '{destination}',
+    description: 'Destinations quarantined now, by service.',
+    attributes: ['vipguard.service'],
+  },
+  'vipguard.actuator.panic': {
+    instrument: 'gauge', unit: '1',
+    description: '1 while a service has more failing destinations than its quarantine cap allows (signals refused), else 0.',
+    attributes: ['vipguard.service'],
+  },
+  'vipguard.actuator.changes': {
+    instrument: 'counter', unit: '{change}',
+    description: 'Changes the actuator applied to the IPVS table, by action and result.',
+    attributes: ['vipguard.service', 'vipguard.action', 'vipguard.result'],
+  },
+  'vipguard.actuator.signals': {
+    instrument: 'counter', unit: '{signal}',
+    description: 'Alert signals received, by input and by what the policy made of them.',
+    attributes: ['vipguard.source', 'vipguard.verdict'],
+  },
+  'vipguard.actuator.reaction.duration': {
+    instrument: 'histogram', unit: 's',
+    description: 'From the moment a failure was observed (the failed handshake span ended, or the alert arrived) until the destination\'s weight was 0 in the kernel.',
+    attributes: ['vipguard.service'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  },
+  'vipguard.actuator.reconcile.duration': {
+    instrument: 'histogram', unit: 's',
+    description: 'One reconcile: list the configured services, diff, apply.',
+    attributes: [],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
   },
 } as const satisfies Record<string, MetricSpec>;
 

@@ -30,7 +30,7 @@ test('connections to a service arrive over OTLP as spans and metrics with the de
 
   const cfg = { ...DEFAULT_EXPORT, endpoint: `127.0.0.1:${port}`, spanDelayMs: 50, metricIntervalMs: 300 };
   const telemetry = new ReceiverTelemetry({
-    spanExporter: traceExporter(cfg), metricExporter: metricExporter(cfg), metricIntervalMs: cfg.metricIntervalMs,
+    spanExporters: [traceExporter(cfg)], metricExporter: metricExporter(cfg), metricIntervalMs: cfg.metricIntervalMs,
     spanDelayMs: cfg.spanDelayMs, maxQueueSize: cfg.maxQueueSize, maxBatchSize: cfg.maxBatchSize,
   });
   let receiver: Receiver | undefined;
