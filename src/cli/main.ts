@@ -2,8 +2,12 @@
 // vipguard command line. Each command lives in its own file; this one only parses arguments.
 import { Command, InvalidArgumentError } from 'commander';
 import { trace } from './trace';
+import { run } from './run';
+import { status } from './status';
 import { ReceiverService } from '../receiver/receiver';
 import { parseAddr } from '../common/addr';
+import { ConfigError, loadConfig } from '../config/config';
+import { CONFIG_SCHEMA } from '../config/schema';
 
 function parseService(spec: string, prev: ReceiverService[] = []): ReceiverService[] {
   // name=addr:port, addr:port, name=[v6]:port
@@ -26,8 +30,45 @@ export function program(): Command {
     .description('eBPF sensing and netlink control for IPVS virtual services')
     .showHelpAfterError();
 
+  p.command('run')
+    .description('run the receiver and the actuator (sensing and control)')
+    .requiredOption('-c, --config <file>', 'vipguard.yaml')
+    .option('--only <part>', 'run only the receiver or only the actuator (separate processes)', (v) => {
+      if (v !== 'receiver' && v !== 'actuator') throw new InvalidArgumentError(`expected receiver or actuator, got '${v}'`);
+      return v;
+    })
+    .action(async (o) => run({ configPath: o.config, only: o.only }));
+
+  p.command('status')
+    .description("show the running actuator's view: weights, quarantines, panic, hooks")
+    .option('-c, --config <file>', 'find the actuator (and token) from this configuration')
+    .option('--url <url>', 'actuator base URL (default http://127.0.0.1:9095)')
+    .option('--token <token>', 'bearer token')
+    .option('--json', 'machine-readable', false)
+    .action(async (o) => status({ configPath: o.config, url: o.url, token: o.token, json: o.json }));
+
+  p.command('check-config')
+    .description('validate a configuration file; prints every problem with its line:column')
+    .argument('<file>')
+    .action((file: string) => {
+      try {
+        const c = loadConfig(file);
+        process.stdout.write(`${file}: ok (${c.services.length} service(s): ${c.services.map((s) => `${s.name}${s.manage ? ' managed' : ''}`).join(', ')})\n`);
+      } catch (e) {
+        process.stderr.write(`${(e as Error).message}\n`);
+        process.exitCode = e instanceof ConfigError ? 1 : 2;
+      }
+    });
+
+  p.command('schema')
+    .description("print the configuration's JSON Schema (for editors)")
+    .action(() => {
+      process.stdout.write(JSON.stringify(CONFIG_SCHEMA, null, 2) + '\n');
+    });
+
   p.command('trace')
     .description('stream the TCP lifecycle of connections to virtual services, with the real backend IPVS chose')
+    .option('-c, --config <file>', 'trace the services of this configuration')
     .option('-s, --service <[name=]addr:port>', 'a virtual service to trace (repeatable)', parseService, [])
     .option('-a, --all', 'trace every TCP connection, not only virtual services', false)
     .option('--json', 'one JSON object per line (fields documented in src/receiver/trace-output.ts)', false)
@@ -36,7 +77,10 @@ export function program(): Command {
       if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number of seconds, got '${v}'`);
       return n;
     })
-    .action(async (o) => trace({ services: o.service, all: o.all, json: o.json, durationSec: o.duration }));
+    .action(async (o) => {
+      const services: ReceiverService[] = [...o.service, ...(o.config ? loadConfig(o.config).services : [])];
+      await trace({ services, all: o.all, json: o.json, durationSec: o.duration });
+    });
 
   return p;
 }

@@ -1,0 +1,109 @@
+// The actuator's own telemetry: every kernel change as a span, and metrics for quarantines, panic, signals,
+// reaction time and reconcile time (declared in src/telemetry/metadata.ts).
+import * as os from 'node:os';
+import { Attributes, Counter, Histogram, SpanKind, SpanStatusCode, Tracer } from '@opentelemetry/api';
+import { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { MeterProvider, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { METRICS, MetricName } from '../telemetry/metadata';
+import { QueueSpanProcessor } from '../telemetry/export';
+import type { ActuatorEvents } from './actuator';
+import type { AlertSignal, SignalVerdict } from './alerts';
+import type { Change } from './reconcile';
+import type { QuarantineRecord } from './policy';
+import { destinationKey } from './ipvs/identity';
+
+export interface ActuatorTelemetryOptions {
+  spanExporter?: SpanExporter;
+  metricExporter?: PushMetricExporter;
+  metricIntervalMs: number;
+  spanDelayMs: number;
+  /** per service: [quarantined now, in panic] */
+  snapshot: () => { service: string; quarantined: number; panic: boolean }[];
+}
+
+const SCOPE = 'vipguard.actuator';
+
+export class ActuatorTelemetry implements ActuatorEvents {
+  private readonly tracerProvider: BasicTracerProvider;
+  private readonly meterProvider: MeterProvider;
+  private readonly tracer: Tracer;
+  private readonly changes: Counter;
+  private readonly signals: Counter;
+  private readonly reaction: Histogram;
+  private readonly reconcileTime: Histogram;
+  /** reaction times seen, for `vipguard status` and the benchmark (bounded) */
+  readonly reactionsMs: number[] = [];
+
+  constructor(opts: ActuatorTelemetryOptions) {
+    const resource = resourceFromAttributes({
+      'service.name': 'vipguard-actuator',
+      'service.instance.id': `${os.hostname()}/${process.pid}`,
+      'host.name': os.hostname(),
+    });
+    const processors = opts.spanExporter
+      ? [new QueueSpanProcessor(opts.spanExporter, { maxQueueSize: 2000, maxBatchSize: 200, delayMs: opts.spanDelayMs })]
+      : [];
+    this.tracerProvider = new BasicTracerProvider({ resource, spanProcessors: processors });
+    this.tracer = this.tracerProvider.getTracer(SCOPE);
+    this.meterProvider = new MeterProvider({
+      resource,
+      readers: opts.metricExporter ? [new PeriodicExportingMetricReader({
+        exporter: opts.metricExporter, exportIntervalMillis: opts.metricIntervalMs,
+        exportTimeoutMillis: Math.min(opts.metricIntervalMs, 10_000),
+      })] : [],
+    });
+    const meter = this.meterProvider.getMeter(SCOPE);
+    const m = (name: MetricName) => ({ description: METRICS[name].description, unit: METRICS[name].unit });
+    const buckets = (name: 'vipguard.actuator.reaction.duration' | 'vipguard.actuator.reconcile.duration') =>
+      ({ ...m(name), advice: { explicitBucketBoundaries: [...METRICS[name].buckets] } });
+    this.changes = meter.createCounter('vipguard.actuator.changes', m('vipguard.actuator.changes'));
+    this.signals = meter.createCounter('vipguard.actuator.signals', m('vipguard.actuator.signals'));
+    this.reaction = meter.createHistogram('vipguard.actuator.reaction.duration', buckets('vipguard.actuator.reaction.duration'));
+    this.reconcileTime = meter.createHistogram('vipguard.actuator.reconcile.duration', buckets('vipguard.actuator.reconcile.duration'));
+    const quarantined = meter.createObservableGauge('vipguard.actuator.quarantined', m('vipguard.actuator.quarantined'));
+    const panic = meter.createObservableGauge('vipguard.actuator.panic', m('vipguard.actuator.panic'));
+    meter.addBatchObservableCallback((obs) => {
+      for (const s of opts.snapshot()) {
+        obs.observe(quarantined, s.quarantined, { 'vipguard.service': s.service });
+        obs.observe(panic, s.panic ? 1 : 0, { 'vipguard.service': s.service });
+      }
+    }, [quarantined, panic]);
+  }
+
+  change(c: Change, error: Error | undefined, info: { signalAt?: number; record?: QuarantineRecord }): void {
+    const action = c.op === 'edit-destination' ? c.why : c.op;
+    const attrs: Attributes = { 'vipguard.service': c.name, 'vipguard.action': action, 'vipguard.result': error ? 'error' : 'ok' };
+    this.changes.add(1, attrs);
+    const span = this.tracer.startSpan('vipguard.actuator.change', { kind: SpanKind.INTERNAL, attributes: attrs });
+    if (c.op !== 'add-service' && c.op !== 'edit-service') span.setAttribute('vipguard.destination', destinationKey(c.destination));
+    if (info.record && action === 'quarantine') {
+      span.setAttribute('vipguard.quarantine.level', info.record.level);
+      span.setAttribute('vipguard.quarantine.until', new Date(info.record.until).toISOString());
+    }
+    if (error) {
+      span.setAttribute('error.type', (error as NodeJS.ErrnoException).code ?? 'error');
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+    }
+    span.end();
+    if (!error && info.signalAt !== undefined) {
+      const ms = Math.max(0, Date.now() - info.signalAt);
+      this.reaction.record(ms / 1000, { 'vipguard.service': c.name });
+      this.reactionsMs.push(ms);
+      if (this.reactionsMs.length > 10_000) this.reactionsMs.splice(0, 5_000);
+    }
+  }
+
+  signal(_s: AlertSignal, v: SignalVerdict): void {
+    const verdict = v.accepted ? v.action : v.status === 409 ? 'refused_cap' : v.status === 429 ? 'refused_rate' : 'refused_unknown';
+    this.signals.add(1, { 'vipguard.source': _s.source, 'vipguard.verdict': verdict });
+  }
+
+  reconciled(ms: number): void {
+    this.reconcileTime.record(ms / 1000);
+  }
+
+  async shutdown(): Promise<void> {
+    await Promise.allSettled([this.tracerProvider.shutdown(), this.meterProvider.shutdown()]);
+  }
+}

@@ -1,0 +1,222 @@
+// `vipguard run`: the receiver and the actuator, in one process or (--only) in two, wired only through the
+// OpenTelemetry pipeline: the receiver's spans reach the actuator's rules as OTLP — over gRPC from the collector,
+// or serialized in-process when both run here. Reloads on SIGHUP or file change (a bad file is refused and the
+// running configuration stays); stops gracefully on SIGINT/SIGTERM (BPF detached, telemetry flushed, quarantined
+// destinations given back their weight, sysctl restored).
+import * as fs from 'node:fs';
+import { Config, ConfigError, loadConfig } from '../config/config';
+import { Receiver } from '../receiver/receiver';
+import { ReceiverTelemetry } from '../receiver/telemetry';
+import { metricExporter, traceExporter } from '../telemetry/export';
+import { InProcessTraceExporter } from '../telemetry/inprocess';
+import { Actuator, tcpProbe } from '../actuator/actuator';
+import { ActuatorTelemetry } from '../actuator/telemetry';
+import { ActuatorHttpServer } from '../actuator/http';
+import { IpvsClient } from '../actuator/ipvs';
+import { OtlpServer } from '../otlp/server';
+import { flattenSpans } from '../otlp/model';
+import { loadState, saveState } from '../actuator/state';
+import { EXPIRE_NODEST_CONN, Sysctl } from '../actuator/sysctl';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
+
+export type Part = 'receiver' | 'actuator';
+
+export interface RunOptions {
+  configPath: string;
+  only?: Part;
+  log?: (line: string) => void;
+  /** file-change polling interval for reloads (ms); 0 disables watching */
+  watchMs?: number;
+}
+
+const exportCfg = (c: Config) => c.receiver.export;
+
+export class Vipguard {
+  private config: Config;
+  private readonly log: (line: string) => void;
+  private receiver?: Receiver;
+  private receiverTelemetry?: ReceiverTelemetry;
+  private actuator?: Actuator;
+  private actuatorTelemetry?: ActuatorTelemetry;
+  private ipvs?: IpvsClient;
+  private otlp?: OtlpServer;
+  private http?: ActuatorHttpServer;
+  private sysctl?: Sysctl;
+  private httpPort?: number;
+  private stopping = false;
+
+  constructor(private readonly opts: RunOptions) {
+    this.log = opts.log ?? ((l) => process.stderr.write(`${new Date().toISOString()} vipguard: ${l}\n`));
+    this.config = loadConfig(opts.configPath);
+  }
+
+  private runs(part: Part): boolean {
+    return (!this.opts.only || this.opts.only === part) && this.config[part].enabled;
+  }
+
+  get ports(): { http?: number; otlp?: number } {
+    return { http: this.httpPort, otlp: this.otlp?.port };
+  }
+
+  async start(): Promise<void> {
+    if (this.runs('actuator')) await this.startActuator();
+    if (this.runs('receiver')) this.startReceiver();
+    if (!this.receiver && !this.actuator) throw new Error('nothing to run: receiver and actuator are both disabled (or excluded by --only)');
+  }
+
+  private async startActuator(): Promise<void> {
+    const a = this.config.actuator;
+    const e = exportCfg(this.config);
+    this.ipvs = await IpvsClient.open();
+    if (a.expireNodestConn) {
+      this.sysctl = new Sysctl(EXPIRE_NODEST_CONN);
+      const r = this.sysctl.set('1');
+      if (r.changed) this.log(`set net.ipv4.vs.expire_nodest_conn=1 (was ${r.previous}): pending connects to quarantined destinations are rescheduled`);
+    }
+    const actuatorStart = performance.now();
+    const state = loadState(a.stateFile);
+    if (state.problem) this.log(state.problem);
+    this.actuatorTelemetry = new ActuatorTelemetry({
+      spanExporter: e.enabled ? traceExporter(e) : undefined,
+      metricExporter: e.enabled ? metricExporter(e) : undefined,
+      metricIntervalMs: e.metricIntervalMs, spanDelayMs: e.spanDelayMs,
+      snapshot: () => this.snapshot(),
+    });
+    this.actuator = new Actuator(this.config, {
+      ipvs: this.ipvs, probe: tcpProbe, initialRecords: state.records, log: this.log,
+      saveState: (records) => saveState(a.stateFile, records), events: this.actuatorTelemetry,
+    });
+    await this.actuator.start();
+    const resumed = state.records.filter((r) => r.until > Date.now()).length;
+    this.log(`actuator: kernel reconciled ${Math.round(performance.now() - actuatorStart)} ms after the actuator started ` +
+      `(${Math.round(process.uptime() * 1000)} ms after process start)` +
+      `${resumed ? ` (${resumed} quarantine(s) resumed from ${a.stateFile})` : ''}`);
+    const actuator = this.actuator;
+    this.otlp = new OtlpServer({
+      listen: a.otlpListen, token: a.token,
+      onTraces: (req) => actuator.ingestSpans(flattenSpans(req as never)),
+    });
+    await this.otlp.start();
+    this.http = new ActuatorHttpServer({
+      listen: a.listen, token: a.token, target: actuator, status: () => this.status(), log: this.log,
+    });
+    this.httpPort = await this.http.start();
+    this.log(`actuator: alerts on http://${a.listen} (port ${this.httpPort}), OTLP rules on ${a.otlpListen} (port ${this.otlp.port}), ` +
+      `${this.config.services.length} service(s), ${state.records.filter((r) => r.until > Date.now()).length} quarantine(s) resumed`);
+  }
+
+  private startReceiver(): void {
+    const r = this.config.receiver;
+    const e = r.export;
+    const exporters: SpanExporter[] = [];
+    if (e.enabled) exporters.push(traceExporter(e));
+    const otlp = this.otlp;
+    if (otlp) exporters.push(new InProcessTraceExporter((bytes) => otlp.ingestTraces(bytes)));
+    let receiver: Receiver | undefined;
+    this.receiverTelemetry = new ReceiverTelemetry({
+      spanExporters: exporters,
+      metricExporter: e.enabled ? metricExporter(e) : undefined,
+      prometheus: r.prometheus.enabled ? hostPort(r.prometheus.listen) : undefined,
+      metricIntervalMs: e.metricIntervalMs, spanDelayMs: e.spanDelayMs, maxQueueSize: e.maxQueueSize, maxBatchSize: e.maxBatchSize,
+      externalLosses: () => {
+        const c = receiver?.counters();
+        return c ? { ring_buffer_full: c.lost, handshake_map_full: c.handshakeMapFull, untracked: c.untracked } : {};
+      },
+    });
+    const telemetry = this.receiverTelemetry;
+    receiver = new Receiver({
+      services: this.config.services, traceAll: r.traceAll, ringBufferBytes: r.ringBufferBytes,
+      sinks: [telemetry], onBatch: (n) => telemetry.countEvents(n),
+    });
+    this.receiver = receiver;
+    for (const line of receiver.describeHooks()) this.log(`receiver: ${line}`);
+    this.log(`receiver: tracing ${r.traceAll ? 'every TCP connection' : this.config.services.map((s) => `${s.name}=${s.address}:${s.port}`).join(', ')}; ` +
+      `OTLP to ${e.enabled ? e.endpoint : '(export disabled)'}${otlp ? ' and to the actuator in-process' : ''}` +
+      `${r.prometheus.enabled ? `; Prometheus /metrics on ${r.prometheus.listen}` : ''}`);
+  }
+
+  private snapshot() {
+    const st = this.actuator?.status() as { services?: { name: string; quarantined: number; panic: boolean }[] } | undefined;
+    return (st?.services ?? []).map((s) => ({ service: s.name, quarantined: s.quarantined, panic: s.panic }));
+  }
+
+  status(): object {
+    const r = this.receiver;
+    return {
+      ...(this.actuator?.status() ?? {}),
+      receiver: r ? {
+        hooks: r.hooks,
+        counters: Object.fromEntries(Object.entries(r.counters()).map(([k, v]) => [k, Number(v)])),
+        spansExported: this.receiverTelemetry?.spansExported,
+      } : undefined,
+      reactionMs: this.actuatorTelemetry ? summarize(this.actuatorTelemetry.reactionsMs) : undefined,
+    };
+  }
+
+  /** Re-reads the configuration; a file with problems is refused and the running configuration stays. */
+  reload(): boolean {
+    let next: Config;
+    try {
+      next = loadConfig(this.opts.configPath);
+    } catch (e) {
+      this.log(`reload refused, keeping the running configuration:\n${e instanceof ConfigError ? e.message : (e as Error).message}`);
+      return false;
+    }
+    const restartNeeded = JSON.stringify([next.receiver, next.actuator.listen, next.actuator.otlpListen, next.actuator.token]) !==
+      JSON.stringify([this.config.receiver, this.config.actuator.listen, this.config.actuator.otlpListen, this.config.actuator.token]);
+    this.config = next;
+    this.receiver?.setServices(next.services);
+    this.actuator?.setConfig(next);
+    this.log(`reloaded ${this.opts.configPath}: ${next.services.length} service(s)${restartNeeded ? ' (receiver/listener/export settings change on restart)' : ''}`);
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.receiver?.drain();
+    this.receiver?.close();
+    await this.receiverTelemetry?.flush();
+    await this.receiverTelemetry?.shutdown();
+    await this.http?.stop();
+    await this.otlp?.stop();
+    await this.actuator?.stop({ restore: true });
+    this.sysctl?.restore();
+    this.ipvs?.close();
+    await this.actuatorTelemetry?.shutdown();
+    this.log('stopped');
+  }
+}
+
+function hostPort(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
+}
+
+function summarize(ms: number[]): { n: number; p50?: number; p99?: number; max?: number } {
+  if (!ms.length) return { n: 0 };
+  const s = [...ms].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+  return { n: s.length, p50: q(0.5), p99: q(0.99), max: s[s.length - 1] };
+}
+
+/** The CLI entry: runs until a signal, reloading on SIGHUP and when the file changes. */
+export async function run(opts: RunOptions): Promise<void> {
+  const vg = new Vipguard(opts);
+  await vg.start();
+  const watchMs = opts.watchMs ?? 2000;
+  let mtime = fs.statSync(opts.configPath).mtimeMs;
+  const watcher = watchMs > 0 ? setInterval(() => {
+    try {
+      const m = fs.statSync(opts.configPath).mtimeMs;
+      if (m !== mtime) { mtime = m; vg.reload(); }
+    } catch { /* the file is being replaced; next tick */ }
+  }, watchMs) : undefined;
+  process.on('SIGHUP', () => vg.reload());
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  clearInterval(watcher);
+  await vg.stop();
+}

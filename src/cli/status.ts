@@ -1,0 +1,69 @@
+// `vipguard status`: what the running actuator sees — per service, each destination's weight and state
+// (healthy / quarantined until T at backoff level L / restoring), panic, and recent reasons.
+import { loadConfig } from '../config/config';
+
+interface DestStatus {
+  destination: string; owned: boolean; weight: number; activeConns: number; inactiveConns: number;
+  state: string; until?: string; level?: number; reasons?: string[];
+}
+interface ServiceStatus { name: string; service: string; managed: boolean; present: boolean; panic: boolean; quarantined: number; destinations: DestStatus[] }
+interface Status {
+  time: string;
+  services?: ServiceStatus[];
+  lastReconcile?: { at: string; ms: number; changes: number; failures: string[] };
+  receiver?: { hooks: { hook: string; active: boolean; reason?: string }[]; counters: Record<string, number> };
+  reactionMs?: { n: number; p50?: number; p99?: number };
+}
+
+export interface StatusOptions {
+  url?: string;
+  configPath?: string;
+  token?: string;
+  json: boolean;
+}
+
+export async function fetchStatus(opts: StatusOptions): Promise<Status> {
+  let base = opts.url;
+  let token = opts.token;
+  if (!base) {
+    const listen = opts.configPath ? loadConfig(opts.configPath).actuator.listen : '127.0.0.1:9095';
+    base = `http://${listen}`;
+    if (!token && opts.configPath) token = loadConfig(opts.configPath).actuator.token;
+  }
+  const url = `${base.replace(/\/$/, '')}/api/vipguard/status`;
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(5000) });
+  } catch (e) {
+    throw new Error(`reading ${url}: ${(e as Error).cause ?? (e as Error).message} — is \`vipguard run\` running (actuator.listen)?`);
+  }
+  if (!res.ok) throw new Error(`reading ${url}: HTTP ${res.status} ${await res.text()}`);
+  return (await res.json()) as Status;
+}
+
+export function renderStatus(s: Status): string {
+  const out: string[] = [];
+  for (const svc of s.services ?? []) {
+    out.push(`${svc.name}  ${svc.service}  ${svc.managed ? 'managed' : 'watched'}${svc.present ? '' : '  (not in the kernel)'}` +
+      `${svc.panic ? '  PANIC: more failing destinations than the cap allows' : ''}`);
+    for (const d of svc.destinations) {
+      const until = d.until ? ` until ${d.until.slice(11, 19)} (level ${d.level})` : '';
+      const why = d.reasons?.length && d.state !== 'healthy' ? `  ${d.reasons[d.reasons.length - 1]}` : '';
+      out.push(`  ${d.destination.padEnd(24)} weight ${String(d.weight).padStart(3)}  ${d.state}${until}` +
+        `  conns ${d.activeConns}/${d.inactiveConns}${d.owned ? '' : '  (not owned)'}${why}`);
+    }
+  }
+  if (s.lastReconcile) {
+    out.push(`last reconcile ${s.lastReconcile.at}: ${s.lastReconcile.changes} change(s) in ${s.lastReconcile.ms} ms` +
+      `${s.lastReconcile.failures.length ? `, failures: ${s.lastReconcile.failures.join('; ')}` : ''}`);
+  }
+  if (s.reactionMs?.n) out.push(`failure -> weight 0: n=${s.reactionMs.n} p50=${s.reactionMs.p50} ms p99=${s.reactionMs.p99} ms`);
+  for (const h of s.receiver?.hooks ?? []) out.push(`receiver: ${h.active ? 'active  ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}`);
+  if (s.receiver) out.push(`receiver: ${Object.entries(s.receiver.counters).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  return out.join('\n');
+}
+
+export async function status(opts: StatusOptions): Promise<void> {
+  const s = await fetchStatus(opts);
+  process.stdout.write((opts.json ? JSON.stringify(s, null, 2) : renderStatus(s)) + '\n');
+}
