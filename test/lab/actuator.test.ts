@@ -1,0 +1,178 @@
+// The actuator end to end on real IPVS (inside the lab VM): `vipguard run` as a real process, real clients,
+// backends failing for real. The kernel's table is read back with ipvsadm, independently of vipguard.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { Topology } from '../../src/lab/topology';
+import { Load, connectOnce, ipvsWeights, percentile, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
+import { waitFor } from '../helpers';
+
+const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
+const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
+
+// A second IPVS service vipguard must never touch, made by "someone else".
+const UNMANAGED = ['-A', '-t', '10.99.0.50:443', '-s', 'wlc'];
+const UNMANAGED_DEST = ['-a', '-t', '10.99.0.50:443', '-r', '10.200.0.2:8080', '-m', '-w', '7'];
+
+function config(topo: Topology, extra = '', base = '4s'): string {
+  return `
+services:
+  - name: web
+    address: ${topo.vip.host}
+    port: ${topo.vip.port}
+receiver:
+  export: { enabled: false }
+  prometheus: { enabled: false }
+actuator:
+  listen: 127.0.0.1:0
+  otlpListen: 127.0.0.1:0
+  stateFile: $DIR/state.json
+  reconcileInterval: 500ms
+  quarantine:
+    base: ${base}
+    max: 40s
+    probeTimeout: 300ms
+${extra}`;
+}
+
+describe('actuator on real IPVS', { skip: SKIP }, () => {
+  let topo: Topology;
+  let vg: VipguardProcess | undefined;
+  let unmanagedBefore = '';
+
+  before(async () => {
+    topo = await Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false });
+    execFileSync('ipvsadm', UNMANAGED);
+    execFileSync('ipvsadm', UNMANAGED_DEST);
+    unmanagedBefore = execFileSync('ipvsadm', ['-S', '-n'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('10.99.0.50')).join('\n');
+  });
+
+  afterEach(async (t) => {
+    if (vg && process.env.VIPGUARD_TEST_DEBUG) console.log(`--- vipguard log (${(t as { name?: string }).name}):\n${vg.lines.join('\n')}`);
+    await stopVipguard(vg);
+    vg = undefined;
+    for (const b of topo.backends) await topo.set(b.name, 'healthy');
+    for (const b of topo.backends) await topo.weight(b.name, 1);
+  });
+
+  after(async () => {
+    try {
+      const now = execFileSync('ipvsadm', ['-S', '-n'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('10.99.0.50')).join('\n');
+      assert.equal(now, unmanagedBefore, 'the unmanaged service is byte-identical after every test');
+    } finally {
+      execFileSync('ipvsadm', ['-D', '-t', '10.99.0.50:443']);
+      await topo?.down();
+    }
+  });
+
+  const key = (name: string) => `${topo.backend(name).ip}:${topo.backend(name).port}`;
+  const weights = () => ipvsWeights(topo.vip.host, topo.vip.port);
+
+  test('a black-holed backend is quarantined at its first unanswered SYN and pending connects are rescued', async () => {
+    vg = await startVipguard(config(topo));
+    assert.equal(fs.readFileSync('/proc/sys/net/ipv4/vs/expire_nodest_conn', 'utf8').trim(), '1', 'vipguard manages expire_nodest_conn');
+    const load = new Load(topo.vip.host, topo.vip.port, 20, 5000);
+    load.start();
+    await sleep(1500);
+    await topo.set('b3', 'blackhole');
+    const failAt = load.now();
+    await waitFor(() => weights()[key('b3')] === 0, 5000, 'b3 at weight 0');
+    const quarantinedAfter = load.now() - failAt;
+    await sleep(2500);
+    const results = await load.stop();
+    const during = results.filter((r) => r.at >= failAt - 100);
+    const failed = during.filter((r) => r.outcome !== 'ok');
+    const slow = during.filter((r) => r.ms > 2000);
+    const rescued = during.filter((r) => r.outcome === 'ok' && r.ms > 500);
+    console.log(`[${KERNEL}] blackhole: weight 0 after ${quarantinedAfter.toFixed(0)} ms; ${during.length} connects during, ${failed.length} failed, ` +
+      `${slow.length} > 2 s, ${rescued.length} rescued (p50 ${percentile(rescued.map((r) => r.ms), 0.5).toFixed(0)} ms, max ${Math.max(0, ...rescued.map((r) => r.ms)).toFixed(0)} ms)`);
+    assert.equal(failed.length, 0, 'no connect failed');
+    assert.equal(slow.length, 0, 'none took more than 2 s');
+    assert.ok(rescued.length >= 1, 'some connects had landed on the dead backend and were rescued');
+    assert.ok(quarantinedAfter < 2500, `quarantined within the first SYN retransmit (~1 s) plus lab slack, got ${quarantinedAfter} ms`);
+    const w = weights();
+    assert.equal(w[key('b1')], 1, 'healthy untouched');
+    assert.equal(w[key('b2')], 1, 'healthy untouched');
+    const st = await vgStatus(vg);
+    const d = st.services[0].destinations.find((x: { destination: string }) => x.destination === key('b3'));
+    assert.equal(d.state, 'quarantined');
+    assert.equal(d.level, 0);
+  });
+
+  test('a refusing backend is quarantined; it comes back after the quarantine once its probe answers', async () => {
+    vg = await startVipguard(config(topo));
+    await topo.set('b2', 'refuse');
+    for (let i = 0; i < 6 && weights()[key('b2')] !== 0; i++) await connectOnce(topo.vip.host, topo.vip.port, 2000);
+    await waitFor(() => weights()[key('b2')] === 0, 3000, 'b2 at weight 0');
+    await sleep(4500);
+    assert.equal(weights()[key('b2')], 0, 'probe refused at expiry: still quarantined, one level up');
+    const st = await vgStatus(vg);
+    assert.equal(st.services[0].destinations.find((x: { destination: string }) => x.destination === key('b2')).level, 1);
+    await topo.set('b2', 'healthy');
+    await waitFor(() => weights()[key('b2')] === 1, 12_000, 'b2 restored once it answers');
+  });
+
+  test('every backend failing: the cap holds (1 of 3) and vipguard reports panic', async () => {
+    vg = await startVipguard(config(topo, '', '20s'));
+    for (const b of ['b1', 'b2', 'b3']) await topo.set(b, 'refuse');
+    await connectOnce(topo.vip.host, topo.vip.port, 2000);
+    await waitFor(() => Object.values(weights()).includes(0), 3000, 'the first quarantine');
+    for (let i = 0; i < 9; i++) await connectOnce(topo.vip.host, topo.vip.port, 2000);
+    await waitFor(() => vg!.lines.some((l) => /panic: 1 of 3 destinations/.test(l)), 3000, 'panic');
+    const zero = Object.values(weights()).filter((w) => w === 0).length;
+    assert.equal(zero, 1, `50% of 3 rounds down to 1 quarantined, got ${zero}`);
+    const st = await vgStatus(vg);
+    assert.equal(st.services[0].panic, true);
+  });
+
+  test('kill -9 while quarantined: a restart reconciles within 1 s and restores at expiry', async () => {
+    // The quarantine must outlast a restart, which under TCG is mostly Node loading modules over 9p: size it
+    // from how long this start took.
+    const spawnAt = Date.now();
+    vg = await startVipguard(config(topo, '', '60s'));
+    const startMs = Date.now() - spawnAt;
+    await stopVipguard(vg);
+    const base = `${Math.max(10, Math.ceil((3 * startMs) / 1000))}s`;
+    vg = await startVipguard(config(topo, '', base));
+    await topo.set('b3', 'refuse');
+    for (let i = 0; i < 6 && weights()[key('b3')] !== 0; i++) await connectOnce(topo.vip.host, topo.vip.port, 2000);
+    await waitFor(() => weights()[key('b3')] === 0, 3000, 'b3 quarantined');
+    const dir = vg.dir;
+    await stopVipguard(vg, 'SIGKILL');
+    await topo.weight('b3', 1); // while it is dead, someone (or something) puts the weight back
+    await topo.set('b3', 'healthy');
+    const t0 = Date.now();
+    vg = await startVipguard(config(topo, '', base), { dir });
+    // The first reconcile runs before the endpoints open: by "ready" the kernel must already be right.
+    assert.equal(weights()[key('b3')], 0, 'quarantine re-applied from the state file before vipguard reports ready');
+    const line = vg.lines.find((l) => /kernel reconciled/.test(l)) ?? '';
+    console.log(`[${KERNEL}] restart: ready with the quarantine re-applied ${Date.now() - t0} ms after spawn: ${line.replace(/^.*actuator: /, '')}`);
+    const ms = Number(/reconciled (\d+) ms after the actuator started/.exec(line)?.[1]);
+    assert.ok(ms < 1000, `the actuator reconciles within 1 s of starting, took ${ms} ms`);
+    await waitFor(() => weights()[key('b3')] === 1, 1000 * parseInt(base) + 10_000, 'restored at expiry (probe answers now)');
+  });
+
+  test('graceful stop gives quarantined destinations their weight back and restores the sysctl', async () => {
+    fs.writeFileSync('/proc/sys/net/ipv4/vs/expire_nodest_conn', '0');
+    vg = await startVipguard(config(topo));
+    await topo.set('b1', 'refuse');
+    for (let i = 0; i < 6 && weights()[key('b1')] !== 0; i++) await connectOnce(topo.vip.host, topo.vip.port, 2000);
+    await waitFor(() => weights()[key('b1')] === 0, 3000, 'b1 quarantined');
+    await stopVipguard(vg);
+    assert.equal(weights()[key('b1')], 1);
+    assert.equal(fs.readFileSync('/proc/sys/net/ipv4/vs/expire_nodest_conn', 'utf8').trim(), '0');
+  });
+
+  test('alerts naming unknown services or destinations it does not own are refused', async () => {
+    vg = await startVipguard(config(topo));
+    const post = (labels: Record<string, string>) => fetch(`http://127.0.0.1:${vg!.httpPort}/api/v2/alerts`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify([{ labels: { alertname: 'X', ...labels } }]),
+    });
+    const r1 = await post({ service: 'web', backend: '10.200.0.2:8080' });
+    assert.equal(r1.status, 200);
+    await waitFor(() => weights()[key('b1')] === 0, 3000, 'b1 quarantined by the alert');
+    const r2 = await post({ service: 'tcp/10.99.0.50:443', backend: '10.200.0.2:8080' });
+    assert.ok(r2.status >= 400 && r2.status < 500, `unmanaged service refused with 4xx, got ${r2.status}`);
+  });
+});
