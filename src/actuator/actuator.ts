@@ -186,7 +186,7 @@ export class Actuator implements AlertTarget {
           const w = k?.destinations.find((x) => x.key === dk)?.weight ?? 0;
           return w > 0 || this.book.isQuarantined(svc.name, dk, now);
         }).length;
-    const r = this.book.fire(svc.name, key, { policy, owned, currentWeight, now, reason: `${signal.source} ${signal.name}: ${signal.reason}` });
+    const r = this.book.fire(svc.name, key, { policy, owned, currentWeight, now, reason: `${signal.source} ${signal.name}: ${signal.reason}`, source: signal.source });
     switch (r.kind) {
       case 'refused':
         this.log(r.why);
@@ -209,6 +209,7 @@ export class Actuator implements AlertTarget {
   /** Handshake spans from the OTLP stream (collector or in-process): the embedded rules. */
   ingestSpans(spans: FlatSpan[]): void {
     const now = this.now();
+    this.liftFalseAlarms(spans, now);
     for (const hit of this.rules.ingest(spans, now)) {
       const svc = this.serviceByVip(hit.serviceAddress, hit.servicePort);
       if (!svc) continue;
@@ -225,6 +226,27 @@ export class Actuator implements AlertTarget {
       }, hit.observedAt);
     }
     this.rules.sweep(now);
+  }
+
+  /** A late answer from a destination our own rules quarantined: it is slow, not dead — give it back now. */
+  private liftFalseAlarms(spans: FlatSpan[], now: number): void {
+    for (const s of spans) {
+      const a = s.attributes;
+      if (s.name !== 'vipguard.connect' || a['vipguard.handshake.late'] !== true || a['vipguard.outcome'] !== 'established') continue;
+      const svc = this.serviceByVip(String(a['server.address']), Number(a['server.port']));
+      if (!svc || typeof a['network.peer.address'] !== 'string') continue;
+      let key: string;
+      try {
+        key = destinationKey(destinationIdOf({ address: canonAddr(a['network.peer.address']), port: Number(a['network.peer.port']) }));
+      } catch { continue; }
+      const rec = this.book.get(svc.name, key);
+      if (!rec || rec.until <= now || rec.source !== 'rule') continue;
+      const ms = Number(a['vipguard.handshake.duration']) * 1000;
+      this.book.falseAlarm(svc.name, key, now, `answered late (${ms.toFixed(0)} ms): slow, not dead`);
+      this.log(`lift quarantine of ${key} in ${svc.name}: a handshake declared unanswered was answered after ${ms.toFixed(0)} ms — slow, not dead`);
+      this.persist();
+      void this.reconcile();
+    }
   }
 
   // ---- reconcile ---------------------------------------------------------------------------------------------

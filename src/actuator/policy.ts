@@ -26,6 +26,11 @@ export interface QuarantineRecord {
   pendingRestore?: boolean;
   /** most recent reasons, newest last (bounded) */
   reasons: string[];
+  /** which input started the current quarantine */
+  source?: string;
+  /** backoff state before the current quarantine, so a false alarm can be taken back */
+  prevLevel?: number;
+  prevLastEnded?: number;
 }
 
 export type FireResult =
@@ -41,6 +46,7 @@ export interface FireContext {
   currentWeight: number;
   now: number;
   reason: string;
+  source?: string;
 }
 
 export function durationMs(p: QuarantinePolicy, level: number): number {
@@ -133,6 +139,7 @@ export class QuarantineBook {
     const next: QuarantineRecord = {
       service, destination, level, since: now, until: now + durationMs(policy, level),
       lastEnded: rec?.lastEnded ?? 0, restoreWeight: ctx.currentWeight, pendingRestore: false, reasons: rec?.reasons ?? [],
+      source: ctx.source, prevLevel: rec?.level, prevLastEnded: rec?.lastEnded,
     };
     remember(next, ctx.reason);
     this.records.set(key(service, destination), next);
@@ -160,6 +167,27 @@ export class QuarantineBook {
     rec.until = 0;
     rec.lastEnded = now;
     rec.pendingRestore = true;
+  }
+
+  /**
+   * The destination answered after all (a handshake declared unanswered at its deadline completed late): it is
+   * slow, not dead. Ends the quarantine now and takes back the backoff step it cost.
+   */
+  falseAlarm(service: string, destination: string, now: number, reason: string): QuarantineRecord | undefined {
+    const rec = this.get(service, destination);
+    if (!rec || rec.until <= now) return undefined;
+    rec.since = 0;
+    rec.until = 0;
+    rec.pendingRestore = true;
+    if (rec.prevLevel === undefined) {
+      rec.level = 0;
+      rec.lastEnded = 0;
+    } else {
+      rec.level = rec.prevLevel;
+      rec.lastEnded = rec.prevLastEnded ?? 0;
+    }
+    remember(rec, reason);
+    return rec;
   }
 
   /** The reconciler saw the weight back in the kernel. */

@@ -4,17 +4,22 @@
 // attempt n is the n-th retransmit's SYN (0 = the original). An attempt ends as soon as its outcome is known:
 //   established  SynSent -> Established
 //   refused      RST received in SynSent (tcp_receive_reset), or Close with ECONNREFUSED
-//   unanswered   the next SYN went out (retransmit), or the kernel gave up (Close with ETIMEDOUT)
+//   unanswered   no SYN-ACK within the handshake deadline (learned from the backend's RTTs, well under the
+//                kernel's 1 s initial RTO), or the next SYN went out, or the kernel gave up (ETIMEDOUT)
 //   unreachable  Close with an ICMP error (EHOSTUNREACH, ENETUNREACH, EHOSTDOWN)
 //   abandoned    the application closed the socket in SynSent (Close with no error)
+//
+// Why a deadline: a failure known only at the first retransmit is known too late to save that retransmit —
+// it has already gone to the dead backend. Declared at the deadline, the quarantine is in place before the
+// kernel retransmits, and IPVS sends that very retransmit to a healthy backend. If the answer comes after all
+// (a slow backend, not a dead one), the attempt is reported a second time with its real outcome and `late`.
+//
 // When a destination is quarantined (weight 0, expire_nodest_conn=1), IPVS reschedules the next SYN
 // retransmit to another backend and ip_vs_conn_new fires again: that SYN is a new attempt on the new backend
-// and the old one ended unanswered — never a success of the dead backend.
-//
-// The kernel may report the reschedule (kprobe, during transmission) before or after the retransmit
-// tracepoint; both orders give the same attempts: an attempt whose backend IPVS confirmed and that sees
-// another ip_vs_conn_new has been superseded; a retransmit whose SYN number an attempt already covers is that
-// attempt.
+// and the old one ended unanswered — never a success of the dead backend. The kernel may report the
+// reschedule (kprobe, during transmission) before or after the retransmit tracepoint; both orders give the
+// same attempts: an attempt whose backend IPVS confirmed and that sees another ip_vs_conn_new has been
+// superseded; a retransmit whose SYN number an attempt already covers is that attempt.
 import { Endpoint, KernelEvent, TcpState } from './events';
 
 export type AttemptOutcome = 'established' | 'refused' | 'unanswered' | 'unreachable' | 'abandoned';
@@ -49,6 +54,10 @@ export interface Attempt {
   skErr: number;
   /** the socket's last attempt: it left SYN_SENT (established or closed) with this one */
   final: boolean;
+  /** declared unanswered at the handshake deadline, before the kernel retransmitted */
+  early: boolean;
+  /** the real answer to an attempt already reported unanswered at its deadline */
+  late: boolean;
 }
 
 export interface Connection {
@@ -65,8 +74,8 @@ export interface LifecycleSink {
   attemptEnded(a: Attempt): void;
   connectionStarted(c: Omit<Connection, 'endNs' | 'outcome'>): void;
   connectionEnded(c: Connection): void;
-  /** a socket forgotten without an outcome (its events were lost, or the table was full) */
-  socketDropped?(sk: bigint): void;
+  /** the socket is gone; `tracked` is false when it was forgotten without an outcome (lost events, full table) */
+  socketGone?(sk: bigint, tracked: boolean): void;
 }
 
 export interface LifecycleStats {
@@ -85,7 +94,10 @@ interface OpenAttempt {
 
 interface SocketRecord {
   info: SocketInfo;
+  synSent: boolean;
   attempt?: OpenAttempt;
+  /** the last attempt that ended while the socket stayed in SYN_SENT */
+  last?: Attempt;
   connection?: { attempt: Attempt; startNs: bigint; reset: boolean };
   lastNs: bigint;
 }
@@ -101,13 +113,18 @@ export interface LifecycleOptions {
   maxSockets?: number;
   /** a socket still in SYN_SENT after this long lost its events: drop it without an outcome */
   handshakeTtlNs?: bigint;
+  /** how long an attempt may wait for its SYN-ACK before it counts as unanswered; undefined: no deadline */
+  deadlineNs?: (socket: SocketInfo, backend: Endpoint | undefined) => bigint | undefined;
 }
 
 export class Lifecycle {
   private readonly sockets = new Map<bigint, SocketRecord>();
+  /** sockets with an open attempt, for the deadline scan */
+  private readonly pending = new Set<bigint>();
   private readonly serviceOf: (dst: Endpoint) => string | undefined;
   private readonly maxSockets: number;
   private readonly handshakeTtlNs: bigint;
+  private readonly deadlineNs?: LifecycleOptions['deadlineNs'];
   private untracked = 0;
 
   constructor(private readonly sink: LifecycleSink, opts: LifecycleOptions = {}) {
@@ -115,6 +132,7 @@ export class Lifecycle {
     this.maxSockets = opts.maxSockets ?? 1_000_000;
     // Linux gives up on a SYN after ~127 s (5.10/6.1) or ~131 s (6.5+) with default tcp_syn_retries.
     this.handshakeTtlNs = opts.handshakeTtlNs ?? 300_000_000_000n;
+    this.deadlineNs = opts.deadlineNs;
   }
 
   stats(): LifecycleStats {
@@ -124,7 +142,7 @@ export class Lifecycle {
   /** The backend a socket's current attempt or connection uses, for enriching raw events. */
   backendOf(sk: bigint): Endpoint | undefined {
     const r = this.sockets.get(sk);
-    return r?.attempt?.backend ?? r?.connection?.attempt.backend;
+    return r?.attempt?.backend ?? r?.last?.backend ?? r?.connection?.attempt.backend;
   }
 
   handle(ev: KernelEvent): void {
@@ -140,16 +158,37 @@ export class Lifecycle {
     }
   }
 
+  /** Ends attempts whose SYN-ACK is overdue at `nowNs` (CLOCK_MONOTONIC). Returns how many. */
+  overdue(nowNs: bigint): number {
+    if (!this.deadlineNs) return 0;
+    let n = 0;
+    for (const sk of this.pending) {
+      const r = this.sockets.get(sk);
+      const a = r?.attempt;
+      if (!r || !a) continue;
+      const d = this.deadlineNs(r.info, a.backend);
+      if (d === undefined || nowNs - a.startNs < d) continue;
+      this.endAttempt(r, a.startNs + d, 'unanswered', 0, 0, false, { early: true });
+      n++;
+    }
+    return n;
+  }
+
   /** Drops sockets stuck in SYN_SENT past the TTL (their Close was lost). Call now and then. */
   expire(nowNs: bigint): number {
     let n = 0;
     for (const [sk, r] of this.sockets) {
-      if (r.attempt && nowNs - r.lastNs > this.handshakeTtlNs) {
+      if (r.synSent && nowNs - r.lastNs > this.handshakeTtlNs) {
         this.forget(sk);
         n++;
       }
     }
     return n;
+  }
+
+  private open(r: SocketRecord, a: OpenAttempt): void {
+    r.attempt = a;
+    this.pending.add(r.info.sk);
   }
 
   private onState(ev: KernelEvent): void {
@@ -159,14 +198,16 @@ export class Lifecycle {
       if (this.sockets.has(ev.sk)) this.forget(ev.sk);
       if (this.sockets.size >= this.maxSockets) this.dropOldest();
       const startNs = ev.startNs || ev.tsNs;
-      this.sockets.set(ev.sk, {
+      const r: SocketRecord = {
         info: {
           sk: ev.sk, family: ev.family, pid: ev.pid, src: { ...ev.src }, dst: { ...ev.dst },
           service: this.serviceOf(ev.dst), startNs,
         },
-        attempt: { index: 0, startNs, confirmed: false },
+        synSent: true,
         lastNs: ev.tsNs,
-      });
+      };
+      this.sockets.set(ev.sk, r);
+      this.open(r, { index: 0, startNs, confirmed: false });
       return;
     }
     const r = this.sockets.get(ev.sk);
@@ -174,16 +215,22 @@ export class Lifecycle {
     r.lastNs = ev.tsNs;
     if (ev.src.port) r.info.src = { ...ev.src };
 
-    if (oldState === TcpState.SYN_SENT && r.attempt) {
+    if (oldState === TcpState.SYN_SENT && r.synSent) {
+      r.synSent = false;
       if (newState === TcpState.ESTABLISHED) {
-        const a = this.endAttempt(r, ev.tsNs, 'established', ev.synRetransmits, 0, true);
-        r.connection = { attempt: a, startNs: ev.tsNs, reset: false };
-        this.sink.connectionStarted({ socket: r.info, attempt: a, backend: a.backend, startNs: ev.tsNs });
+        const a = r.attempt
+          ? this.endAttempt(r, ev.tsNs, 'established', ev.synRetransmits, 0, true)
+          : this.lateAnswer(r, ev.tsNs, 'established', ev.synRetransmits, 0);
+        if (a) {
+          r.connection = { attempt: a, startNs: ev.tsNs, reset: false };
+          this.sink.connectionStarted({ socket: r.info, attempt: a, backend: a.backend, startNs: ev.tsNs });
+        }
         return;
       }
       if (newState === TcpState.CLOSE) {
-        this.endAttempt(r, ev.tsNs, closeOutcome(ev.skErr), ev.synRetransmits, ev.skErr, true);
-        this.sockets.delete(ev.sk);
+        // Already reported unanswered at its deadline: the close adds nothing we can attribute.
+        if (r.attempt) this.endAttempt(r, ev.tsNs, closeOutcome(ev.skErr), ev.synRetransmits, ev.skErr, true);
+        this.remove(ev.sk);
         return;
       }
     }
@@ -195,19 +242,25 @@ export class Lifecycle {
           outcome: c.reset ? 'reset' : 'closed',
         });
       }
-      this.sockets.delete(ev.sk);
+      this.remove(ev.sk);
     }
   }
 
   private onRetransmit(ev: KernelEvent): void {
     const r = this.sockets.get(ev.sk);
-    if (!r || !r.attempt || ev.newState !== TcpState.SYN_SENT) return;
+    if (!r || !r.synSent || ev.newState !== TcpState.SYN_SENT) return;
     r.lastNs = ev.tsNs;
     if (ev.src.port) r.info.src = { ...ev.src };
     const n = ev.synRetransmits;
-    if (n <= r.attempt.index) return; // this SYN's attempt was already opened by IPVS rescheduling it
-    const prev = this.endAttempt(r, ev.tsNs, 'unanswered', n, 0, false);
-    r.attempt = { index: n, startNs: ev.tsNs, backend: prev.backend, confirmed: false };
+    if (r.attempt) {
+      if (n <= r.attempt.index) return; // this SYN's attempt was already opened by IPVS rescheduling it
+      const prev = this.endAttempt(r, ev.tsNs, 'unanswered', n, 0, false);
+      this.open(r, { index: n, startNs: ev.tsNs, backend: prev.backend, confirmed: false });
+      return;
+    }
+    // The previous attempt was reported at its deadline; this is the retransmit it was waiting for.
+    if (r.last && n <= r.last.index) return;
+    this.open(r, { index: n, startNs: ev.tsNs, backend: r.last?.backend, confirmed: false });
   }
 
   private onReset(ev: KernelEvent): void {
@@ -215,8 +268,9 @@ export class Lifecycle {
     if (!r) return;
     r.lastNs = ev.tsNs;
     if (ev.src.port) r.info.src = { ...ev.src };
-    if (r.attempt && ev.newState === TcpState.SYN_SENT) {
-      this.endAttempt(r, ev.tsNs, 'refused', ev.synRetransmits, ECONNREFUSED, true);
+    if (r.synSent && ev.newState === TcpState.SYN_SENT) {
+      if (r.attempt) this.endAttempt(r, ev.tsNs, 'refused', ev.synRetransmits, ECONNREFUSED, true);
+      else this.lateAnswer(r, ev.tsNs, 'refused', ev.synRetransmits, ECONNREFUSED);
     } else if (r.connection) {
       r.connection.reset = true;
     }
@@ -225,32 +279,51 @@ export class Lifecycle {
   private onIpvsConn(ev: KernelEvent): void {
     if (!ev.backend || ev.noSocket) return;
     const r = this.sockets.get(ev.sk);
-    if (!r || !r.attempt) return;
+    if (!r || !r.synSent) return;
     r.lastNs = ev.tsNs;
     if (ev.src.port) r.info.src = { ...ev.src };
     const cur = r.attempt;
-    if (!cur.confirmed) {
+    if (cur && !cur.confirmed) {
       cur.backend = { ...ev.backend };
       cur.confirmed = true;
       return;
     }
-    // A confirmed attempt meeting a second scheduling decision: its SYN went unanswered and IPVS sent the
-    // retransmit elsewhere.
-    const prev = this.endAttempt(r, ev.tsNs, 'unanswered', ev.synRetransmits, 0, false);
-    r.attempt = { index: prev.index + 1, startNs: ev.tsNs, backend: { ...ev.backend }, confirmed: true };
+    // A second scheduling decision: the previous SYN went unanswered (superseded now, or already at its
+    // deadline) and IPVS sent this one elsewhere.
+    const prev = cur ? this.endAttempt(r, ev.tsNs, 'unanswered', ev.synRetransmits, 0, false) : r.last;
+    this.open(r, { index: (prev?.index ?? -1) + 1, startNs: ev.tsNs, backend: { ...ev.backend }, confirmed: true });
+  }
+
+  /** The answer to an attempt already reported unanswered at its deadline. */
+  private lateAnswer(r: SocketRecord, endNs: bigint, outcome: AttemptOutcome, synRetransmits: number, skErr: number): Attempt | undefined {
+    const prev = r.last;
+    if (!prev) return undefined;
+    const a: Attempt = { ...prev, endNs, outcome, synRetransmits, skErr, final: true, early: false, late: true };
+    r.last = undefined;
+    this.sink.attemptEnded(a);
+    return a;
   }
 
   private endAttempt(
     r: SocketRecord, endNs: bigint, outcome: AttemptOutcome, synRetransmits: number, skErr: number, final: boolean,
+    flags: { early?: boolean } = {},
   ): Attempt {
     const open = r.attempt!;
     r.attempt = undefined;
+    this.pending.delete(r.info.sk);
     const a: Attempt = {
       socket: r.info, index: open.index, startNs: open.startNs, endNs, backend: open.backend, outcome,
-      synRetransmits, skErr, final,
+      synRetransmits, skErr, final, early: !!flags.early, late: false,
     };
+    r.last = final ? undefined : a;
     this.sink.attemptEnded(a);
     return a;
+  }
+
+  private remove(sk: bigint): void {
+    this.sockets.delete(sk);
+    this.pending.delete(sk);
+    this.sink.socketGone?.(sk, true);
   }
 
   private dropOldest(): void {
@@ -260,8 +333,9 @@ export class Lifecycle {
 
   private forget(sk: bigint): void {
     this.sockets.delete(sk);
+    this.pending.delete(sk);
     this.untracked++;
-    this.sink.socketDropped?.(sk);
+    this.sink.socketGone?.(sk, false);
   }
 }
 

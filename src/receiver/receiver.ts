@@ -4,6 +4,7 @@ import { Attempt, Connection, Lifecycle, LifecycleSink } from './lifecycle';
 import { HookStatus, ReceiverProbe, ServiceKey } from './probe';
 import { monotonicNow } from '../native/clock';
 import { formatAddr, formatEndpoint, parseAddr } from '../common/addr';
+import { DeadlinePolicy, RttTracker } from '../common/rtt';
 
 export interface ReceiverService {
   name: string;
@@ -20,6 +21,15 @@ export interface ReceiverOptions {
   /** raw decoded events, before the lifecycle classifies them */
   onEvent?: (ev: KernelEvent, lifecycle: Lifecycle) => void;
   onBatch?: (n: number) => void;
+  /** declare a SYN unanswered once it waited this long (learned per backend); false: only at the kernel's retransmit */
+  deadline?: DeadlinePolicy | false;
+}
+
+/** How often pending handshakes are checked against their deadline. */
+const DEADLINE_SCAN_MS = 10;
+
+function serviceKeyOf(s: { service?: string; dst: Endpoint }): string {
+  return s.service ?? formatEndpoint(s.dst.addr, s.dst.port);
 }
 
 export class Receiver {
@@ -27,16 +37,35 @@ export class Receiver {
   private readonly probe: ReceiverProbe;
   private byEndpoint = new Map<string, string>();
   private readonly expiry: NodeJS.Timeout;
+  private readonly scan?: NodeJS.Timeout;
+  readonly rtt?: RttTracker;
 
   constructor(private readonly opts: ReceiverOptions) {
-    const sinks = opts.sinks;
+    const rtt = opts.deadline ? new RttTracker(opts.deadline) : undefined;
+    this.rtt = rtt;
+    const learn: LifecycleSink = {
+      // Answered handshakes teach the deadline; a late answer is the slow backend's real RTT.
+      attemptEnded: (a) => {
+        if (rtt && a.outcome === 'established' && a.backend) {
+          rtt.observe(serviceKeyOf(a.socket), formatEndpoint(a.backend.addr, a.backend.port), Number(a.endNs - a.startNs) / 1e6);
+        }
+      },
+      connectionStarted: () => {},
+      connectionEnded: () => {},
+    };
+    const sinks = [learn, ...opts.sinks];
     const fanout: LifecycleSink = {
       attemptEnded: (a: Attempt) => sinks.forEach((s) => s.attemptEnded(a)),
       connectionStarted: (c) => sinks.forEach((s) => s.connectionStarted(c)),
       connectionEnded: (c: Connection) => sinks.forEach((s) => s.connectionEnded(c)),
-      socketDropped: (sk: bigint) => sinks.forEach((s) => s.socketDropped?.(sk)),
+      socketGone: (sk: bigint, tracked: boolean) => sinks.forEach((s) => s.socketGone?.(sk, tracked)),
     };
-    this.lifecycle = new Lifecycle(fanout, { serviceOf: (dst) => this.serviceOf(dst) });
+    this.lifecycle = new Lifecycle(fanout, {
+      serviceOf: (dst) => this.serviceOf(dst),
+      deadlineNs: rtt
+        ? (socket, backend) => BigInt(Math.round(1e6 * rtt.deadlineMs(serviceKeyOf(socket), backend && formatEndpoint(backend.addr, backend.port))))
+        : undefined,
+    });
     this.indexServices(opts.services);
     this.probe = new ReceiverProbe((events) => this.onEvents(events), {
       traceAll: opts.traceAll,
@@ -45,6 +74,10 @@ export class Receiver {
     });
     this.expiry = setInterval(() => this.lifecycle.expire(monotonicNow()), 10_000);
     this.expiry.unref();
+    if (rtt) {
+      this.scan = setInterval(() => this.lifecycle.overdue(monotonicNow()), DEADLINE_SCAN_MS);
+      this.scan.unref();
+    }
   }
 
   get hooks(): HookStatus[] {
@@ -72,6 +105,7 @@ export class Receiver {
 
   close(): void {
     clearInterval(this.expiry);
+    clearInterval(this.scan);
     this.probe.close();
   }
 

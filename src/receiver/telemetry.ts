@@ -12,7 +12,7 @@ import { Endpoint } from './events';
 import { AttributeName, METRICS, MetricName, SpanName } from '../telemetry/metadata';
 import { DropReason, QueueSpanProcessor } from '../telemetry/export';
 
-type Attrs = Partial<Record<AttributeName, string | number>>;
+type Attrs = Partial<Record<AttributeName, string | number | boolean>>;
 
 export interface ReceiverTelemetryOptions {
   /** each exporter gets its own queue: a slow collector never delays the in-process actuator */
@@ -158,14 +158,15 @@ export class ReceiverTelemetry implements LifecycleSink {
       'vipguard.handshake.duration': seconds,
     };
     const ok = a.outcome === 'established';
+    if (a.early) attrs['vipguard.handshake.early'] = true;
+    if (a.late) attrs['vipguard.handshake.late'] = true;
     const ctx = this.span('vipguard.connect', s, a.startNs, a.endNs, attrs, ok ? undefined : a.outcome, this.chain.get(s.sk));
-    if (a.final && !ok) this.chain.delete(s.sk);
-    else this.chain.set(s.sk, ctx);
+    this.chain.set(s.sk, ctx);
 
     const metricAttrs = { ...endpointAttrs(s, a.backend), 'vipguard.outcome': a.outcome };
     this.attempts.add(1, metricAttrs as Attributes);
     this.duration.record(seconds, metricAttrs as Attributes);
-    if (a.outcome === 'unanswered' && !a.final) this.synRetransmits.add(1, endpointAttrs(s, a.backend) as Attributes);
+    if (a.outcome === 'unanswered' && !a.final && !a.early) this.synRetransmits.add(1, endpointAttrs(s, a.backend) as Attributes);
   }
 
   connectionStarted(c: Omit<Connection, 'endNs' | 'outcome'>): void {
@@ -182,7 +183,7 @@ export class ReceiverTelemetry implements LifecycleSink {
     this.chain.delete(s.sk);
   }
 
-  socketDropped(sk: bigint): void {
+  socketGone(sk: bigint): void {
     this.chain.delete(sk);
   }
 

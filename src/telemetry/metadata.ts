@@ -15,6 +15,7 @@ export interface AttributeSpec {
   example?: string | number;
 }
 
+
 export const ATTEMPT_OUTCOME_VALUES = ['established', 'refused', 'unanswered', 'unreachable', 'abandoned'] as const;
 export const CONNECTION_OUTCOME_VALUES = ['closed', 'reset'] as const;
 
@@ -34,6 +35,8 @@ export const ATTRIBUTES = {
   'vipguard.attempt': { type: 'int', description: 'Which SYN of the socket this attempt is: 0 for the original, n for the n-th retransmit.', example: 0 },
   'vipguard.syn_retransmits': { type: 'int', description: 'SYN retransmits of the socket when the attempt ended.', example: 1 },
   'vipguard.handshake.duration': { type: 'double', description: 'Seconds from the attempt\'s SYN to its outcome.', example: 0.0012 },
+  'vipguard.handshake.early': { type: 'boolean', description: 'Declared unanswered at the handshake deadline (learned from the backend\'s RTTs), before the kernel retransmitted the SYN.', example: 'true' },
+  'vipguard.handshake.late': { type: 'boolean', description: 'The real answer to an attempt already reported unanswered at its deadline: the backend is slow, not dead.', example: 'true' },
   'vipguard.reason': { type: 'string', description: 'Why events were lost.', values: ['ring_buffer_full', 'handshake_map_full', 'untracked', 'export_queue_full', 'export_failed'] },
   'vipguard.destination': { type: 'string', description: 'An IPVS destination in canonical form.', example: '10.200.0.4:8080' },
   'vipguard.action': { type: 'string', description: 'What the actuator changed in the kernel.', values: ['quarantine', 'restore', 'config', 'add-service', 'edit-service', 'add-destination', 'remove-destination'] },
@@ -65,7 +68,7 @@ export const SPANS = {
     kind: 'client',
     description: 'One TCP handshake attempt through a virtual service: from the SYN until its outcome is known — the SYN-ACK, an RST, or the first SYN retransmit (`unanswered`). A socket whose SYN is retransmitted or rescheduled by IPVS to another backend has one span per attempt, each a child of the previous one, all in one trace.',
     attributes: [...ENDPOINT_ATTRS, 'vipguard.attempt', 'vipguard.syn_retransmits', 'vipguard.handshake.duration'],
-    optional: ['network.peer.address', 'network.peer.port', 'network.local.port', 'process.pid', 'error.type'],
+    optional: ['network.peer.address', 'network.peer.port', 'network.local.port', 'process.pid', 'error.type', 'vipguard.handshake.early', 'vipguard.handshake.late'],
     status: 'ERROR for refused, unanswered, unreachable and abandoned attempts; UNSET when established.',
   },
   'vipguard.connection': {

@@ -114,3 +114,41 @@ test('expire drops handshakes whose end was lost, counted', () => {
   assert.equal(r.lc.stats().untracked, 1);
   assert.equal(r.attempts.length, 0);
 });
+
+function runWithDeadline(events: (KernelEvent | { overdue: number })[], deadlineMs = 200) {
+  const attempts: Attempt[] = [];
+  const started: Omit<Connection, 'endNs' | 'outcome'>[] = [];
+  const lc = new Lifecycle({
+    attemptEnded: (a) => attempts.push(a), connectionStarted: (c) => started.push(c), connectionEnded: () => {},
+  }, { deadlineNs: () => ms(deadlineMs) });
+  for (const e of events) {
+    if ('overdue' in e) lc.overdue(ms(e.overdue));
+    else lc.handle(e);
+  }
+  const brief = attempts.map((a) => `${a.index}:${a.backend?.addr ?? '?'}:${a.outcome}${a.final ? '' : '+'}${a.early ? ' early' : ''}${a.late ? ' late' : ''}`);
+  return { attempts, started, brief };
+}
+
+test('deadline: a dead backend is declared unanswered before the kernel retransmits; the retransmit is the rescue', () => {
+  const r = runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 150 }, { overdue: 260 },
+    ipvs(1000, B2, { rescheduled: true }), retx(1000, 1), st(1002, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 1 })]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+ early', '1:10.200.0.4:established']);
+  assert.equal(r.attempts[0].endNs, ms(200), 'ends at the deadline, not when the scan ran');
+  assert.equal(r.started[0].backend?.addr, B2.addr);
+});
+
+test('deadline: a slow backend answers late — reported again as established, late', () => {
+  const r = runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 250 }, st(300, TcpState.SYN_SENT, TcpState.ESTABLISHED)]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+ early', '0:10.200.0.2:established late']);
+  assert.equal(r.attempts[1].endNs - r.attempts[1].startNs, ms(300), 'the real handshake time');
+  assert.equal(r.started.length, 1);
+});
+
+test('deadline: late refusal, and a retransmit without reschedule after an early verdict', () => {
+  assert.deepEqual(runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 250 },
+    ev('reset', 400, { oldState: TcpState.SYN_SENT, newState: TcpState.SYN_SENT }), st(400, TcpState.SYN_SENT, TcpState.CLOSE, { skErr: 111 })]).brief,
+  ['0:10.200.0.2:unanswered+ early', '0:10.200.0.2:refused late']);
+  assert.deepEqual(runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 250 }, retx(1000, 1), { overdue: 1300 }, retx(3000, 2),
+    st(3010, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 2 })]).brief,
+  ['0:10.200.0.2:unanswered+ early', '1:10.200.0.2:unanswered+ early', '2:10.200.0.2:established']);
+});
