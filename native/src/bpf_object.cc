@@ -113,6 +113,7 @@ public:
 					   InstanceMethod<&BpfObject::Maps>("maps"),
 					   InstanceMethod<&BpfObject::SetAutoload>("setAutoload"),
 					   InstanceMethod<&BpfObject::SetGlobal>("setGlobal"),
+					   InstanceMethod<&BpfObject::ReadGlobal>("readGlobal"),
 					   InstanceMethod<&BpfObject::SetMapMaxEntries>("setMapMaxEntries"),
 					   InstanceMethod<&BpfObject::Load>("load"),
 					   InstanceMethod<&BpfObject::Attach>("attach"),
@@ -283,28 +284,26 @@ private:
 		return env.Undefined();
 	}
 
-	// Writes a global variable (const volatile in .rodata, or .data/.bss) before load, found by name in the
-	// object's BTF so that userspace does not need a generated skeleton.
-	Napi::Value SetGlobal(const Napi::CallbackInfo &info)
+	struct GlobalVar {
+		struct bpf_map *map;
+		uint32_t offset;
+		uint32_t size;
+	};
+
+	// Finds a global variable (const volatile in .rodata, or .data/.bss) by name in the object's BTF, so that
+	// userspace needs no generated skeleton.
+	GlobalVar FindGlobal(Napi::Env env, const std::string &name, const char *method)
 	{
-		Napi::Env env = info.Env();
-		const char *usage = "setGlobal(name: string, value: Buffer)";
-		CheckLoaded(env, "setGlobal", false);
-		if (!info[0].IsString())
-			ThrowUsage(env, usage);
-		std::string name = info[0].As<Napi::String>();
-		auto value = BufferArg(env, info[1], 0, usage, "value");
 		struct btf *btf = bpf_object__btf(obj_);
 		if (!btf)
-			throw Napi::Error::New(env, "setGlobal: " + path_ + " has no BTF (compile with -g)");
+			throw Napi::Error::New(env, std::string(method) + ": " + path_ + " has no BTF (compile with -g)");
 		struct bpf_map *m;
 		bpf_object__for_each_map(m, obj_)
 		{
 			if (!bpf_map__is_internal(m))
 				continue;
 			// Internal maps are named "<obj>.rodata"; their BTF datasec is ".rodata".
-			const char *mname = bpf_map__name(m);
-			const char *dot = strchr(mname, '.');
+			const char *dot = strchr(bpf_map__name(m), '.');
 			if (!dot)
 				continue;
 			int sec_id = btf__find_by_name_kind(btf, dot, BTF_KIND_DATASEC);
@@ -314,25 +313,54 @@ private:
 			const struct btf_var_secinfo *vs = btf_var_secinfos(sec);
 			for (int i = 0; i < btf_vlen(sec); i++, vs++) {
 				const struct btf_type *var = btf__type_by_id(btf, vs->type);
-				if (name != btf__name_by_offset(btf, var->name_off))
-					continue;
-				if (value.Length() != vs->size)
-					throw Napi::RangeError::New(env, "setGlobal('" + name + "'): the variable is " +
-										 std::to_string(vs->size) + " bytes, got " +
-										 std::to_string(value.Length()));
-				size_t sz = 0;
-				const void *cur = bpf_map__initial_value(m, &sz);
-				if (!cur || vs->offset + vs->size > sz)
-					throw Napi::Error::New(env, "setGlobal('" + name + "'): no initial value for " + mname);
-				std::vector<uint8_t> data(static_cast<const uint8_t *>(cur), static_cast<const uint8_t *>(cur) + sz);
-				memcpy(data.data() + vs->offset, value.Data(), vs->size);
-				int err = bpf_map__set_initial_value(m, data.data(), sz);
-				if (err)
-					ThrowErrno(env, "setGlobal('" + name + "')", err);
-				return env.Undefined();
+				if (name == btf__name_by_offset(btf, var->name_off))
+					return {m, vs->offset, vs->size};
 			}
 		}
-		throw Napi::Error::New(env, "setGlobal: no global variable '" + name + "' in " + path_);
+		throw Napi::Error::New(env, std::string(method) + ": no global variable '" + name + "' in " + path_);
+	}
+
+	Napi::Value SetGlobal(const Napi::CallbackInfo &info)
+	{
+		Napi::Env env = info.Env();
+		const char *usage = "setGlobal(name: string, value: Buffer)";
+		CheckLoaded(env, "setGlobal", false);
+		if (!info[0].IsString())
+			ThrowUsage(env, usage);
+		std::string name = info[0].As<Napi::String>();
+		auto value = BufferArg(env, info[1], 0, usage, "value");
+		GlobalVar g = FindGlobal(env, name, "setGlobal");
+		if (value.Length() != g.size)
+			throw Napi::RangeError::New(env, "setGlobal('" + name + "'): the variable is " + std::to_string(g.size) +
+								 " bytes, got " + std::to_string(value.Length()));
+		size_t sz = 0;
+		const void *cur = bpf_map__initial_value(g.map, &sz);
+		if (!cur || g.offset + g.size > sz)
+			throw Napi::Error::New(env, "setGlobal('" + name + "'): no initial value for " + bpf_map__name(g.map));
+		std::vector<uint8_t> data(static_cast<const uint8_t *>(cur), static_cast<const uint8_t *>(cur) + sz);
+		memcpy(data.data() + g.offset, value.Data(), g.size);
+		int err = bpf_map__set_initial_value(g.map, data.data(), sz);
+		if (err)
+			ThrowErrno(env, "setGlobal('" + name + "')", err);
+		return env.Undefined();
+	}
+
+	// Reads a .data/.bss global of the loaded object, as the kernel has it now.
+	Napi::Value ReadGlobal(const Napi::CallbackInfo &info)
+	{
+		Napi::Env env = info.Env();
+		CheckLoaded(env, "readGlobal", true);
+		if (!info[0].IsString())
+			ThrowUsage(env, "readGlobal(name: string)");
+		std::string name = info[0].As<Napi::String>();
+		GlobalVar g = FindGlobal(env, name, "readGlobal");
+		std::vector<uint8_t> value(bpf_map__value_size(g.map));
+		uint32_t zero = 0;
+		if (bpf_map_lookup_elem(bpf_map__fd(g.map), &zero, value.data()))
+			ThrowErrno(env, "readGlobal('" + name + "')", errno);
+		if (g.offset + g.size > value.size())
+			throw Napi::Error::New(env, "readGlobal('" + name + "'): outside its section");
+		return Napi::Buffer<uint8_t>::Copy(env, value.data() + g.offset, g.size);
 	}
 
 	Napi::Value SetMapMaxEntries(const Napi::CallbackInfo &info)

@@ -18,6 +18,8 @@ import { flattenSpans } from '../otlp/model';
 import { loadState, saveState } from '../actuator/state';
 import { EXPIRE_NODEST_CONN, Sysctl } from '../actuator/sysctl';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { DEFAULT_DEADLINE } from '../common/rtt';
+import { SynTimeoutController } from '../actuator/synrto';
 
 export type Part = 'receiver' | 'actuator';
 
@@ -42,6 +44,7 @@ export class Vipguard {
   private otlp?: OtlpServer;
   private http?: ActuatorHttpServer;
   private sysctl?: Sysctl;
+  private synTimeout?: SynTimeoutController;
   private httpPort?: number;
   private stopping = false;
 
@@ -92,9 +95,18 @@ export class Vipguard {
       `(${Math.round(process.uptime() * 1000)} ms after process start)` +
       `${resumed ? ` (${resumed} quarantine(s) resumed from ${a.stateFile})` : ''}`);
     const actuator = this.actuator;
+    if (a.synTimeout.enabled) {
+      this.synTimeout = new SynTimeoutController(a.synTimeout, { ...DEFAULT_DEADLINE, ...this.config.receiver.deadline }, this.log);
+      this.synTimeout.start(this.config.services);
+    }
+    const synTimeout = this.synTimeout;
     this.otlp = new OtlpServer({
       listen: a.otlpListen, token: a.token,
-      onTraces: (req) => actuator.ingestSpans(flattenSpans(req as never)),
+      onTraces: (req) => {
+        const spans = flattenSpans(req as never);
+        actuator.ingestSpans(spans);
+        synTimeout?.observe(spans);
+      },
     });
     await this.otlp.start();
     this.http = new ActuatorHttpServer({
@@ -126,6 +138,7 @@ export class Vipguard {
     const telemetry = this.receiverTelemetry;
     receiver = new Receiver({
       services: this.config.services, traceAll: r.traceAll, ringBufferBytes: r.ringBufferBytes,
+      deadline: r.deadline.enabled ? { ...DEFAULT_DEADLINE, ...r.deadline } : false,
       sinks: [telemetry], onBatch: (n) => telemetry.countEvents(n),
     });
     this.receiver = receiver;
@@ -150,6 +163,7 @@ export class Vipguard {
         spansExported: this.receiverTelemetry?.spansExported,
       } : undefined,
       reactionMs: this.actuatorTelemetry ? summarize(this.actuatorTelemetry.reactionsMs) : undefined,
+      synTimeout: this.synTimeout?.status,
     };
   }
 
@@ -167,6 +181,7 @@ export class Vipguard {
     this.config = next;
     this.receiver?.setServices(next.services);
     this.actuator?.setConfig(next);
+    this.synTimeout?.setServices(next.services);
     this.log(`reloaded ${this.opts.configPath}: ${next.services.length} service(s)${restartNeeded ? ' (receiver/listener/export settings change on restart)' : ''}`);
     return true;
   }
@@ -180,6 +195,7 @@ export class Vipguard {
     await this.receiverTelemetry?.shutdown();
     await this.http?.stop();
     await this.otlp?.stop();
+    this.synTimeout?.close();
     await this.actuator?.stop({ restore: true });
     this.sysctl?.restore();
     this.ipvs?.close();

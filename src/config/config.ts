@@ -64,6 +64,7 @@ export interface Config {
   receiver: {
     enabled: boolean; traceAll: boolean; ringBufferBytes: number; export: ExportSettings;
     prometheus: { enabled: boolean; listen: string };
+    deadline: { enabled: boolean; multiplier: number; percentile: number; floorMs: number; ceilingMs: number };
   };
   actuator: {
     enabled: boolean;
@@ -76,6 +77,7 @@ export interface Config {
     rules: RuleConfig[];
     quarantine: QuarantinePolicy;
     rateLimit: { perSecond: number; burst: number };
+    synTimeout: { enabled: boolean; marginMs: number; floorMs: number; ceilingMs: number; cgroup?: string };
   };
 }
 
@@ -202,6 +204,8 @@ function semanticIssues(raw: Raw, issues: { path: string; message: string }[]): 
     const pct = s.quarantine?.maxQuarantined;
     if (typeof pct === 'string' && Number(pct.slice(0, -1)) > 100) issues.push({ path: `${at}.quarantine.maxQuarantined`, message: `at most 100%, got ${pct}` });
   });
+  const dl = raw.receiver.deadline;
+  if (durationMs(dl.floor) > durationMs(dl.ceiling)) issues.push({ path: 'receiver.deadline.floor', message: `floor ${dl.floor} is above ceiling ${dl.ceiling}` });
   const a = raw.actuator;
   if (typeof a.quarantine?.maxQuarantined === 'string' && Number(a.quarantine.maxQuarantined.slice(0, -1)) > 100) {
     issues.push({ path: 'actuator.quarantine.maxQuarantined', message: `at most 100%, got ${a.quarantine.maxQuarantined}` });
@@ -241,6 +245,10 @@ function build(raw: Raw, readFile: (p: string) => string): Config {
     receiver: {
       enabled: raw.receiver.enabled, traceAll: raw.receiver.traceAll, ringBufferBytes: raw.receiver.ringBufferBytes,
       prometheus: { enabled: raw.receiver.prometheus.enabled, listen: raw.receiver.prometheus.listen },
+      deadline: {
+        enabled: raw.receiver.deadline.enabled, multiplier: raw.receiver.deadline.multiplier, percentile: raw.receiver.deadline.percentile,
+        floorMs: durationMs(raw.receiver.deadline.floor), ceilingMs: durationMs(raw.receiver.deadline.ceiling),
+      },
       export: {
         enabled: e.enabled, endpoint: e.endpoint, insecure: e.insecure, tls: e.tls, headers: e.headers,
         timeoutMs: durationMs(e.timeout), spanDelayMs: durationMs(e.spanDelay), metricIntervalMs: durationMs(e.metricInterval),
@@ -253,6 +261,10 @@ function build(raw: Raw, readFile: (p: string) => string): Config {
       rules: a.rules.map((r: Raw) => ({ name: r.name, outcomes: r.outcomes, threshold: r.threshold, windowMs: durationMs(r.window) })),
       quarantine: policy,
       rateLimit: { perSecond: a.rateLimit.perSecond, burst: a.rateLimit.burst },
+      synTimeout: {
+        enabled: a.synTimeout.enabled, marginMs: durationMs(a.synTimeout.margin), floorMs: durationMs(a.synTimeout.floor),
+        ceilingMs: durationMs(a.synTimeout.ceiling), cgroup: a.synTimeout.cgroup,
+      },
     },
   };
 }

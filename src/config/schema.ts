@@ -103,6 +103,19 @@ export const CONFIG_SCHEMA = {
         enabled: { type: 'boolean', default: true },
         traceAll: { type: 'boolean', default: false, description: 'Trace every TCP connection of the host, not only the configured services (spans name them `unconfigured`).' },
         ringBufferBytes: { type: 'integer', minimum: 65536, maximum: 1073741824, default: 4194304, description: 'Kernel ring buffer size; a power of two.' },
+        deadline: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'A SYN unanswered for `multiplier` × its backend\'s handshake RTT (the `percentile` of recent handshakes, clamped to [floor, ceiling]) counts as unanswered right then — before the kernel retransmits it at 1 s — so a quarantine can be in place for that retransmit to be sent to a healthy backend. A backend that answers after all is reported `late` (slow, not dead) and its quarantine lifted.',
+          properties: {
+            enabled: { type: 'boolean', default: true },
+            multiplier: { type: 'number', minimum: 1, maximum: 100, default: 4 },
+            percentile: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.99 },
+            floor: duration('Shortest deadline, whatever the RTT.', '200ms'),
+            ceiling: duration('Longest deadline; keep it under the initial SYN RTO (1 s, or actuator.synTimeout) minus the time to act.', '700ms'),
+          },
+        },
         prometheus: {
           type: 'object',
           additionalProperties: false,
@@ -171,6 +184,19 @@ export const CONFIG_SCHEMA = {
           },
         },
         quarantine,
+        synTimeout: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Sub-second failover: a cgroup sock_ops program gives connections to the configured services a lower initial SYN timeout, derived from their observed handshake times (receiver.deadline\'s formula + margin, clamped to [floor, ceiling]). A pending connect to a dead backend is then retransmitted — and rescued by IPVS onto a healthy backend — after that timeout instead of after 1 s. Note: the kernel gives up after a number of retransmits, so a connect whose every backend is dead also fails sooner. Kernels without cgroup sock_ops keep the default and vipguard says so.',
+          properties: {
+            enabled: { type: 'boolean', default: false },
+            margin: duration('Time added to the handshake deadline, for the quarantine to be in place before the retransmit.', '100ms'),
+            floor: duration('Lowest initial SYN timeout.', '200ms'),
+            ceiling: duration('Highest initial SYN timeout (the kernel default is 1s).', '1s'),
+            cgroup: { type: 'string', description: 'cgroup v2 directory whose processes get it; default: the cgroup2 root (every process).' },
+          },
+        },
         rateLimit: {
           type: 'object',
           additionalProperties: false,

@@ -33,6 +33,8 @@ export interface BpfObject {
   /** Before load: write a global (const volatile) variable by name; value must have the variable's size. */
   setGlobal(name: string, value: Buffer): void;
   setMapMaxEntries(map: string, maxEntries: number): void;
+  /** After load: a .data/.bss global as the kernel has it now. */
+  readGlobal(name: string): Buffer;
   load(): void;
   attach(program: string, options?: { cgroup?: string }): void;
   detach(program: string): boolean;
