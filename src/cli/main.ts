@@ -8,6 +8,7 @@ import { ReceiverService } from '../receiver/receiver';
 import { parseAddr } from '../common/addr';
 import { ConfigError, loadConfig } from '../config/config';
 import { CONFIG_SCHEMA } from '../config/schema';
+import { writeDocs } from './docs';
 
 function parseService(spec: string, prev: ReceiverService[] = []): ReceiverService[] {
   // name=addr:port, addr:port, name=[v6]:port
@@ -64,6 +65,13 @@ export function program(): Command {
     .description("print the configuration's JSON Schema (for editors)")
     .action(() => {
       process.stdout.write(JSON.stringify(CONFIG_SCHEMA, null, 2) + '\n');
+    });
+
+  p.command('docs')
+    .description('regenerate docs/config.md, docs/telemetry.md and schema/vipguard.schema.json from their sources')
+    .action(() => {
+      const w = writeDocs();
+      process.stdout.write(w.length ? `wrote ${w.join(', ')}\n` : 'docs are up to date\n');
     });
 
   p.command('trace')
