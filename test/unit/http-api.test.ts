@@ -563,8 +563,12 @@ describe('server guards', () => {
   });
 
   it('rate-limits its own log lines under a flood of bad requests', () => withServer({}, async (port, _t, logs, server) => {
+    const t0 = Date.now();
     for (let i = 0; i < 300; i++) await v2(port, '{');
-    assert.ok(logs.length <= 110, `${logs.length} lines`);
+    // burst of 100, refilled at 10 lines/s while the flood lasts (longer on a loaded machine); each line let
+    // through after a suppression comes with a "N lines suppressed" line
+    const allowed = 100 + 2 * (Math.ceil(((Date.now() - t0) / 1000) * 10) + 1);
+    assert.ok(logs.length <= allowed, `${logs.length} lines, at most ${allowed} allowed`);
     assert.ok(server.stats.logSuppressed >= 150, `${server.stats.logSuppressed} suppressed`);
   }));
 });
