@@ -75,8 +75,8 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
     const load = new Load(topo.vip.host, topo.vip.port, 20, 5000);
     load.start();
     await sleep(1500);
+    const failAt = load.now(); // before the switch: connects that land while it is being applied count too
     await topo.set('b3', 'blackhole');
-    const failAt = load.now();
     await waitFor(() => weights()[key('b3')] === 0, 5000, 'b3 at weight 0');
     const quarantinedAfter = load.now() - failAt;
     await sleep(2500);

@@ -1,0 +1,63 @@
+// vipguard as a real child process, for lab tests, benchmarks and the demo (so kill -9 means kill -9).
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { REPO_ROOT } from '../common/paths';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface VipguardProcess {
+  proc: ChildProcess;
+  lines: string[];
+  dir: string;
+  configPath: string;
+  httpPort: number;
+  /** resolves when the process exits */
+  exited: Promise<number | null>;
+}
+
+/** Writes the config into a fresh directory (state file there too) and starts `vipguard run` on it. */
+export async function startVipguard(yaml: string, opts: { dir?: string; args?: string[]; readyTimeoutMs?: number } = {}): Promise<VipguardProcess> {
+  const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'vg-'));
+  const configPath = path.join(dir, 'vipguard.yaml');
+  fs.writeFileSync(configPath, yaml.replace(/\$DIR/g, dir));
+  const proc = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'run', '--config', configPath, ...(opts.args ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const onData = (b: Buffer) => {
+    for (const l of b.toString().split('\n')) if (l) lines.push(l);
+  };
+  proc.stdout!.on('data', onData);
+  proc.stderr!.on('data', onData);
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 90_000);
+  let httpPort = 0;
+  while (Date.now() < deadline) {
+    const m = lines.map((l) => /alerts on http:\/\/\S+ \(port (\d+)\)/.exec(l)).find(Boolean);
+    const recv = lines.some((l) => /receiver: tracing/.test(l)) || (opts.args ?? []).includes('actuator');
+    if (m && recv) { httpPort = Number(m[1]); break; }
+    if (proc.exitCode !== null) throw new Error(`vipguard exited ${proc.exitCode}:\n${lines.join('\n')}`);
+    await sleep(50);
+  }
+  if (!httpPort) {
+    proc.kill('SIGKILL');
+    throw new Error(`vipguard did not become ready:\n${lines.join('\n')}`);
+  }
+  return { proc, lines, dir, configPath, httpPort, exited };
+}
+
+export async function stopVipguard(vg: VipguardProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!vg || vg.proc.exitCode !== null) return;
+  vg.proc.kill(signal);
+  const t = setTimeout(() => vg.proc.kill('SIGKILL'), 15_000);
+  await vg.exited;
+  clearTimeout(t);
+}
+
+export async function vgStatus(vg: VipguardProcess): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const r = await fetch(`http://127.0.0.1:${vg.httpPort}/api/vipguard/status`, { signal: AbortSignal.timeout(5000) });
+  return r.json();
+}
+
