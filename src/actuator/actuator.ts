@@ -90,6 +90,11 @@ export class Actuator implements AlertTarget {
     this.persist();
   }
 
+  /** Telemetry attaches after the first reconcile (its libraries load after it): see src/cli/run.ts. */
+  setEvents(events: ActuatorEvents): void {
+    this.deps.events = events;
+  }
+
   setConfig(config: Config): void {
     this.config = config;
     this.rules.setRules(config.actuator.rules);

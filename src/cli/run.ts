@@ -3,23 +3,25 @@
 // or serialized in-process when both run here. Reloads on SIGHUP or file change (a bad file is refused and the
 // running configuration stays); stops gracefully on SIGINT/SIGTERM (BPF detached, telemetry flushed, quarantined
 // destinations given back their weight, sysctl restored).
+//
+// Start-up order matters after a crash: the actuator's first reconcile (which re-applies quarantines from the
+// state file) needs only the config, the netlink client and the policy, so the OpenTelemetry and gRPC stacks —
+// most of the start-up time — are loaded after it (`await import`).
 import * as fs from 'node:fs';
 import { Config, ConfigError, loadConfig } from '../config/config';
-import { Receiver } from '../receiver/receiver';
-import { ReceiverTelemetry } from '../receiver/telemetry';
-import { metricExporter, traceExporter } from '../telemetry/export';
-import { InProcessTraceExporter } from '../telemetry/inprocess';
 import { Actuator, tcpProbe } from '../actuator/actuator';
-import { ActuatorTelemetry } from '../actuator/telemetry';
-import { ActuatorHttpServer } from '../actuator/http';
 import { IpvsClient } from '../actuator/ipvs';
-import { OtlpServer } from '../otlp/server';
 import { flattenSpans } from '../otlp/model';
 import { loadState, saveState } from '../actuator/state';
 import { EXPIRE_NODEST_CONN, Sysctl } from '../actuator/sysctl';
-import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { DEFAULT_DEADLINE } from '../common/rtt';
-import { SynTimeoutController } from '../actuator/synrto';
+import type { Receiver } from '../receiver/receiver';
+import type { ReceiverTelemetry } from '../receiver/telemetry';
+import type { ActuatorTelemetry } from '../actuator/telemetry';
+import type { ActuatorHttpServer } from '../actuator/http';
+import type { OtlpServer } from '../otlp/server';
+import type { SynTimeoutController } from '../actuator/synrto';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 
 export type Part = 'receiver' | 'actuator';
 
@@ -63,7 +65,7 @@ export class Vipguard {
 
   async start(): Promise<void> {
     if (this.runs('actuator')) await this.startActuator();
-    if (this.runs('receiver')) this.startReceiver();
+    if (this.runs('receiver')) await this.startReceiver();
     if (!this.receiver && !this.actuator) throw new Error('nothing to run: receiver and actuator are both disabled (or excluded by --only)');
   }
 
@@ -79,15 +81,9 @@ export class Vipguard {
     const actuatorStart = performance.now();
     const state = loadState(a.stateFile);
     if (state.problem) this.log(state.problem);
-    this.actuatorTelemetry = new ActuatorTelemetry({
-      spanExporter: e.enabled ? traceExporter(e) : undefined,
-      metricExporter: e.enabled ? metricExporter(e) : undefined,
-      metricIntervalMs: e.metricIntervalMs, spanDelayMs: e.spanDelayMs,
-      snapshot: () => this.snapshot(),
-    });
     this.actuator = new Actuator(this.config, {
       ipvs: this.ipvs, probe: tcpProbe, initialRecords: state.records, log: this.log,
-      saveState: (records) => saveState(a.stateFile, records), events: this.actuatorTelemetry,
+      saveState: (records) => saveState(a.stateFile, records),
     });
     await this.actuator.start();
     const resumed = state.records.filter((r) => r.until > Date.now()).length;
@@ -95,11 +91,23 @@ export class Vipguard {
       `(${Math.round(process.uptime() * 1000)} ms after process start)` +
       `${resumed ? ` (${resumed} quarantine(s) resumed from ${a.stateFile})` : ''}`);
     const actuator = this.actuator;
+    const { ActuatorTelemetry } = await import('../actuator/telemetry');
+    const { traceExporter, metricExporter } = await import('../telemetry/export');
+    this.actuatorTelemetry = new ActuatorTelemetry({
+      spanExporter: e.enabled ? traceExporter(e) : undefined,
+      metricExporter: e.enabled ? metricExporter(e) : undefined,
+      metricIntervalMs: e.metricIntervalMs, spanDelayMs: e.spanDelayMs,
+      snapshot: () => this.snapshot(),
+    });
+    actuator.setEvents(this.actuatorTelemetry);
     if (a.synTimeout.enabled) {
+      const { SynTimeoutController } = await import('../actuator/synrto');
       this.synTimeout = new SynTimeoutController(a.synTimeout, { ...DEFAULT_DEADLINE, ...this.config.receiver.deadline }, this.log);
       this.synTimeout.start(this.config.services);
     }
     const synTimeout = this.synTimeout;
+    const { OtlpServer } = await import('../otlp/server');
+    const { ActuatorHttpServer } = await import('../actuator/http');
     this.otlp = new OtlpServer({
       listen: a.otlpListen, token: a.token,
       onTraces: (req) => {
@@ -117,7 +125,11 @@ export class Vipguard {
       `${this.config.services.length} service(s), ${state.records.filter((r) => r.until > Date.now()).length} quarantine(s) resumed`);
   }
 
-  private startReceiver(): void {
+  private async startReceiver(): Promise<void> {
+    const { Receiver } = await import('../receiver/receiver');
+    const { ReceiverTelemetry } = await import('../receiver/telemetry');
+    const { traceExporter, metricExporter } = await import('../telemetry/export');
+    const { InProcessTraceExporter } = await import('../telemetry/inprocess');
     const r = this.config.receiver;
     const e = r.export;
     const exporters: SpanExporter[] = [];
