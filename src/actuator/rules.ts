@@ -18,9 +18,14 @@ export interface RuleHit {
   outcome: string;
 }
 
+/** Span ids remembered for de-duplication: one failure must count once even if it arrives twice. */
+const SEEN_SPANS = 20_000;
+
 export class RuleEngine {
   /** rule|vip|backend -> failure times (ms), oldest first */
   private readonly windows = new Map<string, number[]>();
+  /** recently counted span ids — the same span can arrive in-process and again through a collector */
+  private readonly seen = new Set<string>();
 
   constructor(private rules: RuleConfig[]) {}
 
@@ -37,6 +42,12 @@ export class RuleEngine {
     const hits: RuleHit[] = [];
     for (const s of spans) {
       if (s.name !== 'vipguard.connect') continue;
+      if (s.spanId) {
+        const id = `${s.traceId}/${s.spanId}`;
+        if (this.seen.has(id)) continue;
+        this.seen.add(id);
+        if (this.seen.size > SEEN_SPANS) this.seen.delete(this.seen.values().next().value as string);
+      }
       const a = s.attributes;
       const outcome = a['vipguard.outcome'];
       const backend = a['network.peer.address'];

@@ -60,7 +60,8 @@ export function tapSummary(text: string): { pass: number; fail: number; skipped:
 }
 
 function nodeTestArgs(dir: string, tapFile: string): string[] {
-  return ['--test', '--test-reporter=spec', '--test-reporter-destination=stdout',
+  // One file at a time: lab files share one topology (fixed names), host files share the kernel's hooks.
+  return ['--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout',
     '--test-reporter=tap', `--test-reporter-destination=${tapFile}`, dir];
 }
 

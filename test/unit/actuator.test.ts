@@ -202,3 +202,17 @@ services:
   assert.equal(ipvs.weight('tcp/10.99.0.2:8080', '10.200.0.2:8080'), 2, 'config weight back');
   await act.stop({ restore: false });
 });
+
+test('the same span arriving twice (in-process and through a collector) counts once', async () => {
+  const { act, clock, ipvs } = setup(WATCHED.replace('actuator:', 'actuator:\n  rules: [{ name: two, outcomes: [unanswered], threshold: 2, window: 10s }]'));
+  await act.start();
+  const s = { ...span('10.200.0.4', 'unanswered', clock.t), traceId: 'aa', spanId: 'bb' };
+  act.ingestSpans([s]);
+  act.ingestSpans([s]);
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3, 'one failure, threshold two: no quarantine');
+  act.ingestSpans([{ ...s, spanId: 'cc' }]);
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
+  await act.stop({ restore: false });
+});
