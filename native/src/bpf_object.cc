@@ -136,7 +136,15 @@ public:
 			ThrowUsage(env, "new BpfObject(path): expected the path of a BPF ELF object as a string");
 		std::string path = info[0].As<Napi::String>();
 		TakeLog();
-		obj_ = bpf_object__open_file(path.c_str(), nullptr);
+		// libbpf < 1.3 fails every CO-RE relocation whose type is not in vmlinux when it may not list module BTFs
+		// (BPF_BTF_GET_NEXT_ID needs CAP_SYS_ADMIN); 1.3 skips them instead ("libbpf: skip modules BTF loading
+		// when CAP_SYS_ADMIN is missing"). Do the same for Debian's 1.1: without that privilege, relocate against
+		// vmlinux alone, so the fallbacks of core_fixes.bpf.h apply and CAP_BPF + CAP_PERFMON are enough.
+		LIBBPF_OPTS(bpf_object_open_opts, opts);
+		__u32 first_btf = 0;
+		if (bpf_btf_get_next_id(0, &first_btf) && errno == EPERM)
+			opts.btf_custom_path = "/sys/kernel/btf/vmlinux";
+		obj_ = bpf_object__open_file(path.c_str(), &opts);
 		int err = libbpf_get_error(obj_);
 		if (err) {
 			obj_ = nullptr;
