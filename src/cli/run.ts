@@ -15,6 +15,7 @@ import { flattenSpans } from '../otlp/model';
 import { loadState, saveState } from '../actuator/state';
 import { EXPIRE_NODEST_CONN, Sysctl } from '../actuator/sysctl';
 import { DEFAULT_DEADLINE } from '../common/rtt';
+import { checkPrivileges, needsOf } from '../common/privileges';
 import type { Receiver } from '../receiver/receiver';
 import type { ReceiverTelemetry } from '../receiver/telemetry';
 import type { ActuatorTelemetry } from '../actuator/telemetry';
@@ -64,6 +65,8 @@ export class Vipguard {
   }
 
   async start(): Promise<void> {
+    // Refuse up front, naming every missing capability, rather than half-start (src/common/privileges.ts).
+    checkPrivileges(needsOf(this.config, { receiver: this.runs('receiver'), actuator: this.runs('actuator') }));
     if (this.runs('actuator')) await this.startActuator();
     if (this.runs('receiver')) await this.startReceiver();
     if (!this.receiver && !this.actuator) throw new Error('nothing to run: receiver and actuator are both disabled (or excluded by --only)');
