@@ -77,17 +77,29 @@ export class Actuator implements AlertTarget {
     return this.reconcile();
   }
 
+  /**
+   * With `restore`, the kernel is left as configured — a stopped vipguard must not keep destinations out for
+   * good — while the state file keeps the quarantines as they were, so a restart (an upgrade, systemctl
+   * restart) puts them back in its first reconcile.
+   */
   async stop(opts: { restore: boolean }): Promise<void> {
     clearInterval(this.timer);
     clearTimeout(this.expiryTimer);
     await this.running;
+    const records = this.book.all();
     if (opts.restore) {
-      // Leave the data plane as configured: a stopped vipguard must not keep destinations out for good.
       const now = this.now();
-      for (const r of this.book.all().filter((r) => r.until > now)) this.book.release(r.service, r.destination, now);
+      const save = this.deps.saveState;
+      this.deps.saveState = undefined; // the releases below are for the kernel, not for the next start
+      for (const r of records.filter((r) => r.until > now)) this.book.release(r.service, r.destination, now);
       await this.reconcile();
+      this.deps.saveState = save;
     }
-    this.persist();
+    try {
+      this.deps.saveState?.(records);
+    } catch (e) {
+      this.log(`saving quarantine state: ${(e as Error).message}`);
+    }
   }
 
   /** Telemetry attaches after the first reconcile (its libraries load after it): see src/cli/run.ts. */

@@ -166,13 +166,21 @@ test('restart after kill -9: quarantine state reconciles (restored if expired, k
   await again.act.stop({ restore: false });
 });
 
-test('graceful stop with restore leaves the table as configured', async () => {
-  const { ipvs, clock, act } = setup(WATCHED);
+test('graceful stop leaves the table as configured; a restart puts the quarantine back', async () => {
+  const { ipvs, clock, act, saved } = setup(WATCHED);
   await act.start();
   act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t)]);
   await act.reconcile();
   await act.stop({ restore: true });
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3);
+  const records = saved[saved.length - 1];
+  assert.ok(records.some((r) => r.destination === '10.200.0.4:80' && r.until > clock.t), 'the state file still has it');
+  const again = setup(WATCHED, { records });
+  again.ipvs.services = ipvs.services;
+  again.clock.t = clock.t + 1000;
+  await again.act.start();
+  assert.equal(again.ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
+  await again.act.stop({ restore: false });
 });
 
 test('managed service: created as written, extra destinations removed, quarantine within it', async () => {
