@@ -216,9 +216,10 @@ export class Actuator implements AlertTarget {
           this.signalAt.set(`${svc.name}|${key}`, observedAt ?? now);
           this.log(`quarantine ${key} in ${svc.name} (level ${r.record.level}) until ${new Date(r.record.until).toISOString()}: ${signal.source} ${signal.name}`);
         }
+        // Kernel first (the pending connects' retransmits are due), the state file after.
+        void this.reconcile(svc.name);
         this.persist();
         this.scheduleExpiry();
-        void this.reconcile();
         return { accepted: true, action: r.kind, until: new Date(r.record.until) };
     }
   }
@@ -268,38 +269,49 @@ export class Actuator implements AlertTarget {
 
   // ---- reconcile ---------------------------------------------------------------------------------------------
 
-  /** Runs one reconcile; concurrent requests coalesce into one more run after the current one. */
-  reconcile(): Promise<void> {
+  /**
+   * Runs one reconcile; concurrent requests coalesce into one more run after the current one. `only` narrows
+   * a run to one service — a new quarantine's pending connects are waiting for their retransmit, so it lists
+   * and changes just that service; the periodic run covers the rest.
+   */
+  reconcile(only?: string): Promise<void> {
     if (this.running) {
       this.again = true;
       return this.running;
     }
     this.running = (async () => {
+      let scope = only;
       do {
         this.again = false;
-        await this.reconcileOnce();
+        await this.reconcileOnce(scope);
+        scope = undefined;
       } while (this.again);
     })().finally(() => { this.running = undefined; });
     return this.running;
   }
 
-  private async reconcileOnce(): Promise<void> {
+  private async reconcileOnce(only?: string): Promise<void> {
     const t0 = this.now();
     let changes: Change[] = [];
     const failures: string[] = [];
+    const config = only ? { ...this.config, services: this.config.services.filter((s) => s.name === only) } : this.config;
     try {
-      this.kernel = await readKernel(this.config, this.deps.ipvs);
+      const listed = await readKernel(config, this.deps.ipvs);
+      this.kernel = only ? new Map([...this.kernel, ...listed]) : listed;
       const now = this.now();
-      const want = desired(this.config, this.book, this.kernel, now);
+      const want = desired(config, this.book, listed, now);
       this.noteRestored(want);
-      changes = diff(want, this.kernel);
+      changes = diff(want, listed);
       const res = await apply(changes, this.deps.ipvs);
       for (const c of res.applied) this.report(c, undefined);
       for (const f of res.failed) {
         failures.push(`${describeChange(f.change)}: ${f.error.message}`);
         this.report(f.change, f.error);
       }
-      if (res.applied.length) this.kernel = await readKernel(this.config, this.deps.ipvs);
+      if (res.applied.length) {
+        const after = await readKernel(config, this.deps.ipvs);
+        this.kernel = only ? new Map([...this.kernel, ...after]) : after;
+      }
     } catch (e) {
       failures.push(`listing IPVS: ${(e as Error).message}`);
     }

@@ -75,15 +75,29 @@ export class RttTracker {
     return worst;
   }
 
+  /**
+   * How long a SYN to `backend` may wait. A backend still being learnt gets the ceiling: judging it by its faster
+   * siblings would call a far-away backend dead before it had a chance to answer.
+   */
   deadlineMs(service: string, backend?: string): number {
-    const rtt = this.rttMs(service, backend);
     const p = this.policy;
+    const own = backend ? this.byBackend.get(`${service}|${backend}`) : undefined;
+    if (backend && (!own || own.length < p.minSamples)) return p.ceilingMs;
+    const rtt = this.rttMs(service, backend);
     if (rtt === undefined) return p.ceilingMs; // nothing learnt yet: the most patient verdict
     return Math.min(p.ceilingMs, Math.max(p.floorMs, p.multiplier * rtt));
   }
 
-  /** The service's deadline for any of its backends: the slowest one decides (used where the backend is unknown). */
+  /**
+   * The service's deadline for whichever backend IPVS will pick (the SYN timeout is set before it picks): the
+   * slowest backend decides, and while any backend that has answered is still being learnt, the ceiling.
+   */
   serviceDeadlineMs(service: string): number {
+    const p = this.policy;
+    for (const key of this.byService.get(service) ?? []) {
+      const n = this.byBackend.get(key)!.length;
+      if (n > 0 && n < p.minSamples) return p.ceilingMs;
+    }
     return this.deadlineMs(service);
   }
 }

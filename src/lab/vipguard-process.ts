@@ -57,7 +57,7 @@ export async function stopVipguard(vg: VipguardProcess | undefined, signal: Node
 }
 
 export async function vgStatus(vg: VipguardProcess): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const r = await fetch(`http://127.0.0.1:${vg.httpPort}/api/vipguard/status`, { signal: AbortSignal.timeout(5000) });
+  const r = await fetch(`http://127.0.0.1:${vg.httpPort}/api/vipguard/status`, { signal: AbortSignal.timeout(20_000) });
   return r.json();
 }
 

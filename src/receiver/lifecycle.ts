@@ -56,7 +56,7 @@ export interface Attempt {
   final: boolean;
   /** declared unanswered at the handshake deadline, before the kernel retransmitted */
   early: boolean;
-  /** the real answer to an attempt already reported unanswered at its deadline */
+  /** the real answer to an attempt already reported unanswered (at its deadline, or retransmitted to the same backend) */
   late: boolean;
 }
 
@@ -218,8 +218,13 @@ export class Lifecycle {
     if (oldState === TcpState.SYN_SENT && r.synSent) {
       r.synSent = false;
       if (newState === TcpState.ESTABLISHED) {
+        // An answer from the backend whose previous SYN we counted unanswered (it was retransmitted to the same
+        // backend, not rescheduled) may well answer that first SYN: slow, not lost. Say so.
+        const prev = r.last;
+        const sameBackend = !!r.attempt && !!prev && prev.outcome === 'unanswered' && !!prev.backend && !!r.attempt.backend &&
+          prev.backend.addr === r.attempt.backend.addr && prev.backend.port === r.attempt.backend.port;
         const a = r.attempt
-          ? this.endAttempt(r, ev.tsNs, 'established', ev.synRetransmits, 0, true)
+          ? this.endAttempt(r, ev.tsNs, 'established', ev.synRetransmits, 0, true, { late: sameBackend })
           : this.lateAnswer(r, ev.tsNs, 'established', ev.synRetransmits, 0);
         if (a) {
           r.connection = { attempt: a, startNs: ev.tsNs, reset: false };
@@ -306,14 +311,14 @@ export class Lifecycle {
 
   private endAttempt(
     r: SocketRecord, endNs: bigint, outcome: AttemptOutcome, synRetransmits: number, skErr: number, final: boolean,
-    flags: { early?: boolean } = {},
+    flags: { early?: boolean; late?: boolean } = {},
   ): Attempt {
     const open = r.attempt!;
     r.attempt = undefined;
     this.pending.delete(r.info.sk);
     const a: Attempt = {
       socket: r.info, index: open.index, startNs: open.startNs, endNs, backend: open.backend, outcome,
-      synRetransmits, skErr, final, early: !!flags.early, late: false,
+      synRetransmits, skErr, final, early: !!flags.early, late: !!flags.late,
     };
     r.last = final ? undefined : a;
     this.sink.attemptEnded(a);

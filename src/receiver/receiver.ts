@@ -75,7 +75,13 @@ export class Receiver {
     this.expiry = setInterval(() => this.lifecycle.expire(monotonicNow()), 10_000);
     this.expiry.unref();
     if (rtt) {
-      this.scan = setInterval(() => this.lifecycle.overdue(monotonicNow()), DEADLINE_SCAN_MS);
+      // Drain the ring buffer first: an answer the kernel already saw but the event loop has not read yet must
+      // not be mistaken for silence (a busy or starved process would otherwise call slow backends dead).
+      this.scan = setInterval(() => {
+        const now = monotonicNow();
+        this.probe.drain();
+        this.lifecycle.overdue(now);
+      }, DEADLINE_SCAN_MS);
       this.scan.unref();
     }
   }

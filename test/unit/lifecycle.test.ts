@@ -76,6 +76,13 @@ test('rescheduled by IPVS, retransmit tracepoint first: the same attempts', () =
   assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+', '1:10.200.0.4:established']);
 });
 
+test('a retransmit to the same backend answered: late, since it may answer the first SYN', () => {
+  assert.deepEqual(run([synSent(0), ipvs(0, B1), retx(1000, 1), st(1005, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 1 })]).brief,
+    ['0:10.200.0.2:unanswered+', '1:10.200.0.2:established']);
+  const r = run([synSent(0), ipvs(0, B1), retx(1000, 1), st(1005, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 1 })]);
+  assert.equal(r.attempts[1].late, true);
+});
+
 test('never answered: each SYN an unanswered attempt, the last one final when the kernel gives up', () => {
   const r = run([synSent(0), ipvs(0, B1), retx(1000, 1), retx(3000, 2), st(7000, TcpState.SYN_SENT, TcpState.CLOSE, { skErr: 110, synRetransmits: 2 })]);
   assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+', '1:10.200.0.2:unanswered+', '2:10.200.0.2:unanswered']);
@@ -150,5 +157,6 @@ test('deadline: late refusal, and a retransmit without reschedule after an early
   ['0:10.200.0.2:unanswered+ early', '0:10.200.0.2:refused late']);
   assert.deepEqual(runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 250 }, retx(1000, 1), { overdue: 1300 }, retx(3000, 2),
     st(3010, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 2 })]).brief,
-  ['0:10.200.0.2:unanswered+ early', '1:10.200.0.2:unanswered+ early', '2:10.200.0.2:established']);
+  ['0:10.200.0.2:unanswered+ early', '1:10.200.0.2:unanswered+ early', '2:10.200.0.2:established late'],
+  'answered by the backend that had been counted unanswered: slow, not dead');
 });
