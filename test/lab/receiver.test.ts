@@ -11,6 +11,10 @@ import { Receiver } from '../../src/receiver/receiver';
 import { Attempt, Connection, LifecycleSink } from '../../src/receiver/lifecycle';
 import { KernelEvent, TcpState, stateName } from '../../src/receiver/events';
 import { IpvsClient } from '../../src/actuator/ipvs';
+import { ReceiverTelemetry } from '../../src/receiver/telemetry';
+import { DEFAULT_EXPORT, metricExporter, traceExporter } from '../../src/telemetry/export';
+import { OtlpServer } from '../../src/otlp/server';
+import { FlatPoint, FlatSpan, flattenMetrics, flattenSpans } from '../../src/otlp/model';
 import { waitFor } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
@@ -184,6 +188,44 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
     assert.equal(a.outcome, 'established');
     assert.equal(a.backend?.addr, b1.ip6);
     assert.equal(a.socket.service, 'web6');
+  });
+
+  test('end to end over OTLP/gRPC: spans and metrics name the virtual service and the real backend', async () => {
+    const spans: FlatSpan[] = [];
+    const points: FlatPoint[] = [];
+    const otlp = new OtlpServer({ listen: '127.0.0.1:0', onTraces: (r) => spans.push(...flattenSpans(r)), onMetrics: (r) => points.push(...flattenMetrics(r)) });
+    const port = await otlp.start();
+    const cfg = { ...DEFAULT_EXPORT, endpoint: `127.0.0.1:${port}`, spanDelayMs: 50, metricIntervalMs: 500 };
+    const telemetry = new ReceiverTelemetry({
+      spanExporters: [traceExporter(cfg)], metricExporter: metricExporter(cfg), metricIntervalMs: cfg.metricIntervalMs,
+      spanDelayMs: cfg.spanDelayMs, maxQueueSize: cfg.maxQueueSize, maxBatchSize: cfg.maxBatchSize,
+    });
+    const otlpReceiver = new Receiver({ services: [{ name: 'web', address: topo.vip.host, port: topo.vip.port }], sinks: [telemetry], deadline: false });
+    try {
+      const b1 = topo.backend('b1');
+      const b2 = topo.backend('b2');
+      await only('b1');
+      assert.equal((await connectOnce(topo.vip.host, topo.vip.port, { waitMs: 3000 })).kind, 'connected');
+      await only('b2');
+      assert.equal((await connectOnce(topo.vip.host, topo.vip.port, { waitMs: 3000 })).kind, 'refused');
+      await waitFor(() => spans.some((s) => s.attributes['vipguard.outcome'] === 'refused') &&
+        spans.some((s) => s.name === 'vipguard.connection'), 15_000, 'both handshakes and the connection over OTLP');
+      const ok = spans.find((s) => s.name === 'vipguard.connect' && s.attributes['vipguard.outcome'] === 'established')!;
+      assert.equal(ok.attributes['server.address'], topo.vip.host);
+      assert.equal(ok.attributes['server.port'], topo.vip.port);
+      assert.equal(ok.attributes['network.peer.address'], b1.ip);
+      assert.equal(ok.attributes['network.peer.port'], b1.port);
+      assert.equal(ok.attributes['vipguard.service'], 'web');
+      const bad = spans.find((s) => s.attributes['vipguard.outcome'] === 'refused')!;
+      assert.equal(bad.attributes['network.peer.address'], b2.ip);
+      assert.equal(bad.attributes['error.type'], 'refused');
+      await waitFor(() => points.some((p) => p.metric === 'vipguard.connect.attempts' && p.attributes['network.peer.address'] === b2.ip &&
+        p.attributes['vipguard.outcome'] === 'refused'), 15_000, 'the refused attempt counted per backend');
+    } finally {
+      otlpReceiver.close();
+      await telemetry.shutdown();
+      await otlp.stop();
+    }
   });
 
   for (const nodest of ['1', '0']) {
