@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import Ajv, { ErrorObject } from 'ajv';
-import { LineCounter, parseDocument, isMap, isNode, isScalar } from 'yaml';
+import { Lexer, LineCounter, parseDocument, isAlias, isMap, isNode, isScalar, isSeq, Node as YamlNode } from 'yaml';
 import { CONFIG_SCHEMA } from './schema';
 import { formatAddr, parseAddr } from '../common/addr';
 import { isLoopback } from '../common/token';
@@ -101,7 +101,8 @@ let validator: ReturnType<Ajv['compile']> | undefined;
 function validate() {
   if (!validator) {
     const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictTuples: false });
-    ajv.addFormat('ip', (s: string) => net.isIP(s) !== 0);
+    // net.isIP accepts an IPv6 zone (fe80::1%eth0), which IPVS has no place for and parseAddr would drop.
+    ajv.addFormat('ip', (s: string) => net.isIP(s) !== 0 && !s.includes('%'));
     validator = ajv.compile(CONFIG_SCHEMA);
   }
   return validator;
@@ -177,6 +178,28 @@ function quarantinePolicy(q: Raw, base?: QuarantinePolicy): QuarantinePolicy {
     probeBeforeRestore: pick(q.probeBeforeRestore, base?.probeBeforeRestore),
     probeTimeoutMs: q.probeTimeout !== undefined ? durationMs(q.probeTimeout) : base!.probeTimeoutMs,
   };
+}
+
+/** setTimeout/setInterval take at most 2^31-1 ms; beyond it Node fires after 1 ms, i.e. a busy loop. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Durations that drive a periodic timer or the metric reader, which refuses 0 at startup. */
+const MIN_MS: Record<string, number> = { 'actuator.reconcileInterval': 100, 'receiver.export.metricInterval': 100, 'receiver.export.timeout': 1 };
+
+/** Every duration setting, found through the schema (pattern ending in ms|s|m|h), checked against timer limits. */
+function durationIssues(schema: Raw, data: unknown, path: string, issues: { path: string; message: string }[]): void {
+  if (typeof schema.pattern === 'string' && schema.pattern.endsWith('(ms|s|m|h)$') && typeof data === 'string') {
+    const ms = durationMs(data);
+    if (ms > MAX_TIMER_MS) issues.push({ path, message: `${data} is too long: at most ${MAX_TIMER_MS} ms (24.8 days)` });
+    else if (MIN_MS[path.replace(/\[\d+\]/g, '')] > ms) issues.push({ path, message: `${data} is too short: at least ${MIN_MS[path.replace(/\[\d+\]/g, '')]}ms` });
+    return;
+  }
+  if (schema.properties && data && typeof data === 'object' && !Array.isArray(data)) {
+    for (const [k, sub] of Object.entries(schema.properties as Record<string, Raw>)) {
+      if (k in data) durationIssues(sub, (data as Raw)[k], path ? `${path}.${k}` : k, issues);
+    }
+  } else if (schema.items && Array.isArray(data)) {
+    data.forEach((x, i) => durationIssues(schema.items, x, `${path}[${i}]`, issues));
+  }
 }
 
 /** Checks the schema cannot express; pushes issues with dotted paths. */
@@ -269,19 +292,122 @@ function build(raw: Raw, readFile: (p: string) => string): Config {
   };
 }
 
+/**
+ * Bounds on what the loader will look at, so a broken or hostile file costs a bounded time and memory — a reload
+ * runs on the event loop that also drains the ring buffer and reconciles IPVS. Found by test/unit/fuzz-config.test.ts:
+ * without them half a megabyte of `[` took the process down (out of memory inside the yaml parser), 50 000 keys in
+ * one mapping took 90 s (yaml's uniqueKeys check is quadratic), an alias bomb threw a ReferenceError and a recursive
+ * alias a TypeError instead of a ConfigError. A real vipguard.yaml is a few kilobytes, a few levels deep.
+ */
+export const CONFIG_LIMITS = { maxBytes: 1 << 20, maxDepth: 64, maxAliasCount: 100, maxIssues: 100 } as const;
+
+/**
+ * Flow nesting ([ and {) measured on yaml's own lexer tokens — quotes, comments and block scalars understood,
+ * linear and without building anything — before the parser, which needs memory per open collection, sees it.
+ * Returns the offset where the limit is passed.
+ */
+function flowDepthIssue(text: string): number | undefined {
+  let depth = 0;
+  let offset = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '[' || token === '{') {
+      if (++depth > CONFIG_LIMITS.maxDepth) return offset;
+    } else if ((token === ']' || token === '}') && depth > 0) depth--;
+    if (token !== '\x02' && token !== '\x18' && token !== '\x1f') offset += token.length; // lexer markers, not text
+  }
+  return undefined;
+}
+
+/** Duplicate keys and nesting depth over the parsed node tree (iterative: no recursion on hostile depth). */
+function structureIssues(root: unknown): { node: YamlNode; message: string; first?: YamlNode }[] {
+  const out: { node: YamlNode; message: string; first?: YamlNode }[] = [];
+  const stack: { node: unknown; depth: number }[] = [{ node: root, depth: 0 }];
+  while (stack.length && out.length < CONFIG_LIMITS.maxIssues) {
+    const { node, depth } = stack.pop()!;
+    if (isMap(node) || isSeq(node)) {
+      if (depth > CONFIG_LIMITS.maxDepth) {
+        out.push({ node, message: `YAML: nested more than ${CONFIG_LIMITS.maxDepth} levels deep` });
+        continue;
+      }
+      // yaml's own uniqueKeys check compares every key with every other one: quadratic in the size of a mapping.
+      const seen = new Map<unknown, YamlNode>();
+      for (const item of node.items as unknown[]) {
+        if (isMap(node)) {
+          const pair = item as { key: unknown; value: unknown };
+          if (isScalar(pair.key)) {
+            const first = seen.get(pair.key.value);
+            if (first) out.push({ node: pair.key, message: `YAML: duplicate key '${String(pair.key.value).slice(0, 60)}'`, first });
+            else seen.set(pair.key.value, pair.key);
+          }
+          stack.push({ node: pair.value, depth: depth + 1 });
+        } else stack.push({ node: item, depth: depth + 1 });
+      }
+    }
+  }
+  return out;
+}
+
+function firstAlias(root: unknown): YamlNode | undefined {
+  const stack: unknown[] = [root];
+  while (stack.length) {
+    const x = stack.pop();
+    if (isAlias(x)) return x;
+    if (isMap(x)) for (const p of x.items) stack.push(p.value);
+    else if (isSeq(x)) stack.push(...x.items);
+  }
+  return undefined;
+}
+
+/** Depth of the data after aliases are expanded: an alias to its own ancestor makes it infinite. */
+function dataTooDeep(data: unknown): boolean {
+  const stack: { v: unknown; depth: number }[] = [{ v: data, depth: 0 }];
+  let budget = 4_000_000; // aliases may share subtrees; maxAliasCount keeps the expanded size near the text's
+  while (stack.length) {
+    const { v, depth } = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > CONFIG_LIMITS.maxDepth || --budget < 0) return true;
+    for (const x of Object.values(v)) stack.push({ v: x, depth: depth + 1 });
+  }
+  return false;
+}
+
 /** Parses and validates YAML text; throws ConfigError listing every problem. */
 export function parseConfig(text: string, source = 'config', readFile: (p: string) => string = (p) => fs.readFileSync(p, 'utf8')): Config {
+  if (Buffer.byteLength(text) > CONFIG_LIMITS.maxBytes) {
+    throw new ConfigError(source, [{ path: '', message: `${Buffer.byteLength(text)} bytes: a configuration is at most ${CONFIG_LIMITS.maxBytes} bytes` }]);
+  }
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const where = (offset: number | undefined) => {
     if (offset === undefined) return undefined;
     const p = lines.linePos(offset);
     return `${p.line}:${p.col}`;
   };
-  if (doc.errors.length) {
-    throw new ConfigError(source, doc.errors.map((e) => ({ path: '', where: where(e.pos[0]), message: `YAML: ${e.message.split('\n')[0]}` })));
+  const deepAt = flowDepthIssue(text);
+  if (deepAt !== undefined) {
+    lines.addNewLine(0);
+    for (let i = text.indexOf('\n'); i >= 0 && i < deepAt; i = text.indexOf('\n', i + 1)) lines.addNewLine(i + 1);
+    throw new ConfigError(source, [{ path: '', where: where(deepAt), message: `YAML: nested more than ${CONFIG_LIMITS.maxDepth} levels deep` }]);
   }
-  const data = doc.toJS() ?? {};
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
+  if (doc.errors.length) {
+    throw new ConfigError(source, doc.errors.slice(0, CONFIG_LIMITS.maxIssues).map((e) => ({ path: '', where: where(e.pos[0]), message: `YAML: ${e.message.split('\n')[0]}` })));
+  }
+  const structural = structureIssues(doc.contents);
+  if (structural.length) {
+    throw new ConfigError(source, structural.map((i) => ({
+      path: '', where: where(i.node.range?.[0]), message: i.first ? `${i.message} (first at ${where(i.first.range?.[0])})` : i.message,
+    })));
+  }
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: CONFIG_LIMITS.maxAliasCount }) ?? {};
+  } catch (e) {
+    // yaml throws a ReferenceError for an alias bomb ("Excessive alias count…").
+    throw new ConfigError(source, [{ path: '', where: where(firstAlias(doc.contents)?.range?.[0]), message: `YAML: aliases expand too much (${(e as Error).message}; at most ${CONFIG_LIMITS.maxAliasCount} expansions)` }]);
+  }
+  if (dataTooDeep(data)) {
+    throw new ConfigError(source, [{ path: '', message: `YAML: nested more than ${CONFIG_LIMITS.maxDepth} levels deep once aliases are expanded (an alias inside its own anchor?)` }]);
+  }
   // The node a pointer names — for an unknown setting its key, the thing to fix — or its nearest ancestor.
   const located = (path: string, pointer: string, message: string, atKey = false): ConfigIssue => {
     const keys = pointer.split('/').slice(1).map((k) => (/^[0-9]+$/.test(k) ? Number(k) : k));
@@ -305,23 +431,29 @@ export function parseConfig(text: string, source = 'config', readFile: (p: strin
   if (!v(data)) {
     const seen = new Set<string>();
     const issues: ConfigIssue[] = [];
+    let more = 0;
     for (const e of v.errors ?? []) {
       if (e.keyword === 'oneOf' || e.keyword === 'if') continue; // the branch errors say it better
       const { pointer, message } = ajvIssue(e, data);
       const key = `${pointer} ${message}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      issues.push(located(dotted(pointer), pointer, message, e.keyword === 'additionalProperties'));
+      // Locating an issue searches its mapping: report the first few hundred, count the rest.
+      if (issues.length >= CONFIG_LIMITS.maxIssues) more++;
+      else issues.push(located(dotted(pointer), pointer, message, e.keyword === 'additionalProperties'));
     }
-    throw new ConfigError(source, issues.sort(byPosition));
+    issues.sort(byPosition);
+    if (more) issues.push({ path: '', message: `and ${more} more problem${more === 1 ? '' : 's'}` });
+    throw new ConfigError(source, issues);
   }
   const sem: { path: string; message: string }[] = [];
-  semanticIssues(data, sem);
+  durationIssues(CONFIG_SCHEMA as Raw, data, '', sem);
+  semanticIssues(data as Raw, sem);
   if (sem.length) {
     throw new ConfigError(source, sem.map((i) => located(i.path, '/' + i.path.replace(/\[(\d+)\]/g, '.$1').split('.').join('/'), i.message)).sort(byPosition));
   }
   try {
-    return build(data, readFile);
+    return build(data as Raw, readFile);
   } catch (e) {
     throw new ConfigError(source, [{ path: '', message: (e as Error).message }]);
   }
@@ -330,8 +462,13 @@ export function parseConfig(text: string, source = 'config', readFile: (p: strin
 export function loadConfig(file: string): Config {
   let text: string;
   try {
+    const size = fs.statSync(file).size;
+    if (size > CONFIG_LIMITS.maxBytes) {
+      throw new ConfigError(file, [{ path: '', message: `${size} bytes: a configuration is at most ${CONFIG_LIMITS.maxBytes} bytes` }]);
+    }
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     throw new ConfigError(file, [{ path: '', message: `cannot read: ${(e as Error).message}` }]);
   }
   return parseConfig(text, file);
