@@ -35,8 +35,65 @@ export function messageType(name: string): protobuf.Type {
 // Plain objects: 64-bit integers as decimal strings (timestamps exceed 2^53), bytes as Buffers.
 const TO_OBJECT: protobuf.IConversionOptions = { longs: String, bytes: Buffer, defaults: false, arrays: true, enums: Number };
 
-export function decode<T>(typeName: string, bytes: Uint8Array): T {
+/**
+ * What one request may unfold into. Decoding turns every submessage and every repeated element into a JS value:
+ * a 4 MiB request of two-byte empty messages became 2 million objects — 5 s of blocked event loop and 0.5 GiB of
+ * heap (found by test/unit/fuzz-otlp.test.ts) — on the loop that also drains the ring buffer and reconciles
+ * IPVS. 2^18 elements is ~9000 spans of a dozen attributes: more than a collector batch (8192 spans). Nesting is
+ * bounded by protobufjs itself (util.recursionLimit, 100 levels as protoc), pinned here so an upgrade cannot
+ * quietly lift it.
+ */
+export const OTLP_LIMITS = { maxElements: 1 << 18, maxDepth: 100 } as const;
+protobuf.util.recursionLimit = OTLP_LIMITS.maxDepth;
+protobuf.Reader.recursionLimit = OTLP_LIMITS.maxDepth;
+
+/** A request within the wire format but beyond OTLP_LIMITS: gRPC's RESOURCE_EXHAUSTED, not INVALID_ARGUMENT. */
+export class OtlpLimitError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OtlpLimitError';
+  }
+}
+
+const FIXED = { fixed64: 8, sfixed64: 8, double: 8, fixed32: 4, sfixed32: 4, float: 4 } as Record<string, number>;
+
+/** Counts the messages and repeated elements `bytes` would decode into, without decoding; throws past the limit. */
+function countElements(type: protobuf.Type, r: protobuf.Reader, end: number, depth: number, budget: { left: number }): void {
+  if (depth > OTLP_LIMITS.maxDepth) throw new OtlpLimitError(`nested more than ${OTLP_LIMITS.maxDepth} levels deep`);
+  const spend = (n: number) => {
+    budget.left -= n;
+    if (budget.left < 0) throw new OtlpLimitError(`more than ${OTLP_LIMITS.maxElements} messages and repeated values in one request`);
+  };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const wireType = tag & 7;
+    const field = type.fieldsById[tag >>> 3];
+    if (wireType !== 2) {
+      r.skipType(wireType, depth);
+      if (field?.repeated) spend(1);
+      continue;
+    }
+    const len = r.uint32();
+    const stop = r.pos + len;
+    if (stop > end) throw new Error(`length ${len} past the end of the message`);
+    if (field?.resolvedType instanceof protobuf.Type) {
+      spend(1);
+      countElements(field.resolvedType, r, stop, depth + 1, budget);
+    } else if (field?.repeated && !['string', 'bytes'].includes(field.type)) {
+      // packed: one element per fixed-size value, or per varint (a byte without the continuation bit)
+      let n = 0;
+      if (FIXED[field.type]) n = Math.ceil(len / FIXED[field.type]);
+      else for (let i = r.pos; i < stop; i++) if (r.buf[i] < 0x80) n++;
+      spend(n);
+    } else if (field?.repeated) spend(1);
+    r.pos = stop;
+  }
+}
+
+/** `limited`: refuse a request beyond OTLP_LIMITS before decoding it (anything from the network). */
+export function decode<T>(typeName: string, bytes: Uint8Array, opts: { limited?: boolean } = {}): T {
   const t = messageType(typeName);
+  if (opts.limited) countElements(t, protobuf.Reader.create(bytes), bytes.length, 0, { left: OTLP_LIMITS.maxElements });
   return t.toObject(t.decode(bytes), TO_OBJECT) as T;
 }
 

@@ -2,7 +2,7 @@
 // by src/otlp/proto.ts, so a malformed payload is refused with INVALID_ARGUMENT instead of breaking the call
 // machinery, and the in-process path (`ingest*`) runs exactly the same decoder.
 import * as grpc from '@grpc/grpc-js';
-import { decode, encode, METRICS_REQUEST, METRICS_RESPONSE, TRACE_REQUEST, TRACE_RESPONSE } from './proto';
+import { decode, encode, METRICS_REQUEST, METRICS_RESPONSE, OtlpLimitError, TRACE_REQUEST, TRACE_RESPONSE } from './proto';
 import { bearer, isLoopback, tokenMatches } from '../common/token';
 
 export type TraceHandler = (req: object) => void;
@@ -58,14 +58,17 @@ export class OtlpServer {
     }
   }
 
-  /** Decodes and dispatches a trace export request (the in-process path and the gRPC path alike). */
-  ingestTraces(bytes: Uint8Array): void {
-    const req = decode<object>(TRACE_REQUEST, bytes);
+  /**
+   * Decodes and dispatches a trace export request (the in-process path and the gRPC path alike). `limited` (the
+   * gRPC path) refuses requests beyond OTLP_LIMITS; the in-process receiver's own batches may be larger.
+   */
+  ingestTraces(bytes: Uint8Array, limited = false): void {
+    const req = decode<object>(TRACE_REQUEST, bytes, { limited });
     this.opts.onTraces?.(req);
   }
 
-  ingestMetrics(bytes: Uint8Array): void {
-    const req = decode<object>(METRICS_REQUEST, bytes);
+  ingestMetrics(bytes: Uint8Array, limited = false): void {
+    const req = decode<object>(METRICS_REQUEST, bytes, { limited });
     this.opts.onMetrics?.(req);
   }
 
@@ -82,7 +85,8 @@ export class OtlpServer {
       } catch (e) {
         this.stats.refused++;
         this.stats.lastError = (e as Error).message;
-        callback({ code: grpc.status.INVALID_ARGUMENT, details: `decoding OTLP request: ${(e as Error).message}` });
+        const tooBig = e instanceof OtlpLimitError;
+        callback({ code: tooBig ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.INVALID_ARGUMENT, details: `decoding OTLP request: ${(e as Error).message}` });
         return;
       }
       callback(null, {});
@@ -94,10 +98,10 @@ export class OtlpServer {
     const max = this.opts.maxMessageBytes ?? 4 << 20;
     this.server = new grpc.Server({ 'grpc.max_receive_message_length': max });
     this.server.addService(service('opentelemetry.proto.collector.trace.v1.TraceService', TRACE_RESPONSE), {
-      Export: this.handler((b) => this.ingestTraces(b)),
+      Export: this.handler((b) => this.ingestTraces(b, true)),
     });
     this.server.addService(service('opentelemetry.proto.collector.metrics.v1.MetricsService', METRICS_RESPONSE), {
-      Export: this.handler((b) => this.ingestMetrics(b)),
+      Export: this.handler((b) => this.ingestMetrics(b, true)),
     });
     const bindHost = host.includes(':') ? `[${host}]` : host;
     this.port = await new Promise<number>((resolve, reject) => {
