@@ -174,6 +174,20 @@ export class Lifecycle {
     return n;
   }
 
+  /** When the earliest open attempt's deadline falls (CLOCK_MONOTONIC ns), or undefined when none is pending. */
+  nextDeadline(): bigint | undefined {
+    if (!this.deadlineNs) return undefined;
+    let next: bigint | undefined;
+    for (const sk of this.pending) {
+      const r = this.sockets.get(sk);
+      const a = r?.attempt;
+      if (!r || !a) continue;
+      const d = this.deadlineNs(r.info, a.backend);
+      if (d !== undefined && (next === undefined || a.startNs + d < next)) next = a.startNs + d;
+    }
+    return next;
+  }
+
   /** Drops sockets stuck in SYN_SENT past the TTL (their Close was lost). Call now and then. */
   expire(nowNs: bigint): number {
     let n = 0;
@@ -210,10 +224,8 @@ export class Lifecycle {
       this.open(r, { index: 0, startNs, confirmed: false });
       return;
     }
-    const r = this.sockets.get(ev.sk);
+    const r = this.recordOf(ev);
     if (!r) return; // a socket we did not see start: no outcome can be trusted
-    r.lastNs = ev.tsNs;
-    if (ev.src.port) r.info.src = { ...ev.src };
 
     if (oldState === TcpState.SYN_SENT && r.synSent) {
       r.synSent = false;
@@ -252,10 +264,9 @@ export class Lifecycle {
   }
 
   private onRetransmit(ev: KernelEvent): void {
-    const r = this.sockets.get(ev.sk);
-    if (!r || !r.synSent || ev.newState !== TcpState.SYN_SENT) return;
-    r.lastNs = ev.tsNs;
-    if (ev.src.port) r.info.src = { ...ev.src };
+    if (ev.newState !== TcpState.SYN_SENT) return;
+    const r = this.recordOf(ev);
+    if (!r || !r.synSent) return;
     const n = ev.synRetransmits;
     if (r.attempt) {
       if (n <= r.attempt.index) return; // this SYN's attempt was already opened by IPVS rescheduling it
@@ -269,10 +280,8 @@ export class Lifecycle {
   }
 
   private onReset(ev: KernelEvent): void {
-    const r = this.sockets.get(ev.sk);
+    const r = this.recordOf(ev);
     if (!r) return;
-    r.lastNs = ev.tsNs;
-    if (ev.src.port) r.info.src = { ...ev.src };
     if (r.synSent && ev.newState === TcpState.SYN_SENT) {
       if (r.attempt) this.endAttempt(r, ev.tsNs, 'refused', ev.synRetransmits, ECONNREFUSED, true);
       else this.lateAnswer(r, ev.tsNs, 'refused', ev.synRetransmits, ECONNREFUSED);
@@ -283,10 +292,8 @@ export class Lifecycle {
 
   private onIpvsConn(ev: KernelEvent): void {
     if (!ev.backend || ev.noSocket) return;
-    const r = this.sockets.get(ev.sk);
+    const r = this.recordOf(ev);
     if (!r || !r.synSent) return;
-    r.lastNs = ev.tsNs;
-    if (ev.src.port) r.info.src = { ...ev.src };
     const cur = r.attempt;
     if (cur && !cur.confirmed) {
       cur.backend = { ...ev.backend };
@@ -297,6 +304,29 @@ export class Lifecycle {
     // deadline) and IPVS sent this one elsewhere.
     const prev = cur ? this.endAttempt(r, ev.tsNs, 'unanswered', ev.synRetransmits, 0, false) : r.last;
     this.open(r, { index: (prev?.index ?? -1) + 1, startNs: ev.tsNs, backend: { ...ev.backend }, confirmed: true });
+  }
+
+  /**
+   * The record of the socket an event belongs to — if it is the socket whose start we saw. When events are lost
+   * (ring buffer full under a storm: test/host/faults.test.ts), a socket's Close can be lost and its kernel address
+   * reused by a socket whose start was lost too; that one's answer or close must not become the old socket's
+   * outcome. A socket's own events agree with its record: the same destination, the same source port once bound,
+   * and during the handshake the same SynSent time (the kernel's handshake map).
+   */
+  private recordOf(ev: KernelEvent): SocketRecord | undefined {
+    const r = this.sockets.get(ev.sk);
+    if (!r) return undefined;
+    const i = r.info;
+    const another = (ev.startNs !== 0n && ev.startNs !== i.startNs) || (ev.src.port !== 0 && i.src.port !== 0 && ev.src.port !== i.src.port) ||
+      (ev.dst.port !== 0 && (ev.dst.port !== i.dst.port || ev.dst.addr !== i.dst.addr));
+    if (another) {
+      this.forget(ev.sk);
+      return undefined;
+    }
+    r.lastNs = ev.tsNs;
+    // A new object, not an edit: attempts already reported keep the socket as it was when they ended.
+    if (ev.src.port && (ev.src.port !== r.info.src.port || ev.src.addr !== r.info.src.addr)) r.info = { ...r.info, src: { ...ev.src } };
+    return r;
   }
 
   /** The answer to an attempt already reported unanswered at its deadline. */
