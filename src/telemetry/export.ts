@@ -9,6 +9,7 @@ import type { Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 
 export interface ExportConfig {
   /** host:port of the OTLP/gRPC endpoint (the collector sidecar, or the actuator directly) */
@@ -50,11 +51,70 @@ function grpcOptions(cfg: ExportConfig) {
 }
 
 export function traceExporter(cfg: ExportConfig): SpanExporter {
-  return new OTLPTraceExporter(grpcOptions(cfg));
+  return new ReconnectingExporter((n) => new OTLPTraceExporter({ ...grpcOptions(cfg), userAgent: `vipguard-traces/${n}` }));
 }
 
-export function metricExporter(cfg: ExportConfig): OTLPMetricExporter {
-  return new OTLPMetricExporter(grpcOptions(cfg));
+export function metricExporter(cfg: ExportConfig): PushMetricExporter {
+  return new ReconnectingExporter((n) => new OTLPMetricExporter({ ...grpcOptions(cfg), userAgent: `vipguard-metrics/${n}` }));
+}
+
+/** How long exports may fail before the exporter (its gRPC channel) is replaced by a fresh one. */
+export const RECONNECT_AFTER_MS = 1000;
+
+type Exporter<T> = {
+  export(items: T, done: (r: ExportResult) => void): void;
+  shutdown(): Promise<void>;
+  forceFlush?(): Promise<void>;
+  selectAggregationTemporality?: PushMetricExporter['selectAggregationTemporality'];
+  selectAggregation?: PushMetricExporter['selectAggregation'];
+};
+
+/**
+ * grpc-js backs off reconnecting a failed channel (1 s, ×1.6 each time, up to 120 s) and the OTel exporters offer
+ * no way to tune it: after a 60 s collector outage, exports resumed only 39 s after the collector was back, every
+ * span meanwhile lost (test/host/faults.test.ts). A fresh exporter is a fresh channel, which connects at once:
+ * once exports have failed for RECONNECT_AFTER_MS, the next export goes through a new one. The cost while the
+ * collector stays down is one refused TCP connect per RECONNECT_AFTER_MS. Each one gets its own user agent:
+ * grpc-js shares connections (and their backoff) between channels with identical options, and the trace and
+ * metric exporters of one endpoint would otherwise keep each other's backed-off connection alive.
+ */
+class ReconnectingExporter<T> implements Exporter<T> {
+  private current: Exporter<T>;
+  private createdAt = Date.now();
+  private failingSince?: number;
+  readonly selectAggregationTemporality?: Exporter<T>['selectAggregationTemporality'];
+  readonly selectAggregation?: Exporter<T>['selectAggregation'];
+
+  private generation = 0;
+
+  constructor(private readonly make: (generation: number) => Exporter<T>) {
+    this.current = make(this.generation);
+    // The metric reader asks these once; every replacement has the same configuration.
+    this.selectAggregationTemporality = this.current.selectAggregationTemporality?.bind(this.current);
+    this.selectAggregation = this.current.selectAggregation?.bind(this.current);
+  }
+
+  export(items: T, done: (r: ExportResult) => void): void {
+    const now = Date.now();
+    if (this.failingSince !== undefined && now - this.failingSince >= RECONNECT_AFTER_MS && now - this.createdAt >= RECONNECT_AFTER_MS) {
+      void this.current.shutdown().catch(() => {});
+      this.current = this.make(++this.generation);
+      this.createdAt = now;
+    }
+    this.current.export(items, (r) => {
+      if (r.code === ExportResultCode.SUCCESS) this.failingSince = undefined;
+      else this.failingSince ??= Date.now();
+      done(r);
+    });
+  }
+
+  async forceFlush(): Promise<void> {
+    await this.current.forceFlush?.();
+  }
+
+  shutdown(): Promise<void> {
+    return this.current.shutdown();
+  }
 }
 
 export type DropReason = 'export_queue_full' | 'export_failed';
