@@ -349,6 +349,16 @@ export class Actuator implements AlertTarget {
           this.persist();
         }
       }
+      // A watched destination (or service) someone deleted has no weight to give back: whoever adds it again
+      // chooses its weight. Left pending, the restore would overwrite that choice with the weight it had before
+      // its quarantine (test/lab/faults.test.ts, "IPVS edited by someone else").
+      if (s.manage) continue;
+      for (const rec of this.book.all()) {
+        if (rec.service === s.name && rec.pendingRestore && !k?.destinations.some((x) => x.key === rec.destination)) {
+          this.book.restored(s.name, rec.destination);
+          this.persist();
+        }
+      }
     }
   }
 

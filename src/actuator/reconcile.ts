@@ -72,7 +72,13 @@ export async function readKernel(
   for (const s of config.services) {
     const id = serviceIdOf(s);
     const service = await ipvs.findService(id);
-    if (service) table.set(serviceKey(id), { service, destinations: await ipvs.listDestinations(id) });
+    if (!service) continue;
+    try {
+      table.set(serviceKey(id), { service, destinations: await ipvs.listDestinations(id) });
+    } catch (e) {
+      // Deleted by someone else between the two calls (seen in the lab): absent, not a failed reconcile of every service.
+      if ((e as { code?: string }).code !== 'ESRCH') throw e;
+    }
   }
   return table;
 }

@@ -224,3 +224,20 @@ test('the same span arriving twice (in-process and through a collector) counts o
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
   await act.stop({ restore: false });
 });
+
+test('a watched destination deleted while quarantined and re-added after its quarantine keeps the weight it was re-added with', async () => {
+  const { ipvs, clock, act } = setup(WATCHED);
+  await act.start();
+  act.ingestSpans([span('10.200.0.3', 'refused', clock.t)]);
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 0);
+  await ipvs.removeDestination(SVC, v4('10.200.0.3', 80)); // its owner deletes it
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), undefined, 'a watched destination is not re-added');
+  clock.t += 10_001; // the quarantine ends (probe answers) while the destination is gone
+  await act.reconcile();
+  await ipvs.addDestination(SVC, v4('10.200.0.3', 80), { weight: 5, forward: 'nat' }); // and re-added
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 5, 'the owner\'s weight, not the one it had before its quarantine');
+  await act.stop({ restore: false });
+});
