@@ -25,8 +25,8 @@ export interface ReceiverOptions {
   deadline?: DeadlinePolicy | false;
 }
 
-/** How often pending handshakes are checked against their deadline. */
-const DEADLINE_SCAN_MS = 10;
+/** Slack added to a deadline timer, so it fires just after the deadline rather than just before. */
+const DEADLINE_SLACK_MS = 2;
 
 function serviceKeyOf(s: { service?: string; dst: Endpoint }): string {
   return s.service ?? formatEndpoint(s.dst.addr, s.dst.port);
@@ -37,7 +37,8 @@ export class Receiver {
   private readonly probe: ReceiverProbe;
   private byEndpoint = new Map<string, string>();
   private readonly expiry: NodeJS.Timeout;
-  private readonly scan?: NodeJS.Timeout;
+  private scan?: NodeJS.Timeout;
+  private scanAt?: bigint;
   readonly rtt?: RttTracker;
 
   constructor(private readonly opts: ReceiverOptions) {
@@ -74,16 +75,29 @@ export class Receiver {
     });
     this.expiry = setInterval(() => this.lifecycle.expire(monotonicNow()), 10_000);
     this.expiry.unref();
-    if (rtt) {
-      // Drain the ring buffer first: an answer the kernel already saw but the event loop has not read yet must
-      // not be mistaken for silence (a busy or starved process would otherwise call slow backends dead).
-      this.scan = setInterval(() => {
-        const now = monotonicNow();
-        this.probe.drain();
-        this.lifecycle.overdue(now);
-      }, DEADLINE_SCAN_MS);
-      this.scan.unref();
-    }
+  }
+
+  /**
+   * One timer, armed for the earliest pending deadline (no polling: an idle receiver never wakes up). When it
+   * fires, the ring buffer is drained first: an answer the kernel already saw but the event loop has not read
+   * yet must not be mistaken for silence (a busy or starved process would otherwise call slow backends dead).
+   */
+  private armDeadline(): void {
+    if (!this.rtt) return;
+    const next = this.lifecycle.nextDeadline();
+    if (next === undefined || (this.scanAt !== undefined && this.scanAt <= next)) return;
+    clearTimeout(this.scan);
+    this.scanAt = next;
+    const ms = Math.max(0, Number(next - monotonicNow()) / 1e6) + DEADLINE_SLACK_MS;
+    this.scan = setTimeout(() => {
+      this.scan = undefined;
+      this.scanAt = undefined;
+      const now = monotonicNow();
+      this.probe.drain();
+      this.lifecycle.overdue(now);
+      this.armDeadline();
+    }, ms);
+    this.scan.unref();
   }
 
   get hooks(): HookStatus[] {
@@ -111,7 +125,7 @@ export class Receiver {
 
   close(): void {
     clearInterval(this.expiry);
-    clearInterval(this.scan);
+    clearTimeout(this.scan);
     this.probe.close();
   }
 
@@ -135,5 +149,6 @@ export class Receiver {
       this.opts.onEvent?.(ev, this.lifecycle);
       this.lifecycle.handle(ev);
     }
+    this.armDeadline();
   }
 }
