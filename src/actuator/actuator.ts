@@ -430,7 +430,7 @@ export class Actuator implements AlertTarget {
             const q = !!r && r.until > now;
             return {
               destination: d.key, owned: owned.has(d.key), weight: d.weight, activeConns: d.activeConns, inactiveConns: d.inactiveConns,
-              state: q ? 'quarantined' : r?.pendingRestore ? 'restoring' : 'healthy',
+              state: q ? 'quarantined' : r?.until ? 'probing' : r?.pendingRestore ? 'restoring' : 'healthy',
               until: q ? new Date(r!.until).toISOString() : undefined, level: r?.level, reasons: r?.reasons,
             };
           }),
