@@ -217,6 +217,7 @@ export class Actuator implements AlertTarget {
           this.log(`quarantine ${key} in ${svc.name} (level ${r.record.level}) until ${new Date(r.record.until).toISOString()}: ${signal.source} ${signal.name}`);
         }
         // Kernel first (the pending connects' retransmits are due), the state file after.
+        if (r.kind === 'quarantined') this.drainNow(svc, signal.destination);
         void this.reconcile(svc.name);
         this.persist();
         this.scheduleExpiry();
@@ -265,6 +266,24 @@ export class Actuator implements AlertTarget {
       this.persist();
       void this.reconcile();
     }
+  }
+
+  /**
+   * A new quarantine's weight 0 goes out at once — one GET_DEST and one SET_DEST (netlink calls are synchronous),
+   * not a listing of the service, and not after a reconcile that happens to be running. The pending connects'
+   * SYN retransmits are due within a few hundred milliseconds of the signal, and every one that comes before the
+   * weight is 0 goes to the dead destination again. Measured in the lab (6.12, TCG): the deadline-to-weight-0 time
+   * was 190 ms through the scoped reconcile, of which listing the service took 60. The reconcile that follows
+   * verifies the kernel and applies whatever else is due; if this edit fails (destination not there yet), it does
+   * the work.
+   */
+  private drainNow(svc: ServiceConfig, dest: DestinationId): void {
+    const service = serviceIdOf(svc);
+    const change: Change = { op: 'edit-destination', name: svc.name, service, destination: dest, weight: 0, from: 0, why: 'quarantine' };
+    this.deps.ipvs.editDestination(service, dest, { weight: 0 }).then((before) => {
+      const from = (before as Destination | undefined)?.weight;
+      if (typeof from === 'number' && from > 0) this.report({ ...change, from }, undefined);
+    }, () => {});
   }
 
   // ---- reconcile ---------------------------------------------------------------------------------------------

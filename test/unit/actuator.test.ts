@@ -43,6 +43,7 @@ class FakeIpvs implements IpvsPort {
     const m = this.services.get(serviceKey(s))!.dests;
     const cur = m.get(destinationKey(d))!;
     m.set(cur.key, { ...cur, weight: c.weight ?? cur.weight });
+    return cur; // as the real client: the destination as it was before
   }
   async removeDestination(s: ServiceId, d: DestinationId) {
     this.calls.push(`remove-dest ${destinationKey(d)}`);
@@ -94,6 +95,29 @@ test('a failed handshake span quarantines its backend; expiry and a good probe r
   clock.t += 10_001;
   await act.reconcile();
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3, 'restored to the weight it had');
+  await act.stop({ restore: false });
+});
+
+test('a new quarantine reaches the kernel at once, even while a reconcile is listing (retransmits are due)', async () => {
+  const { ipvs, clock, act } = setup(WATCHED);
+  const changes: string[] = [];
+  act.setEvents({ change: (c, err, ctx) => changes.push(`${c.op} ${destinationKey((c as { destination: DestinationId }).destination)} ${err ? 'failed' : 'ok'} signal ${ctx.signalAt}`) });
+  await act.start();
+  // A periodic reconcile stuck in its listing (a slow kernel, a busy process).
+  let release!: () => void;
+  const listed = ipvs.listDestinations.bind(ipvs);
+  ipvs.listDestinations = async (s: ServiceId) => { await new Promise<void>((r) => { release = r; }); return listed(s); };
+  const running = act.reconcile();
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t - 5)]);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0, 'weight 0 without waiting for the listing');
+  assert.deepEqual(changes, [`edit-destination 10.200.0.4:80 ok signal ${clock.t - 5}`], 'reported once, with the signal time');
+  ipvs.listDestinations = listed;
+  release();
+  await running;
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
+  assert.equal(changes.length, 1, 'the reconcile after it finds nothing left to do');
   await act.stop({ restore: false });
 });
 
