@@ -22,6 +22,8 @@ interface Result {
   skipped: number;
   ms: number;
   note?: string;
+  /** failed tests: name and first line of the error, repeated under the summary (CI logs are read from the end) */
+  failures?: string[];
 }
 
 interface Options {
@@ -59,6 +61,27 @@ export function tapSummary(text: string): { pass: number; fail: number; skipped:
   return { pass: n('pass'), fail: n('fail'), skipped: n('skipped') };
 }
 
+/** The failed tests of a TAP stream (suites failing only because a test in them did are left out). */
+export function tapFailures(text: string): string[] {
+  const lines = text.split('\n');
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^\s*not ok \d+ - (.*)$/.exec(lines[i]);
+    if (!m) continue;
+    let error = '';
+    let suite = false;
+    for (let j = i + 1; j < lines.length && j < i + 40 && !/^\s*(not )?ok \d+ /.test(lines[j]); j++) {
+      if (/failureType: 'subtestsFailed'/.test(lines[j])) suite = true;
+      const e = /^\s*error: (.*)$/.exec(lines[j]);
+      if (e && !error) error = /^[|>]-?$/.test(e[1]) ? (lines[j + 1] ?? '').trim() : e[1].replace(/^'(.*)'$/, '$1');
+    }
+    if (!suite) out.push(`${m[1]}${error ? `: ${error.slice(0, 240)}` : ''}`);
+  }
+  return out;
+}
+
+const TAP_MARK = '--- tap';
+
 function nodeTestArgs(dir: string, tapFile: string): string[] {
   // One file at a time: lab files share one topology (fixed names), host files share the kernel's hooks.
   return ['--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout',
@@ -73,25 +96,35 @@ async function runLocal(name: string, dir: string): Promise<Result> {
     const p = spawn(process.execPath, nodeTestArgs(dir, tap), { cwd: REPO_ROOT, stdio: 'inherit' });
     p.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1)));
   });
-  const s = tapSummary(fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '');
+  const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
+  const s = tapSummary(text);
   fs.rmSync(tap, { force: true });
-  return { name, ok: code === 0 && s.fail === 0 && s.pass > 0, ...s, ms: Date.now() - start, note: code ? `exit ${code}` : undefined };
+  return { name, ok: code === 0 && s.fail === 0 && s.pass > 0, ...s, ms: Date.now() - start, note: code ? `exit ${code}` : undefined, failures: tapFailures(text) };
 }
 
 async function runLab(kernel: LabKernelName, timeoutSec: number): Promise<Result> {
   const start = Date.now();
   const tap = `/tmp/vipguard-lab.tap`;
+  let tapFollows = false;
   const r = await runInLab({
     kernel,
     // Inside the VM /tmp is the overlay's; the TAP copy comes back through the output stream.
-    command: ['sh', '-c', `node ${nodeTestArgs('dist/test/lab/', tap).join(' ')}; rc=$?; echo '--- tap summary'; grep -E '^# (pass|fail|skipped) ' ${tap}; exit $rc`],
+    command: ['sh', '-c', `node ${nodeTestArgs('dist/test/lab/', tap).join(' ')}; rc=$?; echo '${TAP_MARK}'; cat ${tap}; exit $rc`],
     timeoutMs: timeoutSec * 1000,
-    onLine: (line, stream) => process.stdout.write(`[${kernel}]${stream === 'out' ? '' : ` (${stream})`} ${line}\n`),
+    onLine: (line, stream) => {
+      if (line === TAP_MARK) tapFollows = true;
+      // The TAP copy is for the summary; the spec reporter already showed every test.
+      if (!tapFollows || stream !== 'out') process.stdout.write(`[${kernel}]${stream === 'out' ? '' : ` (${stream})`} ${line}\n`);
+    },
   });
-  const s = tapSummary(r.output.split('--- tap summary').pop() ?? '');
+  const tapText = r.output.includes(TAP_MARK) ? r.output.split(TAP_MARK).pop()! : '';
+  const s = tapSummary(tapText);
   const note = r.timedOut ? `timed out after ${timeoutSec} s` : r.error ?? (r.exitCode ? `exit ${r.exitCode}` : undefined);
   const boot = r.bootMs !== null ? `boot ${(r.bootMs / 1000).toFixed(1)} s` : '';
-  return { name: `lab ${kernel}`, ok: labOk(r) && s.fail === 0 && s.pass > 0, ...s, ms: Date.now() - start, note: [note, boot].filter(Boolean).join(', ') };
+  return {
+    name: `lab ${kernel}`, ok: labOk(r) && s.fail === 0 && s.pass > 0, ...s, ms: Date.now() - start,
+    note: [note, boot].filter(Boolean).join(', '), failures: tapFailures(tapText),
+  };
 }
 
 async function main(): Promise<void> {
@@ -112,7 +145,8 @@ async function main(): Promise<void> {
   const lines = results.map((r) =>
     `${r.ok ? 'PASS' : 'FAIL'}  ${r.name.padEnd(10)} ${String(r.pass).padStart(4)} passed ${String(r.fail).padStart(3)} failed ` +
     `${String(r.skipped).padStart(3)} skipped  ${(r.ms / 1000).toFixed(1).padStart(6)} s${r.note ? `  (${r.note})` : ''}`);
-  process.stdout.write(`\n=== vipguard test summary ===\n${lines.join('\n')}\n`);
+  const failed = results.flatMap((r) => (r.failures ?? []).map((f) => `  ${r.name}: ✖ ${f}`));
+  process.stdout.write(`\n=== vipguard test summary ===\n${lines.join('\n')}\n${failed.length ? `failed:\n${failed.join('\n')}\n` : ''}`);
   process.exit(results.every((r) => r.ok) ? 0 : 1);
 }
 

@@ -1,0 +1,39 @@
+// npm test's summary reads the TAP of Node's own test runner: counts, and the failed tests with their errors
+// (CI logs are read from the end, so a failure must be named there). Checked against real runner output.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { tapFailures, tapSummary } from '../../src/cli/test-runner';
+
+test('failed tests and their first error line are read from a real TAP stream; failing suites are not repeated', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipguard-tap-'));
+  try {
+    const file = path.join(dir, 'sample.test.js');
+    fs.writeFileSync(file, `
+const { test, describe } = require('node:test');
+const assert = require('node:assert/strict');
+describe('failover', () => {
+  test('fast enough', () => {});
+  test('every connect in time', () => { assert.ok(false, 'worst 512 ms'); });
+});
+test('two lines', () => { throw new Error('first line\\nsecond line'); });
+test('skipped', { skip: 'no IPVS' }, () => {});
+`);
+    // Run as a top-level runner, not as a child of this one (which would report to us instead).
+    const env = { ...process.env };
+    delete env.NODE_TEST_CONTEXT;
+    const r = spawnSync(process.execPath, ['--test', '--test-reporter=tap', file], { encoding: 'utf8', env });
+    assert.equal(r.status, 1, r.stderr);
+    assert.deepEqual(tapSummary(r.stdout), { pass: 1, fail: 2, skipped: 1 });
+    assert.deepEqual(tapFailures(r.stdout), ['every connect in time: worst 512 ms', 'two lines: first line']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a passing stream has no failures', () => {
+  assert.deepEqual(tapFailures('TAP version 13\nok 1 - a\n  ---\n  duration_ms: 1\n  ...\n1..1\n# pass 1\n# fail 0\n'), []);
+});
