@@ -11,7 +11,7 @@ import { Topology } from '../lab/topology';
 import { Receiver } from '../receiver/receiver';
 import { Attempt, LifecycleSink } from '../receiver/lifecycle';
 import { monotonicNow } from '../native/clock';
-import { startVipguard, stopVipguard, VipguardProcess, vgStatus } from '../lab/vipguard-process';
+import { labConfig, startVipguard, stopVipguard, VipguardProcess, vgStatus } from '../lab/vipguard-process';
 import { renderHtml } from './plot';
 import { IpvsClient } from '../actuator/ipvs';
 
@@ -73,21 +73,9 @@ function request(url: string): Promise<{ ok: boolean; ms: number; body: string; 
   });
 }
 
-const VG_CONFIG = (vip: string, port: number) => `
-services:
-  - name: demo
-    address: ${vip}
-    port: ${port}
-receiver:
-  export: { enabled: false }
-  prometheus: { enabled: false }
-actuator:
-  listen: 127.0.0.1:0
-  otlpListen: 127.0.0.1:0
-  stateFile: $DIR/state.json
-  reconcileInterval: 1s
-  quarantine: { base: 5s, max: 30s }
-`;
+const VG_CONFIG = (vip: string, port: number) => labConfig({ address: vip, port, name: 'demo' }, {
+  actuator: { reconcileInterval: '1s', quarantine: { base: '5s', max: '30s' } },
+});
 
 async function playRun(name: RunRecord['name'], topo: Topology, ipvs: IpvsClient, log: (l: string) => void): Promise<RunRecord> {
   const backendOf = new Map<string, string>(topo.backends.map((b) => [b.ip, b.name]));

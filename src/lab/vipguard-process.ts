@@ -5,7 +5,34 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../common/paths';
 
+import { stringify } from 'yaml';
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+type Tree = { [k: string]: unknown };
+
+function merge(a: Tree, b: Tree): Tree {
+  const out: Tree = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)
+      ? merge(cur as Tree, v as Tree) : v;
+  }
+  return out;
+}
+
+/**
+ * A vipguard.yaml for the lab: one watched service, no collector to export to, endpoints on free loopback
+ * ports, state in the process's own directory ($DIR), and whatever `overrides` add or change (merged deeply).
+ */
+export function labConfig(service: { address: string; port: number; name?: string }, overrides: Tree = {}): string {
+  const base: Tree = {
+    services: [{ name: service.name ?? 'web', address: service.address, port: service.port }],
+    receiver: { export: { enabled: false }, prometheus: { enabled: false } },
+    actuator: { listen: '127.0.0.1:0', otlpListen: '127.0.0.1:0', stateFile: '$DIR/state.json' },
+  };
+  return stringify(merge(base, overrides));
+}
 
 export interface VipguardProcess {
   proc: ChildProcess;

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
 import { Load, connectOnce, ipvsWeights, percentile, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
+import { labConfig } from '../../src/lab/vipguard-process';
 import { waitFor } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
@@ -15,25 +16,10 @@ const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the 
 const UNMANAGED = ['-A', '-t', '10.99.0.50:443', '-s', 'wlc'];
 const UNMANAGED_DEST = ['-a', '-t', '10.99.0.50:443', '-r', '10.200.0.2:8080', '-m', '-w', '7'];
 
-function config(topo: Topology, extra = '', base = '4s'): string {
-  return `
-services:
-  - name: web
-    address: ${topo.vip.host}
-    port: ${topo.vip.port}
-receiver:
-  export: { enabled: false }
-  prometheus: { enabled: false }
-actuator:
-  listen: 127.0.0.1:0
-  otlpListen: 127.0.0.1:0
-  stateFile: $DIR/state.json
-  reconcileInterval: 500ms
-  quarantine:
-    base: ${base}
-    max: 40s
-    probeTimeout: 300ms
-${extra}`;
+function config(topo: Topology, base = '4s'): string {
+  return labConfig({ address: topo.vip.host, port: topo.vip.port }, {
+    actuator: { reconcileInterval: '500ms', quarantine: { base, max: '40s', probeTimeout: '300ms' } },
+  });
 }
 
 describe('actuator on real IPVS', { skip: SKIP }, () => {
@@ -70,7 +56,7 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
   const weights = () => ipvsWeights(topo.vip.host, topo.vip.port);
 
   test('a black-holed backend is quarantined at its first unanswered SYN and pending connects are rescued', async () => {
-    vg = await startVipguard(config(topo, '', '30s')); // outlasts the test: its state is checked at the end
+    vg = await startVipguard(config(topo, '30s')); // outlasts the test: its state is checked at the end
     assert.equal(fs.readFileSync('/proc/sys/net/ipv4/vs/expire_nodest_conn', 'utf8').trim(), '1', 'vipguard manages expire_nodest_conn');
     const load = new Load(topo.vip.host, topo.vip.port, 20, 5000);
     load.start();
@@ -119,7 +105,7 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
   });
 
   test('every backend failing: the cap holds (1 of 3) and vipguard reports panic', async () => {
-    vg = await startVipguard(config(topo, '', '20s'));
+    vg = await startVipguard(config(topo, '20s'));
     for (const b of ['b1', 'b2', 'b3']) await topo.set(b, 'refuse');
     await connectOnce(topo.vip.host, topo.vip.port, 2000);
     await waitFor(() => Object.values(weights()).includes(0), 15_000, 'the first quarantine');
@@ -135,11 +121,11 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
     // The quarantine must outlast a restart, which under TCG is mostly Node loading modules over 9p: size it
     // from how long this start took.
     const spawnAt = Date.now();
-    vg = await startVipguard(config(topo, '', '60s'));
+    vg = await startVipguard(config(topo, '60s'));
     const startMs = Date.now() - spawnAt;
     await stopVipguard(vg);
     const base = `${Math.max(10, Math.ceil((3 * startMs) / 1000))}s`;
-    vg = await startVipguard(config(topo, '', base));
+    vg = await startVipguard(config(topo, base));
     await topo.set('b3', 'refuse');
     for (let i = 0; i < 6 && weights()[key('b3')] !== 0; i++) await connectOnce(topo.vip.host, topo.vip.port, 2000);
     await waitFor(() => weights()[key('b3')] === 0, 15_000, 'b3 quarantined');
@@ -148,7 +134,7 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
     await topo.weight('b3', 1); // while it is dead, someone (or something) puts the weight back
     await topo.set('b3', 'healthy');
     const t0 = Date.now();
-    vg = await startVipguard(config(topo, '', base), { dir });
+    vg = await startVipguard(config(topo, base), { dir });
     // The first reconcile runs before the endpoints open: by "ready" the kernel must already be right.
     assert.equal(weights()[key('b3')], 0, 'quarantine re-applied from the state file before vipguard reports ready');
     const line = vg.lines.find((l) => /kernel reconciled/.test(l)) ?? '';

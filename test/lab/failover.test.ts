@@ -6,6 +6,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
 import { Load, ipvsWeights, percentile, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { waitFor } from '../helpers';
+import { labConfig } from '../../src/lab/vipguard-process';
 import { Receiver } from '../../src/receiver/receiver';
 import { Attempt } from '../../src/receiver/lifecycle';
 import { monotonicNow } from '../../src/native/clock';
@@ -14,25 +15,16 @@ const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
 
 function config(topo: Topology): string {
-  return `
-services:
-  - name: web
-    address: ${topo.vip.host}
-    port: ${topo.vip.port}
-receiver:
-  export: { enabled: false }
-  prometheus: { enabled: false }
-  deadline: { floor: 100ms }
-actuator:
-  listen: 127.0.0.1:0
-  otlpListen: 127.0.0.1:0
-  stateFile: $DIR/state.json
-  quarantine: { base: 20s }
-  # Under emulation the guest is ~20x slower: from a SYN's deadline to weight 0 takes ~150-450 ms here (a few ms
-  # natively), so the retransmit is timed that much after the deadline, and the deadline floor is lowered to
-  # keep the sum near the 0.5 s target.
-  synTimeout: { enabled: true, margin: 350ms }
-`;
+  return labConfig({ address: topo.vip.host, port: topo.vip.port }, {
+    receiver: { deadline: { floor: '100ms' } },
+    actuator: {
+      quarantine: { base: '20s' },
+      // Under emulation the guest is ~20x slower: from a SYN's deadline to weight 0 takes ~100-200 ms here (a
+      // few ms natively), so the retransmit is timed 300 ms after the deadline, and the deadline floor is
+      // lowered: 100 + 300 ms leaves the rescued handshake (~30 ms here) room under the 0.5 s target.
+      synTimeout: { enabled: true, margin: '300ms' },
+    },
+  });
 }
 
 describe('sub-second failover', { skip: SKIP }, () => {
