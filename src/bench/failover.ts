@@ -1,0 +1,167 @@
+// One failover run inside the lab VM: a fresh topology (three healthy backends), one system guarding it, steady
+// client load through the VIP, backend b3 black-holed (or its listener killed) for `failMs`, then recovered; the
+// kernel's table and connection table watched throughout. Returns the figures and a compact timeline.
+// Injection and recovery avoid execs while the load runs (see inject.ts); `injectMs`/`recoverMs` record their cost.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { Topology } from '../lab/topology';
+import { analyzeFailover, outcomeIndex, parseVipguardLog } from './analyze';
+import { killListener, NftSession, restartListener } from './inject';
+import { Load } from './load';
+import { cpuMsOf, parseCpuTotals, parseNetstat, procKey } from './procfs';
+import { sleep, waitUntil } from './proc';
+import { RunningSystem, startSystem, KEEPALIVED_DEFAULTS } from './systems';
+import type { FailoverRun, SystemName } from './types';
+import { DestinationWatch } from './watch';
+
+export interface FailoverOptions {
+  scenario: 'blackout' | 'refusal';
+  system: SystemName;
+  run: number;
+  kernel: string;
+  rate: number;
+  failMs: number;
+  clientTimeoutMs: number;
+  /** load before the failure, ms */
+  preMs?: number;
+  /** where to keep the system's own log of the run */
+  logDir?: string;
+  log: (line: string) => void;
+}
+
+const DEAD = 'b3';
+const EXPIRE_NODEST = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
+
+/** How long to wait, after recovery, for the system to put the backend back. */
+export function restoreBoundMs(system: SystemName): number {
+  const k = KEEPALIVED_DEFAULTS;
+  switch (system) {
+    case 'ipvs': return 0;
+    case 'keepalived-default': return (k.delayLoopS + k.connectTimeoutS + k.delayBeforeRetryS + k.connectTimeoutS + 10) * 1000;
+    case 'keepalived-aggressive': return 15_000;
+    case 'vipguard': case 'vipguard-syntimeout': return 60_000;
+  }
+}
+
+/** After recovery, how long to go on watching before deciding whether there is a restore to wait for. */
+export function observeAfterRecoveryMs(system: SystemName): number {
+  const k = KEEPALIVED_DEFAULTS;
+  return system === 'keepalived-default' ? (2 * k.connectTimeoutS + k.delayBeforeRetryS + 1) * 1000 : 2000;
+}
+
+/** Upper bound of one run's wall time, for the VM's timeout. */
+export function failoverBudgetMs(system: SystemName, failMs: number, clientTimeoutMs: number): number {
+  return 60_000 + 3000 + failMs + observeAfterRecoveryMs(system) + restoreBoundMs(system) + 1000 + clientTimeoutMs;
+}
+
+/** A fresh topology of three healthy backends; one retry after clearing whatever a failed run left behind. */
+export async function topologyUp(log: (l: string) => void): Promise<Topology> {
+  const up = () => Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false });
+  try {
+    return await up();
+  } catch (e) {
+    log(`topology up failed, clearing and retrying: ${(e as Error).message}`);
+    await Topology.downAny().catch(() => undefined);
+    return up();
+  }
+}
+
+export async function runFailover(o: FailoverOptions): Promise<FailoverRun> {
+  const preMs = o.preMs ?? 3000;
+  const sysctlBefore = fs.readFileSync(EXPIRE_NODEST, 'utf8').trim();
+  // Every system starts from the kernel's default (Debian: 0); vipguard sets 1 itself and gives it back on stop.
+  fs.writeFileSync(EXPIRE_NODEST, '0');
+  const topo = await topologyUp(o.log);
+  let sys: RunningSystem | undefined;
+  let watch: DestinationWatch | undefined;
+  let nft: NftSession | undefined;
+  const notes: string[] = [];
+  try {
+    if (o.scenario === 'blackout') nft = new NftSession();
+    sys = await startSystem(o.system, topo);
+    const dead = topo.backend(DEAD);
+    const epoch = performance.now();
+    watch = new DestinationWatch(procKey(topo.vip.host, topo.vip.port), procKey(dead.ip, dead.port), epoch);
+    const w = watch;
+    if (!(await waitUntil(() => w.weight() === 1, 30_000, 100))) throw new Error(`${o.system}: ${DEAD} not in service at start (weight ${w.weight()})`);
+    watch.start();
+    const load = new Load(topo.vip.host, topo.vip.port, o.rate, o.clientTimeoutMs, epoch);
+    const cpu0 = { sys: cpuMsOf(sys.pids()), vm: parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8')), at: performance.now() };
+    load.start();
+    await sleep(preMs);
+
+    const fail0 = watch.now();
+    const failWall = Date.now();
+    if (nft) {
+      try {
+        await nft.blackhole(dead.ip, true);
+      } catch (e) {
+        notes.push(`nft session failed (${(e as Error).message.split('\n')[0]}): injected through topology.sh instead`);
+        await nft.close().catch(() => undefined);
+        nft = undefined;
+        await topo.set(DEAD, 'blackhole');
+      }
+    } else {
+      await killListener(dead);
+    }
+    const fail1 = watch.now();
+    o.log(`${o.scenario} ${o.system} run ${o.run}: ${DEAD} ${o.scenario === 'blackout' ? 'black-holed' : 'refusing'} (took ${Math.round(fail1 - fail0)} ms)`);
+    await sleep(Math.max(0, o.failMs - (fail1 - fail0)));
+    const rec0 = watch.now();
+    let rec1: number;
+    if (nft) {
+      await nft.blackhole(dead.ip, false);
+      rec1 = watch.now();
+    } else if (o.scenario === 'blackout') {
+      await topo.set(DEAD, 'healthy');
+      rec1 = watch.now();
+    } else {
+      rec1 = await restartListener(topo, dead, () => w.now());
+    }
+    // Keep watching a while: a check begun during the failure can still take the recovered backend out.
+    await sleep(observeAfterRecoveryMs(o.system));
+    if (watch.wentDownSince(fail0)) {
+      const restored = await waitUntil(() => (w.weight() ?? -1) > 0, restoreBoundMs(o.system), 50);
+      if (!restored) o.log(`${o.scenario} ${o.system} run ${o.run}: ${DEAD} not back in service ${Math.round(restoreBoundMs(o.system) / 1000)} s after the observation window`);
+      await sleep(1000);
+    }
+    const connects = await load.stop();
+    watch.stop();
+    const vm1 = parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8'));
+    const wallMs = performance.now() - cpu0.at;
+    const systemCpuPct = Math.round(((cpuMsOf(sys.pids()) - cpu0.sys) / wallMs) * 1000) / 10;
+    const vmCpuPct = Math.round(((vm1.busy - cpu0.vm.busy) / Math.max(1, vm1.total - cpu0.vm.total)) * os.cpus().length * 1000) / 10;
+    const listenOverflows = parseNetstat(execFileSync('ip', ['netns', 'exec', 'vg-srv', 'cat', '/proc/net/netstat'], { encoding: 'utf8' }), 'TcpExt', 'ListenOverflows');
+    const rep = await sys.report();
+    if (o.logDir) {
+      fs.mkdirSync(o.logDir, { recursive: true });
+      fs.writeFileSync(`${o.logDir}/${o.scenario}-${o.system}-run${o.run}.log`, sys.log().join('\n') + '\n');
+    }
+
+    const decisions = o.system.startsWith('vipguard') ? parseVipguardLog(sys.log(), `${dead.ip}:${dead.port}`, failWall) : undefined;
+    const fig = analyzeFailover({
+      connects, kernel: watch.kernel, seen: watch.seen, fail0, fail1, rec0, rec1, rate: o.rate, backends: topo.backends.length,
+    });
+    const rel = (t: number) => Math.round((t - fail0) * 10) / 10;
+    return {
+      scenario: o.scenario, system: o.system, run: o.run, kernel: o.kernel,
+      rateTarget: o.rate, rateAchieved: Math.round(load.achievedRate() * 10) / 10, maxLagMs: Math.round(load.maxLagMs),
+      clientTimeoutMs: o.clientTimeoutMs, failureMs: Math.round(rec0 - fail0),
+      connects: fig.connects, failed: fig.failed, slow2s: fig.slow2s, p50Ms: fig.p50Ms, p99Ms: fig.p99Ms,
+      outsideBad: fig.outsideBad, landedOnDead: fig.landedOnDead, listenOverflows, systemCpuPct, vmCpuPct,
+      stopKernelMs: fig.stopKernelMs, stopClientMs: fig.stopClientMs, restoreMs: fig.restoreMs,
+      kernelTransitions: fig.kernelTransitions, injectMs: Math.round(fail1 - fail0), recoverMs: Math.round(rec1 - rec0),
+      vipguardReaction: rep.reaction, vipguardDecisions: decisions, notes: [sys.description, ...notes, ...fig.notes, ...rep.notes],
+      timeline: connects.map((c, i) => [rel(c.at), Math.round(c.ms * 10) / 10, outcomeIndex(c.outcome), fig.dead[i] ? 1 : 0]),
+      kernelWeights: watch.kernel.map(([t, wt]) => [rel(t), wt]),
+      recoveredAtMs: rel(rec1),
+    };
+  } finally {
+    watch?.stop();
+    await nft?.close().catch(() => undefined);
+    await sys?.stop().catch((e: Error) => o.log(`stopping ${o.system}: ${e.message}`));
+    await topo.down().catch((e: Error) => o.log(`topology down: ${e.message}`));
+    fs.writeFileSync(EXPIRE_NODEST, sysctlBefore);
+  }
+}

@@ -1,0 +1,104 @@
+// Failure injection that costs no exec at the moment it matters. Under TCG every exec of a dynamically linked tool
+// costs 0.1–0.5 s of a starved vCPU, and `topology.sh backend …` runs a dozen of them: under client load it took
+// 8–24 s to black-hole a backend, stalling everything else in the VM meanwhile. So:
+//   blackhole  one `nft -i` session inside vg-srv, started before the load, adds/removes the backend in the
+//              fixture's own drop set (scripts/lab/topology.sh: table inet vg_topology, set blackhole4)
+//   refusal    the fixture's listener is killed by the PID it recorded (as topology.sh does); recovery goes through
+//              the fixture (`backend bN healthy`), and the moment the backend accepts again is found by connecting
+//              to it directly (not through the VIP: no system under test sees those connects)
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import type { Backend, Topology } from '../lab/topology';
+import { Proc, sleep, waitUntil } from './proc';
+
+const STATE = process.env.VIPGUARD_TOPOLOGY_STATE ?? '/run/vipguard-topology';
+const NETNS = 'vg-srv';
+const NFT_SET = 'inet vg_topology blackhole4';
+
+/** A long-lived `nft -i` in the server namespace; each command is acknowledged by listing the set after it. */
+export class NftSession {
+  private readonly proc: Proc;
+  private marker = 0;
+
+  constructor() {
+    this.proc = Proc.start('nft -i', 'ip', ['netns', 'exec', NETNS, 'nft', '-i'], { stdin: true });
+  }
+
+  private async run(cmd: string, expect: (setListing: string) => boolean): Promise<void> {
+    const from = this.proc.lines.length;
+    const tag = ++this.marker;
+    this.proc.child.stdin?.write(`${cmd}\nlist set ${NFT_SET}\n`);
+    // The listing ends with the table's closing brace alone on a line; errors go to stderr, which we read too.
+    const done = await waitUntil(() => this.proc.lines.slice(from).some((l) => l === '}' || /^Error/.test(l)) || !this.proc.running, 30_000, 2);
+    const out = this.proc.lines.slice(from).join('\n');
+    if (!done || /^Error/m.test(out) || !expect(out)) {
+      throw new Error(`nft -i: '${cmd}' not confirmed (#${tag}, ${this.proc.running ? 'running' : 'exited'}):\n${this.proc.lines.join('\n')}`);
+    }
+  }
+
+  blackhole(ip: string, on: boolean): Promise<void> {
+    return on
+      ? this.run(`add element ${NFT_SET} { ${ip} }`, (o) => o.includes(ip))
+      : this.run(`delete element ${NFT_SET} { ${ip} }`, (o) => !o.includes(ip));
+  }
+
+  async close(): Promise<void> {
+    this.proc.child.stdin?.end();
+    await this.proc.stop(3000);
+  }
+}
+
+function listenerPid(b: Backend): number | undefined {
+  try {
+    return Number(fs.readFileSync(`${STATE}/${b.name}.pid4`, 'utf8').trim()) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Kills the backend's listener (by the PID the fixture recorded) and waits until it is gone: RST from now on. */
+export async function killListener(b: Backend): Promise<void> {
+  const pid = listenerPid(b);
+  if (!pid || !fs.existsSync(`/proc/${pid}`) || !fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('httpd')) {
+    throw new Error(`no listener of ${b.name} to kill (pid file ${STATE}/${b.name}.pid4: ${pid ?? 'missing'})`);
+  }
+  process.kill(pid, 'SIGTERM');
+  await waitUntil(() => !alive(pid), 5000, 2);
+}
+
+function accepts(ip: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: ip, port });
+    const done = (ok: boolean) => { clearTimeout(t); s.destroy(); resolve(ok); };
+    const t = setTimeout(() => done(false), 500);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/** Brings a killed listener back through the fixture; returns when (clock of `now`) it first accepted a connect. */
+export async function restartListener(topo: Topology, b: Backend, now: () => number): Promise<number> {
+  let firstAccept: number | undefined;
+  let probing = true;
+  const probe = (async () => {
+    while (probing && firstAccept === undefined) {
+      const t = now();
+      if (await accepts(b.ip, b.port)) firstAccept = t;
+      else await sleep(25);
+    }
+  })();
+  await topo.set(b.name, 'healthy');
+  await waitUntil(() => firstAccept !== undefined, 5000, 5);
+  probing = false;
+  await probe;
+  return firstAccept ?? now();
+}

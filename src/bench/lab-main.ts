@@ -1,0 +1,81 @@
+// Inside the lab VM (started by src/bench/cli.ts through runInLab): every lab scenario, every system, every run,
+// interleaved — for run in runs: for scenario: for system — so slow drifts of the machine hit all systems alike.
+// Results go to $VIPGUARD_LAB_OUT/lab.json, rewritten after each measurement so a timeout keeps what was done.
+//
+//   node dist/src/bench/lab-main.js '<json: LabPlan>'
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runFailover } from './failover';
+import { runLatency } from './latency';
+import { SYSTEMS, type LabOutput, type SystemName } from './types';
+
+export interface LabPlan {
+  scenarios: ('blackout' | 'refusal' | 'latency')[];
+  systems?: SystemName[];
+  runs: number;
+  rate: number;
+  failMs: number;
+  clientTimeoutMs: number;
+  latencySamples: number;
+}
+
+async function main(): Promise<number> {
+  const plan = JSON.parse(process.argv[2] ?? '') as LabPlan;
+  const outDir = process.env.VIPGUARD_LAB_OUT ?? os.tmpdir();
+  const kernel = process.env.VIPGUARD_LAB_KERNEL ?? 'host';
+  const out: LabOutput = {
+    kernel, release: os.release(), cpu: os.cpus()[0]?.model ?? '?', cores: os.cpus().length,
+    failover: [], latency: [], problems: [], done: false,
+  };
+  const save = () => fs.writeFileSync(path.join(outDir, 'lab.json'), JSON.stringify(out));
+  const log = (l: string) => process.stdout.write(`bench: ${l}\n`);
+  save();
+  const systems = plan.systems?.length ? plan.systems : [...SYSTEMS];
+  for (let run = 1; run <= plan.runs; run++) {
+    for (const scenario of plan.scenarios) {
+      if (scenario === 'latency') {
+        for (const mode of ['in-process', 'otlp'] as const) {
+          try {
+            out.latency.push(await runLatency({ mode, run, kernel, samples: plan.latencySamples, log }));
+          } catch (e) {
+            out.problems.push(`latency ${mode} run ${run}: ${(e as Error).message}`);
+            log(`FAILED latency ${mode} run ${run}: ${(e as Error).message}`);
+          }
+          save();
+        }
+        continue;
+      }
+      for (const system of systems) {
+        try {
+          const r = await runFailover({
+            scenario, system, run, kernel, rate: plan.rate, failMs: plan.failMs, clientTimeoutMs: plan.clientTimeoutMs, log,
+            logDir: path.join(outDir, 'logs'),
+          });
+          out.failover.push(r);
+          log(`${scenario} ${system} run ${run}: ${r.connects} connects at ${r.rateAchieved}/s, ${r.failed} failed, ${r.slow2s} > 2 s, ` +
+            `p99 ${Math.round(r.p99Ms)} ms, stop ${fmt(r.stopKernelMs)} (kernel) / ${fmt(r.stopClientMs)} (client), restore ${fmt(r.restoreMs)}; ` +
+            `CPU ${r.system} ${r.systemCpuPct}% VM ${r.vmCpuPct}%, client lag ≤ ${r.maxLagMs} ms, listen overflows ${r.listenOverflows}`);
+        } catch (e) {
+          out.problems.push(`${scenario} ${system} run ${run}: ${(e as Error).message}`);
+          log(`FAILED ${scenario} ${system} run ${run}: ${(e as Error).message}`);
+        }
+        save();
+      }
+    }
+  }
+  out.done = true;
+  save();
+  return out.problems.length ? 1 : 0;
+}
+
+function fmt(v: number | 'never' | null): string {
+  return v === null ? '—' : v === 'never' ? 'never' : `${Math.round(v)} ms`;
+}
+
+if (require.main === module) {
+  main().then((c) => { process.exitCode = c; }, (e: Error) => {
+    process.stderr.write(`bench (lab): ${e.stack ?? e.message}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,207 @@
+// The shape of benchmark results: what the lab VM writes back through $VIPGUARD_LAB_OUT, what the host
+// scenarios produce, and what results/<stamp>/results.json holds. Tables and plots are derived from it only.
+import type { Sample } from './stats';
+import type { VipguardDecisions } from './analyze';
+
+export type Scenario = 'blackout' | 'refusal' | 'overhead' | 'capacity' | 'latency';
+export const SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'overhead', 'capacity', 'latency'];
+export const LAB_SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'latency'];
+
+export type SystemName = 'ipvs' | 'keepalived-default' | 'keepalived-aggressive' | 'vipguard' | 'vipguard-syntimeout';
+/** Every system the failover scenarios know, in table order. */
+export const ALL_SYSTEMS: readonly SystemName[] = ['ipvs', 'keepalived-default', 'keepalived-aggressive', 'vipguard', 'vipguard-syntimeout'];
+/** The ones compared by default (issue 7); vipguard-syntimeout (actuator.synTimeout on) on request. */
+export const SYSTEMS: readonly SystemName[] = ['ipvs', 'keepalived-default', 'keepalived-aggressive', 'vipguard'];
+
+export const SYSTEM_LABELS: Record<SystemName, string> = {
+  ipvs: 'bare IPVS',
+  'keepalived-default': 'keepalived TCP_CHECK, defaults',
+  'keepalived-aggressive': 'keepalived TCP_CHECK, 1 s / 1 s',
+  vipguard: 'vipguard, defaults',
+  'vipguard-syntimeout': 'vipguard, synTimeout on',
+};
+
+/** Outcome codes of one client connect, as stored in the compact timeline. */
+export const OUTCOMES = ['ok', 'refused', 'timeout', 'error'] as const;
+export type ConnectOutcome = (typeof OUTCOMES)[number];
+
+export interface FailoverRun {
+  scenario: 'blackout' | 'refusal';
+  system: SystemName;
+  run: number;
+  kernel: string;
+  /** connects/s asked for, and achieved (started connects per second over the whole load) */
+  rateTarget: number;
+  rateAchieved: number;
+  /** the event loop's worst lateness when starting a connect, ms (TCG can stall it) */
+  maxLagMs: number;
+  clientTimeoutMs: number;
+  failureMs: number;
+  /** connects started while the backend was failing (from injecting the failure until recovering it) */
+  connects: number;
+  failed: number;
+  slow2s: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** failed or > 2 s outside the failure window (should be 0 for every system: a sanity check) */
+  outsideBad: number;
+  /** connects that landed on the failing backend (its SYN went there), while it was failing */
+  landedOnDead: number;
+  /** first failed connect → dead destination at weight 0 or removed, seen in the kernel's table (polled /proc/net/ip_vs) */
+  stopKernelMs: Sample;
+  /** first failed connect → start of the last connect that still landed on the dead backend */
+  stopClientMs: Sample;
+  /** backend recovered → weight back / destination re-added, seen in the kernel */
+  restoreMs: Sample;
+  /** how often the dead destination went out of and back into service while failing (flapping) */
+  kernelTransitions: number;
+  /** the fixture's time to inject / recover the failure (bash + nft/kill under TCG), ms */
+  injectMs: number;
+  recoverMs: number;
+  /** SYNs the backends' listen queues dropped (TcpExtListenOverflows in vg-srv): healthy backends looking dead */
+  listenOverflows: number;
+  /** CPU of the system under test (its processes) and of the whole VM during the load, % of one CPU */
+  systemCpuPct: number;
+  vmCpuPct: number;
+  /** vipguard's own reaction histogram summary (failure observed → weight 0), when the system is vipguard */
+  vipguardReaction?: { n: number; p50?: number; p99?: number; max?: number };
+  /** vipguard's decisions from its log: quarantines (of the failing backend and of healthy ones), panics, lifts */
+  vipguardDecisions?: VipguardDecisions;
+  notes: string[];
+  /** compact per-connect timeline relative to the failure injection: [atMs, latencyMs, outcome index, landedOnDead 0|1] */
+  timeline: [number, number, number, number][];
+  /** kernel view of the dead destination: [atMs, weight] with -1 for absent, relative to the failure injection */
+  kernelWeights: [number, number][];
+  recoveredAtMs: number;
+}
+
+export interface LatencyRun {
+  mode: 'in-process' | 'otlp';
+  run: number;
+  kernel: string;
+  samples: number;
+  /** vipguard's own measurement: failed handshake span end → weight 0 applied (status endpoint reactionMs) */
+  reaction: { n: number; p50?: number; p99?: number; max?: number };
+  /** independent: the client's ECONNREFUSED (as the client saw it) → weight 0 seen by a 1 ms poll of /proc/net/ip_vs */
+  independentMs: number[];
+  /** samples that never reached weight 0 within the bound */
+  missed: number;
+  notes: string[];
+}
+
+export interface OverheadRun {
+  run: number;
+  /** connections/s of each phase, in the order they ran */
+  detachedBefore: number;
+  attachedService: number;
+  attachedUntraced: number;
+  detachedAfter: number;
+  /** attached / mean(detached before, after) */
+  ratioService: number;
+  ratioUntraced: number;
+  /** receiver CPU while attached, ms per second of wall time (1000 = one core) */
+  receiverCpuService: number;
+  receiverCpuUntraced: number;
+  /** the counting OTLP sink (this bench process) while churning to the traced service, ms per s */
+  sinkCpuService: number;
+  lostService: number;
+  droppedService: number;
+  /** the receiver's BPF programs themselves, from the kernel's run-time accounting (kernel.bpf_stats_enabled) */
+  bpf?: {
+    nsPerRunUntraced: number;
+    nsPerRunService: number;
+    runsPerConnUntraced: number;
+    runsPerConnService: number;
+    /** kernel CPU spent in them per second of churn, ms (summed over CPUs) */
+    msPerSecUntraced: number;
+    msPerSecService: number;
+  };
+}
+
+export interface CapacityStep {
+  run: number;
+  /** connections/s asked of the churn generator (0 = unpaced) */
+  targetConnRate: number;
+  connRate: number;
+  /** events the receiver read from its ring buffer per second of churn */
+  eventRate: number;
+  events: number;
+  lost: number;
+  /** spans dropped on the export side (queue full, export failed) during the step */
+  exportDropped: number;
+  cpuMs: number;
+  /** CPU of the counting OTLP sink (the bench process) during the step, ms */
+  sinkCpuMs: number;
+  /** CPU per 10k events, ms */
+  cpuPer10k: number;
+  /** events per CPU-second of the receiver process: what one core ingests */
+  eventsPerCoreSec: number;
+  rssMb: number;
+  hwmMb: number;
+}
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  kernel: string;
+  node: string;
+  loadAvg: number[];
+  date: string;
+}
+
+export interface LabInfo {
+  kernel: string;
+  release: string;
+  vm: string;
+  bootMs: number | null;
+  wallMs: number;
+  exitCode: number | null;
+  timedOut: boolean;
+  error?: string;
+}
+
+export interface BenchOptions {
+  scenarios: Scenario[];
+  kernels: string[];
+  systems: SystemName[];
+  runs: number;
+  /** runs of the host scenarios (overhead, capacity): cheap, noisy on a shared machine, so often more */
+  hostRuns: number;
+  rate: number;
+  failSec: number;
+  clientTimeoutMs: number;
+  latencySamples: number;
+  phaseSec: number;
+  stepSec: number;
+  capacityRates: number[];
+}
+
+export interface BenchResults {
+  version: 1;
+  started: string;
+  finished?: string;
+  options: BenchOptions;
+  /** the vipguard measured: commit (and whether the tree had changes) */
+  revision: string;
+  host: Machine;
+  lab: LabInfo[];
+  failover: FailoverRun[];
+  latency: LatencyRun[];
+  overhead: OverheadRun[];
+  capacity: CapacityStep[];
+  /** churn generator and receiver setup of the host scenarios, in words */
+  hostSetup?: string;
+  problems: string[];
+}
+
+/** What the lab VM writes to $VIPGUARD_LAB_OUT/lab.json (rewritten after every measurement). */
+export interface LabOutput {
+  kernel: string;
+  release: string;
+  cpu: string;
+  cores: number;
+  failover: FailoverRun[];
+  latency: LatencyRun[];
+  problems: string[];
+  done: boolean;
+}
