@@ -34,6 +34,9 @@ export interface FailoverFigures {
   p99Ms: number;
   outsideBad: number;
   landedOnDead: number;
+  /** connects whose SYN went to the failing backend and that completed all the same (rescued), and their p99 */
+  rescued: number;
+  rescuedP99Ms: Sample;
   stopKernelMs: Sample;
   stopClientMs: Sample;
   restoreMs: Sample;
@@ -115,6 +118,7 @@ export function analyzeFailover(o: FailoverObservations): FailoverFigures {
       }
     }
   }
+  const rescuedMs = o.connects.filter((c, i) => inWindow(c) && dead[i] && c.outcome === 'ok').map((c) => c.ms);
   const outsideBad = o.connects.filter((c) => !inWindow(c) && bad(c)).length;
   if (outsideBad) notes.push(`${outsideBad} failed or slow connects outside the failure window`);
   return {
@@ -125,6 +129,8 @@ export function analyzeFailover(o: FailoverObservations): FailoverFigures {
     p99Ms: percentile(ms, 0.99),
     outsideBad,
     landedOnDead: landed,
+    rescued: rescuedMs.length,
+    rescuedP99Ms: rescuedMs.length ? percentile(rescuedMs, 0.99) : null,
     stopKernelMs,
     stopClientMs,
     restoreMs,

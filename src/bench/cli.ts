@@ -21,7 +21,7 @@ import { renderMarkdown } from './table';
 import { failoverBudgetMs } from './failover';
 import { latencyBudgetMs } from './latency';
 import type { LabPlan } from './lab-main';
-import { ALL_SYSTEMS, LAB_SCENARIOS, SCENARIOS, SYSTEMS, type BenchOptions, type BenchResults, type LabOutput, type Scenario, type SystemName } from './types';
+import { ALL_SYSTEMS, FAILOVER_SCENARIOS, LAB_SCENARIOS, SCENARIOS, SYSTEMS, type BenchOptions, type BenchResults, type LabOutput, type Scenario, type SystemName } from './types';
 
 const USAGE = `usage: npm run bench -- [--scenario ${SCENARIOS.join(',')}] [--kernel 6.1[,5.10,6.12]] [--runs N] [--out DIR]
          [--systems ${SYSTEMS.join(',')}[,vipguard-syntimeout]] [--host-runs N (default: --runs)]
@@ -117,8 +117,7 @@ export function writeReport(r: BenchResults, dir: string): string {
     svgs.push(name);
   };
   for (const k of [...new Set(r.failover.map((x) => x.kernel))]) {
-    put(`blackout-${k}.svg`, failoverSvg(r.failover, 'blackout', k));
-    put(`refusal-${k}.svg`, failoverSvg(r.failover, 'refusal', k));
+    for (const s of FAILOVER_SCENARIOS) put(`${s}-${k}.svg`, failoverSvg(r.failover, s, k));
   }
   for (const k of [...new Set(r.latency.map((x) => x.kernel))]) put(`latency-${k}.svg`, latencySvg(r.latency, k));
   put('capacity.svg', capacitySvg(r.capacity));

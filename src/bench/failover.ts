@@ -1,6 +1,8 @@
 // One failover run inside the lab VM: a fresh topology (three healthy backends), one system guarding it, steady
 // client load through the VIP, backend b3 black-holed (or its listener killed) for `failMs`, then recovered; the
 // kernel's table and connection table watched throughout. Returns the figures and a compact timeline.
+// The `far` scenario is the control: b3 is healthy but far away (FAR_DELAY_MS more RTT) from before the system
+// starts, nothing fails, and a system that takes b3 out during the window has made a false quarantine.
 // Injection and recovery avoid execs while the load runs (see inject.ts); `injectMs`/`recoverMs` record their cost.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -12,11 +14,11 @@ import { Load } from './load';
 import { cpuMsOf, parseCpuTotals, parseNetstat, procKey } from './procfs';
 import { sleep, waitUntil } from './proc';
 import { RunningSystem, startSystem, KEEPALIVED_DEFAULTS } from './systems';
-import type { FailoverRun, SystemName } from './types';
+import { FAR_DELAY_MS, type FailoverRun, type FailoverScenario, type SystemName } from './types';
 import { DestinationWatch } from './watch';
 
 export interface FailoverOptions {
-  scenario: 'blackout' | 'refusal';
+  scenario: FailoverScenario;
   system: SystemName;
   run: number;
   kernel: string;
@@ -79,6 +81,7 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverRun> {
   const notes: string[] = [];
   try {
     if (o.scenario === 'blackout') nft = new NftSession();
+    if (o.scenario === 'far') await topo.set(DEAD, 'slow', FAR_DELAY_MS);
     sys = await startSystem(o.system, topo);
     const dead = topo.backend(DEAD);
     const epoch = performance.now();
@@ -93,7 +96,9 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverRun> {
 
     const fail0 = watch.now();
     const failWall = Date.now();
-    if (nft) {
+    if (o.scenario === 'far') {
+      // nothing fails: b3 stays far away for the whole window
+    } else if (nft) {
       try {
         await nft.blackhole(dead.ip, true);
       } catch (e) {
@@ -106,11 +111,14 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverRun> {
       await killListener(dead);
     }
     const fail1 = watch.now();
-    o.log(`${o.scenario} ${o.system} run ${o.run}: ${DEAD} ${o.scenario === 'blackout' ? 'black-holed' : 'refusing'} (took ${Math.round(fail1 - fail0)} ms)`);
+    const what = { blackout: 'black-holed', refusal: 'refusing', far: `answering ${FAR_DELAY_MS} ms late (healthy)` }[o.scenario];
+    o.log(`${o.scenario} ${o.system} run ${o.run}: ${DEAD} ${what} (took ${Math.round(fail1 - fail0)} ms)`);
     await sleep(Math.max(0, o.failMs - (fail1 - fail0)));
     const rec0 = watch.now();
     let rec1: number;
-    if (nft) {
+    if (o.scenario === 'far') {
+      rec1 = watch.now();
+    } else if (nft) {
       await nft.blackhole(dead.ip, false);
       rec1 = watch.now();
     } else if (o.scenario === 'blackout') {
@@ -149,7 +157,7 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverRun> {
       rateTarget: o.rate, rateAchieved: Math.round(load.achievedRate() * 10) / 10, maxLagMs: Math.round(load.maxLagMs),
       clientTimeoutMs: o.clientTimeoutMs, failureMs: Math.round(rec0 - fail0),
       connects: fig.connects, failed: fig.failed, slow2s: fig.slow2s, p50Ms: fig.p50Ms, p99Ms: fig.p99Ms,
-      outsideBad: fig.outsideBad, landedOnDead: fig.landedOnDead, listenOverflows, systemCpuPct, vmCpuPct,
+      outsideBad: fig.outsideBad, landedOnDead: fig.landedOnDead, rescued: fig.rescued, rescuedP99Ms: fig.rescuedP99Ms, listenOverflows, systemCpuPct, vmCpuPct,
       stopKernelMs: fig.stopKernelMs, stopClientMs: fig.stopClientMs, restoreMs: fig.restoreMs,
       kernelTransitions: fig.kernelTransitions, injectMs: Math.round(fail1 - fail0), recoverMs: Math.round(rec1 - rec0),
       vipguardReaction: rep.reaction, vipguardDecisions: decisions, notes: [sys.description, ...notes, ...fig.notes, ...rep.notes],

@@ -8,10 +8,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { runFailover } from './failover';
 import { runLatency } from './latency';
-import { SYSTEMS, type LabOutput, type SystemName } from './types';
+import { SYSTEMS, type FailoverScenario, type LabOutput, type SystemName } from './types';
 
 export interface LabPlan {
-  scenarios: ('blackout' | 'refusal' | 'latency')[];
+  scenarios: (FailoverScenario | 'latency')[];
   systems?: SystemName[];
   runs: number;
   rate: number;

@@ -1,7 +1,7 @@
 // Plots as hand-written SVG (no plotting dependency): the failover timelines — every connect as a dot, time since
 // the failure on x, connect latency on a log y axis, one panel per system — the capacity steps and the latency CDFs.
 // Pure: data in, SVG text out.
-import { ALL_SYSTEMS, SYSTEM_LABELS, type CapacityStep, type FailoverRun, type LatencyRun } from './types';
+import { ALL_SYSTEMS, SYSTEM_LABELS, type CapacityStep, type FailoverRun, type FailoverScenario, type LatencyRun } from './types';
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const f1 = (x: number) => (Math.round(x * 10) / 10).toString();
@@ -37,7 +37,7 @@ function logY(fr: Frame, lo: number, hi: number) {
 
 const COLORS = { ok: '#7a8a99', rescued: '#e08a00', failed: '#d62728', kernelDown: '#1f77b4', recover: '#2ca02c' };
 
-export function failoverSvg(runs: FailoverRun[], scenario: 'blackout' | 'refusal', kernel: string): string | undefined {
+export function failoverSvg(runs: FailoverRun[], scenario: FailoverScenario, kernel: string): string | undefined {
   const systems = ALL_SYSTEMS.filter((s) => runs.some((r) => r.scenario === scenario && r.system === s && r.kernel === kernel));
   if (!systems.length) return undefined;
   const W = 960;
@@ -50,7 +50,7 @@ export function failoverSvg(runs: FailoverRun[], scenario: 'blackout' | 'refusal
   const first = shown(systems[0])!;
   const xMin = -3000;
   const xMax = Math.max(...systems.map((s) => shown(s)!.recoveredAtMs)) + 12_000;
-  body.push(text(W / 2, 22, `${scenario === 'blackout' ? 'Blackout' : 'Refusal'} on ${kernel}: every connect (run 1 of each system), ` +
+  body.push(text(W / 2, 22, `${{ blackout: 'Blackout', refusal: 'Refusal', far: 'Far backend' }[scenario]} on ${kernel}: every connect (run 1 of each system), ` +
     `${first.rateTarget}/s, client timeout ${first.clientTimeoutMs / 1000} s`, { size: 14, anchor: 'middle', weight: 'bold' }));
   body.push(text(W / 2, 38, 'grey: connected · orange: its SYN went to the failing backend, and it connected in the end (rescued or recovered) · red: failed', { size: 10, anchor: 'middle' }));
   body.push(text(W / 2, 51, 'red dashes: failure injected · blue band: failing destination out of service in the kernel · green line: backend recovered', { size: 10, anchor: 'middle' }));

@@ -1,7 +1,7 @@
 // Results → markdown: one table per scenario (every figure min / median / max over runs), the targets of issues 4, 5
 // and 7 each marked MET or MISSED with the measured value and the likely cause. Pure (unit-tested).
 import { fmtMs, fmtNum, fmtSpread, percentile, Sample, spread } from './stats';
-import { ALL_SYSTEMS, SYSTEM_LABELS, type BenchResults, type CapacityStep, type FailoverRun, type LatencyRun, type OverheadRun } from './types';
+import { ALL_SYSTEMS, FAILOVER_SCENARIOS, FAR_DELAY_MS, SYSTEM_LABELS, type BenchResults, type FailoverScenario, type CapacityStep, type FailoverRun, type LatencyRun, type OverheadRun } from './types';
 
 export function markdownTable(headers: string[], rows: string[][], align?: ('l' | 'r')[]): string {
   const a = align ?? headers.map((_, i) => (i === 0 ? 'l' : 'r'));
@@ -14,26 +14,26 @@ const ms = (xs: Sample[]) => fmtSpread(spread(xs), fmtMs);
 const num = (xs: Sample[], d = 0) => fmtSpread(spread(xs), (v) => fmtNum(v, d));
 const pct = (xs: Sample[]) => fmtSpread(spread(xs), (v) => (typeof v === 'number' ? `${v.toFixed(0)}%` : fmtNum(v)));
 
-export function failoverTable(runs: FailoverRun[], scenario: 'blackout' | 'refusal', kernel: string): string {
+export function failoverTable(runs: FailoverRun[], scenario: FailoverScenario, kernel: string): string {
   const rows: string[][] = [];
   for (const system of ALL_SYSTEMS) {
     const rs = runs.filter((r) => r.scenario === scenario && r.system === system && r.kernel === kernel);
     if (!rs.length) continue;
-    const f = <K extends keyof FailoverRun>(k: K) => rs.map((r) => r[k] as unknown as Sample);
-    rows.push([
-      SYSTEM_LABELS[system], String(rs.length), num(f('rateAchieved'), 1), num(f('connects')), num(f('failed')), num(f('slow2s')),
-      ms(f('p50Ms')), ms(f('p99Ms')), ms(f('stopKernelMs')), ms(f('stopClientMs')), ms(f('restoreMs')), pct(f('systemCpuPct')),
-    ]);
+    const f = <K extends keyof FailoverRun>(k: K) => rs.map((r) => (r[k] ?? null) as unknown as Sample);
+    const common = [SYSTEM_LABELS[system], String(rs.length), num(f('rateAchieved'), 1), num(f('connects')), num(f('failed')), num(f('slow2s')),
+      ms(f('p50Ms')), ms(f('p99Ms'))];
+    rows.push(scenario === 'far'
+      ? [...common, num(f('landedOnDead')), num(f('kernelTransitions')), pct(f('systemCpuPct'))]
+      : [...common, num(f('rescued')), ms(f('rescuedP99Ms')), ms(f('stopKernelMs')), ms(f('stopClientMs')), ms(f('restoreMs')), pct(f('systemCpuPct'))]);
   }
-  return markdownTable(
-    ['system', 'runs', 'connects/s achieved', 'connects while failing', 'failed', '> 2 s', 'p50', 'p99',
-      'stop (kernel)', 'stop (client)', 'restore', 'system CPU'],
-    rows,
-  );
+  const head = ['system', 'runs', 'connects/s achieved', scenario === 'far' ? 'connects in the window' : 'connects while failing', 'failed', '> 2 s', 'p50', 'p99'];
+  return markdownTable(scenario === 'far'
+    ? [...head, 'of them to b3 (far)', 'b3 taken out of service (times)', 'system CPU']
+    : [...head, 'rescued', 'rescued p99', 'stop (kernel)', 'stop (client)', 'restore', 'system CPU'], rows);
 }
 
 /** What vipguard decided during the failover runs (from its log), per vipguard system. */
-export function decisionsTable(runs: FailoverRun[], scenario: 'blackout' | 'refusal', kernel: string): string | undefined {
+export function decisionsTable(runs: FailoverRun[], scenario: FailoverScenario, kernel: string): string | undefined {
   const rows: string[][] = [];
   for (const system of ALL_SYSTEMS) {
     const rs = runs.filter((r) => r.scenario === scenario && r.system === system && r.kernel === kernel && r.vipguardDecisions);
@@ -180,6 +180,36 @@ export function evaluateTargets(r: BenchResults): TargetVerdict[] {
         measured: `${ms(stop)}; ${okStop} of ${vg.length} runs within`, met: okStop === vg.length, why: okStop < vg.length ? why : undefined,
       });
     }
+    const st = r.failover.filter((x) => x.kernel === k && x.system === 'vipguard-syntimeout' && x.scenario === 'blackout');
+    if (st.length) {
+      const stop = st.map((x) => x.stopKernelMs);
+      const okStop = stop.filter((v) => num0(v) <= 300).length;
+      out.push({
+        what: `[${k}] blackout, synTimeout on: first failure → nothing new scheduled on the dead backend (kernel, every run)`, target: '≤ 0.3 s',
+        measured: `${ms(stop)}; ${okStop} of ${st.length} runs within`, met: okStop === st.length,
+        why: okStop < st.length ? blackoutCauses(st) : undefined,
+      });
+      const resc = st.map((x) => x.rescuedP99Ms ?? null);
+      const okResc = resc.filter((v) => num0(v) <= 500).length;
+      out.push({
+        what: `[${k}] blackout, synTimeout on: p99 connect latency of rescued connects (every run)`, target: '≤ 0.5 s',
+        measured: `${ms(resc)} (${num(st.map((x) => x.rescued ?? null))} rescued); ${okResc} of ${st.length} runs within`, met: okResc === st.length,
+        why: okResc < st.length ? `the SYN timeout is the deadline plus a margin for vipguard's own reaction, which under TCG is ${fmtMs(median(st.map((x) => x.vipguardReaction?.p50 ?? null)))} median; ` +
+          'a rescued connect also pays its retransmitted handshake; a retransmit before the weight is 0 goes to the dead backend again' : undefined,
+      });
+    }
+    for (const system of ['vipguard', 'vipguard-syntimeout'] as const) {
+      const far = r.failover.filter((x) => x.kernel === k && x.system === system && x.scenario === 'far');
+      if (!far.length) continue;
+      const falseQ = far.map((x) => (x.vipguardDecisions ? x.vipguardDecisions.quarantinedFailing + x.vipguardDecisions.quarantinedHealthy : null));
+      const out0 = far.filter((x) => x.kernelTransitions === 0 && (x.vipguardDecisions?.quarantinedFailing ?? 0) + (x.vipguardDecisions?.quarantinedHealthy ?? 0) === 0).length;
+      out.push({
+        what: `[${k}] far backend (+${FAR_DELAY_MS} ms RTT, healthy): false quarantines, ${SYSTEM_LABELS[system]} (every run)`, target: '0',
+        measured: `${num(falseQ)}; b3 taken out ${num(far.map((x) => x.kernelTransitions))} times; ${out0} of ${far.length} runs had none`,
+        met: out0 === far.length,
+        why: out0 < far.length ? 'a handshake deadline (or the lowered SYN timeout) expired before the far backend\'s answer: its RTT was not learnt yet, or TCG stalled the answer beyond the margin' : undefined,
+      });
+    }
     const lat = r.latency.filter((x) => x.kernel === k);
     for (const [mode, limit] of [['in-process', 50], ['otlp', 250]] as const) {
       const rs = lat.filter((x) => x.mode === mode);
@@ -282,21 +312,27 @@ export function renderMarkdown(r: BenchResults, svgs: string[] = []): string {
   if (verdicts.length) lines.push('## Targets', '', targetsTable(verdicts), '');
   const o = r.options;
   const kernels = [...new Set(r.failover.map((x) => x.kernel))];
-  for (const scenario of ['blackout', 'refusal'] as const) {
+  for (const scenario of FAILOVER_SCENARIOS) {
     for (const k of kernels) {
       if (!r.failover.some((x) => x.scenario === scenario && x.kernel === k)) continue;
-      lines.push(`## ${scenario === 'blackout' ? 'Blackout' : 'Refusal'} (${k})`, '');
-      lines.push(scenario === 'blackout'
-        ? `Backend b3 of three black-holed (nft drop inside the server namespace) for ${o.failSec} s, then restored.`
-        : `Backend b3 of three has its listener killed (SYN → RST) for ${o.failSec} s, then restarted.`);
+      lines.push(`## ${{ blackout: 'Blackout', refusal: 'Refusal', far: 'Far backend' }[scenario]} (${k})`, '');
+      lines.push({
+        blackout: `Backend b3 of three black-holed (nft drop inside the server namespace) for ${o.failSec} s, then restored.`,
+        refusal: `Backend b3 of three has its listener killed (SYN → RST) for ${o.failSec} s, then restarted.`,
+        far: `Nothing fails: backend b3 is healthy but far away — netem adds ${FAR_DELAY_MS} ms to everything it sends, from before the ` +
+          `system starts — for a ${o.failSec} s window of load. Taking b3 out of service here is a false quarantine.`,
+      }[scenario]);
       lines.push(`Client load: ${o.rate} connects/s through 10.99.0.1:80 (rr), each with a ${o.clientTimeoutMs / 1000} s timeout. ` +
-        '"connects while failing" and everything after it count the connects started between injecting the failure and recovering it. ' +
-        'stop = from the first failed connect until the dead destination is at weight 0 / removed (kernel: polled /proc/net/ip_vs every 20 ms) ' +
-        'or until the start of the last connect that still landed there (client: its port in /proc/net/ip_vs_conn). ' +
-        'restore = backend recovered → weight back / destination re-added. system CPU = the system\'s own processes, % of one vCPU.', '');
+        (scenario === 'far' ? 'Figures count the connects started in the window. ' :
+          '"connects while failing" and everything after it count the connects started between injecting the failure and recovering it. ' +
+          'rescued = connects whose SYN went to b3 while it was failing (their client port in /proc/net/ip_vs_conn) and that completed. ' +
+          'stop = from the first failed connect until the dead destination is at weight 0 / removed (kernel: polled /proc/net/ip_vs every 20 ms) ' +
+          'or until the start of the last connect that still landed there (client: its port in /proc/net/ip_vs_conn). ' +
+          'restore = backend recovered → weight back / destination re-added. ') +
+        'system CPU = the system\'s own processes, % of one vCPU.', '');
       lines.push(failoverTable(r.failover, scenario, k), '');
       const dt = decisionsTable(r.failover, scenario, k);
-      if (dt) lines.push('What vipguard decided (from its log; b3 is the failing backend):', '', dt, '');
+      if (dt) lines.push(`What vipguard decided (from its log; b3 is the ${scenario === 'far' ? 'far' : 'failing'} backend):`, '', dt, '');
     }
   }
   for (const k of [...new Set(r.latency.map((x) => x.kernel))]) {

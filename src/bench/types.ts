@@ -3,9 +3,14 @@
 import type { Sample } from './stats';
 import type { VipguardDecisions } from './analyze';
 
-export type Scenario = 'blackout' | 'refusal' | 'overhead' | 'capacity' | 'latency';
-export const SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'overhead', 'capacity', 'latency'];
-export const LAB_SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'latency'];
+export type Scenario = 'blackout' | 'refusal' | 'far' | 'overhead' | 'capacity' | 'latency';
+export const SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'overhead', 'capacity', 'latency'];
+export const LAB_SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'latency'];
+/** The load-through-the-VIP scenarios: b3 black-holed, b3 refusing, or b3 healthy but far away (high RTT). */
+export type FailoverScenario = 'blackout' | 'refusal' | 'far';
+export const FAILOVER_SCENARIOS: readonly FailoverScenario[] = ['blackout', 'refusal', 'far'];
+/** The far scenario's added delay on everything b3 sends: far above the deadline floor (200 ms), well under 1 s. */
+export const FAR_DELAY_MS = 300;
 
 export type SystemName = 'ipvs' | 'keepalived-default' | 'keepalived-aggressive' | 'vipguard' | 'vipguard-syntimeout';
 /** Every system the failover scenarios know, in table order. */
@@ -26,7 +31,7 @@ export const OUTCOMES = ['ok', 'refused', 'timeout', 'error'] as const;
 export type ConnectOutcome = (typeof OUTCOMES)[number];
 
 export interface FailoverRun {
-  scenario: 'blackout' | 'refusal';
+  scenario: FailoverScenario;
   system: SystemName;
   run: number;
   kernel: string;
@@ -47,6 +52,9 @@ export interface FailoverRun {
   outsideBad: number;
   /** connects that landed on the failing backend (its SYN went there), while it was failing */
   landedOnDead: number;
+  /** of those, the connects that completed all the same (rescued onto a healthy backend), and their p99 latency */
+  rescued?: number;
+  rescuedP99Ms?: Sample;
   /** first failed connect → dead destination at weight 0 or removed, seen in the kernel's table (polled /proc/net/ip_vs) */
   stopKernelMs: Sample;
   /** first failed connect → start of the last connect that still landed on the dead backend */

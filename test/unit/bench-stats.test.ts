@@ -126,6 +126,8 @@ test('failover analysis: first failure, stop times from the kernel and the clien
   assert.equal(f.failed, 0);
   assert.equal(f.slow2s, 0);
   assert.equal(f.landedOnDead, 6, 'connects at 0, 200 … 1000 went to the dead backend');
+  assert.equal(f.rescued, 6, 'all of them completed (after a retransmit)');
+  assert.equal(f.rescuedP99Ms, 1050);
   assert.equal(f.stopKernelMs, 1150);
   assert.equal(f.stopClientMs, 1000);
   assert.equal(f.restoreMs, 550);
@@ -148,6 +150,8 @@ test('failover analysis: a backend that is never taken out is "never", with noth
   assert.equal(f.stopKernelMs, 'never');
   assert.equal(f.stopClientMs, 'never');
   assert.equal(f.restoreMs, null);
+  assert.equal(f.rescued, 0);
+  assert.equal(f.rescuedP99Ms, null);
   assert.equal(f.failed, 25);
   assert.equal(f.slow2s, 25);
 });
@@ -249,6 +253,28 @@ test('targets: each marked MET or MISSED with the measured value and a cause whe
   const dropped = capacityHeadline([capStep(1, 1000, 5000, 0, 110), { ...capStep(1, 4000, 20_000, 0, 130), exportDropped: 7 }]);
   assert.deepEqual(dropped.maxZeroLoss, [20_000]);
   assert.deepEqual(dropped.maxFull, [5000], 'a step that dropped spans is not the full pipeline keeping up');
+});
+
+test('targets of the lowered SYN timeout and of the far backend (false quarantines)', () => {
+  const r = results();
+  r.failover.push(
+    failoverRun('vipguard-syntimeout', { stopKernelMs: 250, rescued: 4, rescuedP99Ms: 620, vipguardReaction: { n: 1, p50: 140 } }),
+    failoverRun('vipguard', { scenario: 'far', kernelTransitions: 0, stopKernelMs: 'never',
+      vipguardDecisions: { events: [], quarantinedFailing: 0, quarantinedHealthy: 0, panicRefusals: 0, liftedFailing: 0, liftedHealthy: 0 } }),
+    failoverRun('vipguard-syntimeout', { scenario: 'far', kernelTransitions: 1,
+      vipguardDecisions: { events: [], quarantinedFailing: 1, quarantinedHealthy: 0, panicRefusals: 0, liftedFailing: 1, liftedHealthy: 0 } }),
+  );
+  const v = evaluateTargets(r);
+  const get = (re: RegExp) => v.find((t) => re.test(t.what))!;
+  assert.equal(get(/synTimeout on: first failure/).met, true);
+  assert.equal(get(/synTimeout on: p99 connect latency of rescued/).met, false);
+  assert.match(get(/synTimeout on: p99 connect latency of rescued/).measured, /620 ms \(4 rescued\)/);
+  assert.equal(get(/far backend .*vipguard, defaults/).met, true);
+  assert.equal(get(/far backend .*synTimeout on/).met, false);
+  const md = renderMarkdown(r, []);
+  assert.ok(md.includes('## Far backend (6.1)'));
+  assert.ok(md.includes('b3 taken out of service (times)'));
+  assert.ok(md.includes('| rescued | rescued p99 |'));
 });
 
 test('markdown: tables render every system and the targets; pipes are escaped', () => {
