@@ -228,7 +228,6 @@ export class Actuator implements AlertTarget {
   /** Handshake spans from the OTLP stream (collector or in-process): the embedded rules. */
   ingestSpans(spans: FlatSpan[]): void {
     const now = this.now();
-    this.liftFalseAlarms(spans, now);
     for (const hit of this.rules.ingest(spans, now)) {
       const svc = this.serviceByVip(hit.serviceAddress, hit.servicePort);
       if (!svc) continue;
@@ -245,6 +244,10 @@ export class Actuator implements AlertTarget {
       }, hit.observedAt);
     }
     this.rules.sweep(now);
+    // After the rules: a late answer may come in the same batch as the attempt it answers (the receiver reports
+    // the attempt unanswered at its deadline and the answer arrives before that span is exported); read first,
+    // it would find nothing to lift, and the quarantine that follows would stay.
+    this.liftFalseAlarms(spans, now);
   }
 
   /** A late answer from a destination our own rules quarantined: it is slow, not dead — give it back now. */

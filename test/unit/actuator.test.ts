@@ -121,6 +121,37 @@ test('a new quarantine reaches the kernel at once, even while a reconcile is lis
   await act.stop({ restore: false });
 });
 
+const late = (backend: string, endMs: number, ms: number): FlatSpan => {
+  const s = span(backend, 'established', endMs);
+  return { ...s, statusCode: 0, attributes: { ...s.attributes, 'vipguard.handshake.late': true, 'vipguard.handshake.duration': ms / 1000 } };
+};
+
+test('a late answer from a quarantined destination gives it back at once: slow, not dead', async () => {
+  const { ipvs, clock, act } = setup(WATCHED);
+  await act.start();
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t)]);
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
+  clock.t += 150;
+  act.ingestSpans([late('10.200.0.4', clock.t, 350)]);
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3, 'its weight is back');
+  assert.equal(act.quarantines().filter((q) => q.until > clock.t).length, 0);
+  await act.stop({ restore: false });
+});
+
+test('the late answer in the same batch as the unanswered attempt: no quarantine is left behind', async () => {
+  // The receiver's deadline timer reports the attempt unanswered and the answer comes in before that urgent span
+  // is exported: both go out in one batch, the answer after the attempt it answers.
+  const { ipvs, clock, act } = setup(WATCHED);
+  await act.start();
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t), late('10.200.0.4', clock.t + 3, 203)]);
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3);
+  assert.equal(act.quarantines().filter((q) => q.until > clock.t).length, 0);
+  await act.stop({ restore: false });
+});
+
 test('a failed restore probe keeps it out one level up', async () => {
   const { ipvs, clock, act } = setup(WATCHED, { probe: false });
   await act.start();
