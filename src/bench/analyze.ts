@@ -1,7 +1,7 @@
 // From one failover run's raw observations — every client connect, the kernel's view of the failing destination,
 // and which client ports IPVS sent there — to the figures of the results table. Pure; unit-tested.
 import { percentile, Sample } from './stats';
-import { OUTCOMES, type ConnectOutcome } from './types';
+import { OUTCOMES, type ConnectOutcome, type WindowFigures } from './types';
 
 export interface RawConnect {
   at: number;
@@ -26,21 +26,9 @@ export interface FailoverObservations {
   backends: number;
 }
 
-export interface FailoverFigures {
-  connects: number;
-  failed: number;
-  slow2s: number;
-  p50Ms: number;
-  p99Ms: number;
-  outsideBad: number;
-  landedOnDead: number;
-  /** connects whose SYN went to the failing backend and that completed all the same (rescued), and their p99 */
+export interface FailoverFigures extends WindowFigures {
   rescued: number;
   rescuedP99Ms: Sample;
-  stopKernelMs: Sample;
-  stopClientMs: Sample;
-  restoreMs: Sample;
-  kernelTransitions: number;
   notes: string[];
   /** per connect: its SYN went to the failing backend while it was failing */
   dead: boolean[];

@@ -3,9 +3,9 @@
 // own; two C client threads and one acceptor do (~12–16k connections/s on this kind of 2-core machine).
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../common/paths';
+export { freePort } from '../common/ports';
 
 export const CHURN_SOURCE = path.join(REPO_ROOT, 'src', 'bench', 'churn.c');
 export const CHURN_BINARY = path.join(REPO_ROOT, 'build', 'bench', 'churn');
@@ -73,14 +73,3 @@ export function runChurn(o: ChurnOptions): Promise<ChurnResult> {
   });
 }
 
-/** A port nothing listens on right now (bound to 0 and released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}

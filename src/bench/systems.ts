@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import type { Topology } from '../lab/topology';
 import { Proc, VipguardProc, startVipguard, tempDir, vipguardStatus } from './proc';
 import type { SystemName } from './types';
+import { labConfig } from '../lab/vipguard-process';
 
 export interface RunningSystem {
   name: SystemName;
@@ -53,18 +54,7 @@ ${reals}}
 /** vipguard "at its defaults": only the service. Export and Prometheus are off (there is no collector in the lab)
  * and the endpoints take free ports; detection, rules, quarantine and reconcile are all the defaults. */
 export function vipguardDefaultConfig(topo: Topology, synTimeout = false): string {
-  return `services:
-  - name: web
-    address: ${topo.vip.host}
-    port: ${topo.vip.port}
-receiver:
-  export: { enabled: false }
-  prometheus: { enabled: false }
-actuator:
-  listen: 127.0.0.1:0
-  otlpListen: 127.0.0.1:0
-  stateFile: $DIR/state.json
-${synTimeout ? '  synTimeout: { enabled: true }\n' : ''}`;
+  return labConfig({ address: topo.vip.host, port: topo.vip.port }, synTimeout ? { actuator: { synTimeout: { enabled: true } } } : {});
 }
 
 function ipvsServicePresent(vip: string): boolean {

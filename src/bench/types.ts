@@ -30,18 +30,8 @@ export const SYSTEM_LABELS: Record<SystemName, string> = {
 export const OUTCOMES = ['ok', 'refused', 'timeout', 'error'] as const;
 export type ConnectOutcome = (typeof OUTCOMES)[number];
 
-export interface FailoverRun {
-  scenario: FailoverScenario;
-  system: SystemName;
-  run: number;
-  kernel: string;
-  /** connects/s asked for, and achieved (started connects per second over the whole load) */
-  rateTarget: number;
-  rateAchieved: number;
-  /** the event loop's worst lateness when starting a connect, ms (TCG can stall it) */
-  maxLagMs: number;
-  clientTimeoutMs: number;
-  failureMs: number;
+/** What one run's observations come to, inside the failure window (src/bench/analyze.ts). */
+export interface WindowFigures {
   /** connects started while the backend was failing (from injecting the failure until recovering it) */
   connects: number;
   failed: number;
@@ -63,6 +53,20 @@ export interface FailoverRun {
   restoreMs: Sample;
   /** how often the dead destination went out of and back into service while failing (flapping) */
   kernelTransitions: number;
+}
+
+export interface FailoverRun extends WindowFigures {
+  scenario: FailoverScenario;
+  system: SystemName;
+  run: number;
+  kernel: string;
+  /** connects/s asked for, and achieved (started connects per second over the whole load) */
+  rateTarget: number;
+  rateAchieved: number;
+  /** the event loop's worst lateness when starting a connect, ms (TCG can stall it) */
+  maxLagMs: number;
+  clientTimeoutMs: number;
+  failureMs: number;
   /** the fixture's time to inject / recover the failure (bash + nft/kill under TCG), ms */
   injectMs: number;
   recoverMs: number;

@@ -23,6 +23,7 @@ import { ReceiverTelemetry } from '../../src/receiver/telemetry';
 import { Attempt, Connection, LifecycleSink } from '../../src/receiver/lifecycle';
 import { DEFAULT_EXPORT, metricExporter } from '../../src/telemetry/export';
 import { requireRoot, waitFor } from '../helpers';
+import { freePort } from '../../src/common/ports';
 import { Child, rssOf, startReceiverProcess, stopChild } from '../receiver-process';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -83,13 +84,6 @@ class FaultyCollector {
   }
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function listener(): Promise<{ server: net.Server; port: number }> {
   const server = net.createServer((c) => { c.on('error', () => {}); c.end(); });

@@ -8,30 +8,19 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
 import { connectOnce, ipvsWeights, sleep, startVipguard, stopVipguard, VipguardProcess } from './harness';
 import { waitFor } from '../helpers';
+import { freePort } from '../../src/common/ports';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
 const PROMETHEUS = '/usr/bin/prometheus';
 const ALERTMANAGER = '/usr/bin/prometheus-alertmanager';
 
-/** A loopback port that was free a moment ago (the daemons need theirs in their config before they start). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A peer daemon we started: stopped by its PID only, SIGTERM then SIGKILL after 10 s. */
 class Daemon {

@@ -18,6 +18,7 @@ import { REPO_ROOT } from '../../src/common/paths';
 import { bpfMemcgAccounting, parseCapEff, capNames } from '../../src/common/privileges';
 import { connectOnce, ipvsWeights } from './harness';
 import { waitFor } from '../helpers';
+import { labConfig } from '../../src/lab/vipguard-process';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS and a kernel of our own to reconfigure: runs inside the lab VM';
@@ -88,22 +89,12 @@ describe('least privilege: an unprivileged user with CAP_BPF, CAP_PERFMON and CA
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-priv-'));
     fs.chownSync(dir, UID, GID);
     configPath = path.join(dir, 'vipguard.yaml');
-    fs.writeFileSync(configPath, `
-services:
-  - name: web
-    address: ${topo.vip.host}
-    port: ${topo.vip.port}
-receiver:
-  export: { enabled: false }
-  prometheus: { enabled: false }
-actuator:
-  listen: 127.0.0.1:0
-  otlpListen: 127.0.0.1:0
-  stateFile: ${dir}/state/state.json
-  reconcileInterval: 500ms
-  quarantine: { base: 30s, probeTimeout: 300ms }
-  synTimeout: { enabled: true }
-`);
+    fs.writeFileSync(configPath, labConfig({ address: topo.vip.host, port: topo.vip.port }, {
+      actuator: {
+        stateFile: `${dir}/state/state.json`, reconcileInterval: '500ms',
+        quarantine: { base: '30s', probeTimeout: '300ms' }, synTimeout: { enabled: true },
+      },
+    }));
     paranoidBefore = fs.readFileSync(PARANOID, 'utf8').trim();
     expireBefore = fs.readFileSync(EXPIRE, 'utf8').trim();
     // What deploy/ asks of the host.
