@@ -14,6 +14,7 @@ import { destinationKey, parseDestination, parseService, serviceKey } from '../.
 import { ActuatorHttpServer } from '../../src/actuator/http/server';
 import { labelsFingerprint } from '../../src/actuator/http/fingerprint';
 import { formatEndpoint } from '../../src/common/addr';
+import { Rng } from '../fuzz';
 
 const SEED = Number(process.env.VIPGUARD_FUZZ_SEED ?? 0x5eed);
 const CASES = Number(process.env.VIPGUARD_FUZZ_CASES ?? 1500);
@@ -57,21 +58,7 @@ class FakeTarget implements AlertTarget {
   submit(s: AlertSignal) { this.signals.push(s); return { accepted: true as const, action: 'quarantined' as const }; }
 }
 
-// ---- seeded randomness ----
-
-class Rng {
-  constructor(private s: number) {}
-  next(): number { // mulberry32
-    this.s = (this.s + 0x6d2b79f5) | 0;
-    let t = Math.imul(this.s ^ (this.s >>> 15), 1 | this.s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number { return Math.floor(this.next() * n); }
-  range(lo: number, hi: number): number { return lo + this.int(hi - lo + 1); }
-  chance(p: number): boolean { return this.next() < p; }
-  pick<T>(xs: readonly T[]): T { return xs[this.int(xs.length)]; }
-}
+// ---- seeded randomness: test/fuzz.ts ----
 
 const PIECES = ['a', 'Z', '0', '_', '-', ' ', '.', ':', '/', 'é', '日本', 'ß', '\u0301', '\u202e', '\ufeff', '\u2028', '\u0000', '\n',
   '\t', '"', '\\', '\u{1F600}', '\u{10FFFF}', '\ud800', '\udfff', '𝔘', '\u00a0', '<script>', '%00', '{', ']'];
