@@ -149,12 +149,12 @@ export class Actuator implements AlertTarget {
           svc = this.config.services.find((s) => serviceKey(serviceIdOf(s)) === serviceKey(id));
         } catch { /* not an identity either */ }
       }
-      if (!svc) return { ok: false, status: 404, error: `unknown service '${named}': not in the configuration` };
+      if (!svc) return { ok: false, refusal: 'unknown-service', error: `unknown service '${named}': not in the configuration` };
     } else if (labels.server_address !== undefined && labels.server_port !== undefined) {
       svc = this.serviceByVip(labels.server_address, Number(labels.server_port));
-      if (!svc) return { ok: false, status: 404, error: `no configured service at ${labels.server_address}:${labels.server_port}` };
+      if (!svc) return { ok: false, refusal: 'unknown-service', error: `no configured service at ${labels.server_address}:${labels.server_port}` };
     } else {
-      return { ok: false, status: 422, error: `no service label: expected one of ${[...TARGET_LABELS.service, 'server_address+server_port'].join(', ')}` };
+      return { ok: false, refusal: 'bad-target', error: `no service label: expected one of ${[...TARGET_LABELS.service, 'server_address+server_port'].join(', ')}` };
     }
     let dest: DestinationId;
     try {
@@ -162,13 +162,13 @@ export class Actuator implements AlertTarget {
       else if (labels.network_peer_address !== undefined && labels.network_peer_port !== undefined) {
         dest = destinationIdOf({ address: canonAddr(labels.network_peer_address), port: Number(labels.network_peer_port) });
       } else {
-        return { ok: false, status: 422, error: 'no destination label: expected backend (10.200.0.4:80) or network_peer_address+network_peer_port' };
+        return { ok: false, refusal: 'bad-target', error: 'no destination label: expected backend (10.200.0.4:80) or network_peer_address+network_peer_port' };
       }
     } catch (e) {
-      return { ok: false, status: 422, error: (e as Error).message };
+      return { ok: false, refusal: 'bad-target', error: (e as Error).message };
     }
     const key = destinationKey(dest);
-    if (!this.owns(svc, key)) return { ok: false, status: 404, error: `${key} is not a destination of ${svc.name} that vipguard owns` };
+    if (!this.owns(svc, key)) return { ok: false, refusal: 'not-owned', error: `${key} is not a destination of ${svc.name} that vipguard owns` };
     return { ok: true, service: svc.name, serviceId: serviceIdOf(svc), destination: dest };
   }
 
@@ -181,7 +181,7 @@ export class Actuator implements AlertTarget {
   private decide(signal: AlertSignal, observedAt?: number): SignalVerdict {
     const svc = this.serviceByName(signal.service);
     const key = destinationKey(signal.destination);
-    if (!svc || !this.owns(svc, key)) return { accepted: false, status: 404, error: `${key} in ${signal.service} is not owned by vipguard` };
+    if (!svc || !this.owns(svc, key)) return { accepted: false, refusal: svc ? 'not-owned' : 'unknown-service', error: `${key} in ${signal.service} is not owned by vipguard` };
     const now = this.now();
     const policy = svc.quarantine;
     const firing = signal.state === 'firing' && !(signal.endsAt && signal.endsAt.getTime() <= now);
@@ -207,7 +207,7 @@ export class Actuator implements AlertTarget {
     switch (r.kind) {
       case 'refused':
         this.log(r.why);
-        return { accepted: false, status: r.reason === 'cap' ? 409 : 429, error: r.why };
+        return { accepted: false, refusal: r.reason === 'cap' ? 'cap' : 'rate-limited', error: r.why };
       case 'unchanged':
         return { accepted: true, action: 'unchanged', until: r.record?.until ? new Date(r.record.until) : undefined };
       case 'quarantined':

@@ -22,9 +22,20 @@ export interface AlertSignal {
   reason: string;
 }
 
+/**
+ * Why the actuator refused a signal, in domain words. Protocols map these at their edge (HTTP statuses only in
+ * `http/`, telemetry's `vipguard.verdict` in telemetry.ts); nothing inside the actuator speaks a protocol.
+ *   unknown-service   the labels name no configured service
+ *   not-owned         the service is configured, but the destination is not one vipguard owns in it
+ *   bad-target        labels present but unusable (no destination label, malformed address)
+ *   cap               the service's quarantine cap is reached (panic): quarantining more would drain it
+ *   rate-limited      the actuator's quarantine rate limit is reached
+ */
+export type Refusal = 'unknown-service' | 'not-owned' | 'bad-target' | 'cap' | 'rate-limited';
+
 export type SignalVerdict =
   | { accepted: true; action: 'quarantined' | 'extended' | 'released' | 'unchanged'; until?: Date }
-  | { accepted: false; status: 404 | 409 | 422 | 429; error: string };
+  | { accepted: false; refusal: Refusal; error: string };
 
 /**
  * The actuator side of the contract. `resolveTarget` maps labels to a configured service and one of its owned
@@ -34,7 +45,7 @@ export type SignalVerdict =
 export interface AlertTarget {
   resolveTarget(labels: Record<string, string>):
     | { ok: true; service: string; serviceId: ServiceId; destination: DestinationId }
-    | { ok: false; status: 404 | 422; error: string };
+    | { ok: false; refusal: Refusal; error: string };
   submit(signal: AlertSignal): SignalVerdict;
 }
 

@@ -95,7 +95,7 @@ export class ActuatorTelemetry implements ActuatorEvents {
   }
 
   signal(_s: AlertSignal, v: SignalVerdict): void {
-    const verdict = v.accepted ? v.action : v.status === 409 ? 'refused_cap' : v.status === 429 ? 'refused_rate' : 'refused_unknown';
+    const verdict = v.accepted ? v.action : v.refusal === 'cap' ? 'refused_cap' : v.refusal === 'rate-limited' ? 'refused_rate' : 'refused_unknown';
     this.signals.add(1, { 'vipguard.source': _s.source, 'vipguard.verdict': verdict });
   }
 

@@ -30,20 +30,20 @@ class FakeTarget implements AlertTarget {
     this.labelsSeen.push(labels);
     if (this.throwOn !== undefined && labels.alertname === this.throwOn) throw new Error('fake target bug');
     const svc = labels.vipguard_service ?? labels.service;
-    if (svc === undefined) return { ok: false, status: 422, error: 'no service label' };
+    if (svc === undefined) return { ok: false, refusal: 'bad-target', error: 'no service label' };
     const canonical = (() => { try { return serviceKey(parseService(svc)); } catch { return undefined; } })();
     const entry = Object.entries(SERVICES).find(([name, s]) => name === svc || s.id === canonical);
-    if (!entry) return { ok: false, status: 404, error: `unknown service ${JSON.stringify(svc)}` };
+    if (!entry) return { ok: false, refusal: 'unknown-service', error: `unknown service ${JSON.stringify(svc)}` };
     const peer = labels.network_peer_address !== undefined && labels.network_peer_port !== undefined
       ? formatEndpoint(labels.network_peer_address, Number(labels.network_peer_port)) : undefined;
     const text = labels.backend ?? peer;
-    if (text === undefined) return { ok: false, status: 422, error: 'no destination label' };
+    if (text === undefined) return { ok: false, refusal: 'bad-target', error: 'no destination label' };
     try {
       const d = parseDestination(text);
-      if (!entry[1].dests.includes(destinationKey(d))) return { ok: false, status: 422, error: `${text} is not owned by ${entry[0]}` };
+      if (!entry[1].dests.includes(destinationKey(d))) return { ok: false, refusal: 'not-owned', error: `${text} is not owned by ${entry[0]}` };
       return { ok: true, service: entry[0], serviceId: parseService(entry[1].id), destination: d };
     } catch (e) {
-      return { ok: false, status: 422, error: (e as Error).message };
+      return { ok: false, refusal: 'bad-target', error: (e as Error).message };
     }
   }
 
@@ -253,7 +253,7 @@ describe('POST /api/v2/alerts (Alertmanager v2)', () => {
     const mixed = await v2(port, [promAlert({ ...webFiring, vipguard_service: 'mail' }), promAlert({ ...webFiring, backend: '1.2.3.4:80' })]);
     assert.equal(mixed.status, 422);
     assert.match(mixed.json.error, /^no alert was applied: alerts\[0\]: unknown service "mail" \(and 1 more refused\)$/);
-    t.verdict = () => ({ accepted: false, status: 429, error: 'quarantine actions rate-limited: retry in 1 s' });
+    t.verdict = () => ({ accepted: false, refusal: 'rate-limited', error: 'quarantine actions rate-limited: retry in 1 s' });
     const limited = await v2(port, [promAlert(webFiring)]);
     assert.equal(limited.status, 429);
     assert.equal(limited.json.results[0].error, 'quarantine actions rate-limited: retry in 1 s');

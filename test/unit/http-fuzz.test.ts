@@ -13,6 +13,7 @@ import { AlertSignal, AlertTarget, TARGET_LABELS } from '../../src/actuator/aler
 import { destinationKey, parseDestination, parseService, serviceKey } from '../../src/actuator/ipvs/identity';
 import { ActuatorHttpServer } from '../../src/actuator/http/server';
 import { labelsFingerprint } from '../../src/actuator/http/fingerprint';
+import { REFUSAL_STATUS } from '../../src/actuator/http/ingest';
 import { formatEndpoint } from '../../src/common/addr';
 import { Rng } from '../fuzz';
 
@@ -34,20 +35,20 @@ type Resolution = ReturnType<AlertTarget['resolveTarget']>;
 
 function resolve(labels: Record<string, string>): Resolution {
   const svc = labels.vipguard_service ?? labels.service;
-  if (svc === undefined) return { ok: false, status: 422, error: 'no service label' };
+  if (svc === undefined) return { ok: false, refusal: 'bad-target', error: 'no service label' };
   const canonical = (() => { try { return serviceKey(parseService(svc)); } catch { return undefined; } })();
   const entry = Object.entries(SERVICES).find(([name, s]) => name === svc || s.id === canonical);
-  if (!entry) return { ok: false, status: 404, error: 'unknown service' };
+  if (!entry) return { ok: false, refusal: 'unknown-service', error: 'unknown service' };
   const peer = labels.network_peer_address !== undefined && labels.network_peer_port !== undefined
     ? formatEndpoint(labels.network_peer_address, Number(labels.network_peer_port)) : undefined;
   const text = Object.hasOwn(labels, 'backend') ? labels.backend : peer;
-  if (text === undefined) return { ok: false, status: 422, error: 'no destination label' };
+  if (text === undefined) return { ok: false, refusal: 'bad-target', error: 'no destination label' };
   try {
     const d = parseDestination(text);
-    if (!entry[1].dests.includes(destinationKey(d))) return { ok: false, status: 422, error: 'not owned' };
+    if (!entry[1].dests.includes(destinationKey(d))) return { ok: false, refusal: 'not-owned', error: 'not owned' };
     return { ok: true, service: entry[0], serviceId: parseService(entry[1].id), destination: d };
   } catch {
-    return { ok: false, status: 422, error: 'bad destination' };
+    return { ok: false, refusal: 'bad-target', error: 'bad destination' };
   }
 }
 
@@ -254,7 +255,7 @@ function outcomeOf(l: Record<string, string>, endpoint: Endpoint): { applied: bo
   const c = cleaned(l);
   if (!TARGET_NAMES.some((n) => n in c)) return endpoint === 'v2' ? { applied: false } : { applied: false, refused: 422 };
   const res = resolve(c);
-  return res.ok ? { applied: true } : { applied: false, refused: res.status };
+  return res.ok ? { applied: true } : { applied: false, refused: REFUSAL_STATUS[res.refusal] };
 }
 
 function expectedStatus(alerts: Expected[], endpoint: Endpoint): number {

@@ -1,7 +1,7 @@
 // From validated payloads to AlertSignals, one alert at a time, and what became of each. Both endpoints end here,
 // so an alert means the same whichever way it came: same fingerprint (Alertmanager's, see ./fingerprint.ts), same
 // labels, same firing/resolved rule.
-import { AlertSignal, AlertSource, AlertTarget, TARGET_LABELS } from '../alerts';
+import { AlertSignal, AlertSource, AlertTarget, Refusal, TARGET_LABELS } from '../alerts';
 import { destinationKey } from '../ipvs/identity';
 import { labelsFingerprint } from './fingerprint';
 import type { LabelSet, PostableAlert, WebhookMessage } from './schemas';
@@ -23,6 +23,11 @@ export type AlertOutcome = { index: number; alertname: string; fingerprint: stri
   | { outcome: 'ignored'; why: string }
   | { outcome: 'refused'; status: number; error: string }
 );
+
+/** The one place a refusal becomes an HTTP status. */
+export const REFUSAL_STATUS: Record<Refusal, number> = {
+  'unknown-service': 404, 'not-owned': 422, 'bad-target': 422, cap: 409, 'rate-limited': 429,
+};
 
 const TARGET_LABEL_NAMES: readonly string[] = Object.values(TARGET_LABELS).flat();
 const MAX_REASON = 512;
@@ -100,13 +105,13 @@ export function deliver(target: AlertTarget, alerts: readonly InboundAlert[], o:
     }
     try {
       const t = target.resolveTarget(a.labels);
-      if (!t.ok) return refuse(t.status, t.error);
+      if (!t.ok) return refuse(REFUSAL_STATUS[t.refusal], t.error);
       const signal: AlertSignal = {
         source: o.source, name: a.name, service: t.service, serviceId: t.serviceId, destination: t.destination,
         state: a.state, endsAt: a.endsAt, fingerprint: a.fingerprint, reason: a.reason,
       };
       const v = target.submit(signal);
-      if (!v.accepted) return refuse(v.status, v.error);
+      if (!v.accepted) return refuse(REFUSAL_STATUS[v.refusal], v.error);
       return {
         ...head, outcome: 'applied', service: t.service, destination: destinationKey(t.destination),
         action: v.action, until: v.until?.toISOString(),
