@@ -1,34 +1,48 @@
-// The actuator: alert signals in (embedded rules, Alertmanager API, webhook), quarantines out. It owns the
-// quarantine book and reconciles the kernel's IPVS table to it — after every accepted signal, at every
-// quarantine's end, and every reconcileInterval to undo external edits.
+// The actuator: signals in, quarantines out, one way through its parts:
+//
+//   intake.ts    labels and spans → typed signals for configured services and owned destinations only
+//   policy.ts    the quarantine book: decisions, pure, on the monotonic clock
+//   desired.ts   book + configuration + kernel → the desired table, with the invariants (never all, owner wins)
+//   reconcile.ts diff and apply: the only code that writes to the kernel
+//   recovery.ts  the restore scheduler: probes, then releases in the book
+//
+// This file wires them and keeps the one thing none of them can: what vipguard must still give back when it
+// stops owning a destination (a reload dropped it, a stop, a failed start) — invariant I3, "nothing forgotten".
 import * as net from 'node:net';
-import type { Config, ServiceConfig } from '../config/config';
+import type { Config, QuarantinePolicy, ServiceConfig } from '../config/config';
 import type { FlatSpan } from '../otlp/model';
-import { AlertSignal, AlertTarget, SignalVerdict, TARGET_LABELS } from './alerts';
-import { QuarantineBook, QuarantineRecord, RateLimiter } from './policy';
-import { RuleEngine } from './rules';
-import { Change, IpvsWriter, KernelTable, apply, describeChange, desired, destinationIdOf, diff, ownedDestinations, readKernel, serviceIdOf } from './reconcile';
-import type { Destination, Service } from './ipvs/types';
-import { DestinationId, ServiceId, destinationKey, parseDestination, parseService, serviceKey } from './ipvs/identity';
-import { formatAddr, parseAddr } from '../common/addr';
+import type { AlertSignal, AlertTarget, SignalVerdict } from './alerts';
+import { QuarantineBook, QuarantineRecord, RateLimiter, quarantined, probing } from './policy';
+import { Change, apply, describeChange, diff } from './reconcile';
+import { plan, viewOf, overCapReason, Plan } from './desired';
+import { IpvsPort, KernelTable, destinationIdOf, ownedDestinations, readKernel, serviceIdOf } from './kernel';
+import { Intake } from './intake';
+import { Probe, Recovery } from './recovery';
+import type { Destination } from './ipvs/types';
+import { DestinationId, ServiceId, destinationKey, parseService, serviceKey } from './ipvs/identity';
+import { Clock, systemClock, toWall } from '../common/clock';
 
-export interface IpvsPort extends IpvsWriter {
-  findService(s: ServiceId): Promise<Service | undefined>;
-  listDestinations(s: ServiceId): Promise<Destination[]>;
+export type { IpvsPort } from './kernel';
+
+export interface ChangeInfo {
+  /** wall ms the failure that caused a quarantine was observed (span end or alert arrival) */
+  signalAt?: number;
+  level?: number;
+  holdUntil?: Date;
 }
 
 export interface ActuatorEvents {
-  /** a change applied to (or failed in) the kernel; `signalAt` is when the failure that caused it was observed */
-  change?(c: Change, error: Error | undefined, info: { signalAt?: number; record?: QuarantineRecord }): void;
+  /** a change applied to (or failed in) the kernel */
+  change?(c: Change, error: Error | undefined, info: ChangeInfo): void;
   signal?(s: AlertSignal, v: SignalVerdict): void;
   reconciled?(ms: number, changes: number, failures: number): void;
 }
 
 export interface ActuatorDeps {
   ipvs: IpvsPort;
-  now?: () => number;
-  /** direct TCP probe of a destination before restoring it */
-  probe?: (dest: DestinationId, timeoutMs: number) => Promise<boolean>;
+  clock?: Clock;
+  /** direct probe of a destination before restoring it */
+  probe?: Probe;
   saveState?: (records: QuarantineRecord[]) => void;
   initialRecords?: QuarantineRecord[];
   log?: (line: string) => void;
@@ -45,55 +59,89 @@ export function tcpProbe(dest: DestinationId, timeoutMs: number): Promise<boolea
   });
 }
 
-const canonAddr = (a: string) => { const p = parseAddr(a); return formatAddr(p.family, p.bytes); };
+/** How long a service stays reported in panic after a signal was refused at its cap. */
+const PANIC_REPORT_MS = 10_000;
 
 export class Actuator implements AlertTarget {
   private readonly book: QuarantineBook;
-  private readonly rules: RuleEngine;
-  private readonly now: () => number;
+  private readonly intake: Intake;
+  private readonly recovery: Recovery;
+  private readonly clock: Clock;
   private readonly log: (line: string) => void;
   private kernel: KernelTable = new Map();
+  /** records vipguard no longer owns whose weight it must still give back (I3) */
+  private orphans: QuarantineRecord[] = [];
   private running?: Promise<void>;
   private again = false;
   private timer?: NodeJS.Timeout;
-  private expiryTimer?: NodeJS.Timeout;
-  private probing = new Set<string>();
-  /** failure observation time of the signal that asked for a change, for reaction-time telemetry */
+  private stopped = false;
+  /** wall ms of the failure behind each new quarantine, for reaction-time telemetry (bounded by quarantines) */
   private readonly signalAt = new Map<string, number>();
+  /** monotonic ms until which a service is reported in panic (configured services only) */
+  private readonly panicUntil = new Map<string, number>();
+  private lastPlanPanic = new Set<string>();
   lastReconcile?: { at: number; ms: number; changes: number; failures: string[] };
 
   constructor(private config: Config, private readonly deps: ActuatorDeps) {
-    this.now = deps.now ?? Date.now;
+    this.clock = deps.clock ?? systemClock;
     this.log = deps.log ?? (() => {});
     const rl = config.actuator.rateLimit;
-    this.book = new QuarantineBook(deps.initialRecords ?? [], new RateLimiter(rl.perSecond, rl.burst, this.now()));
-    this.rules = new RuleEngine(config.actuator.rules);
-    this.retainOwned();
+    this.intake = new Intake(config, () => this.kernel);
+    this.book = new QuarantineBook(this.adopt(deps.initialRecords ?? []), new RateLimiter(rl.perSecond, rl.burst, this.clock.mono()));
+    this.recovery = new Recovery({
+      book: this.book, clock: this.clock, probe: deps.probe,
+      policyOf: (s) => this.policyOf(s),
+      released: (service, destination, how) => {
+        this.log(`release ${destination} in ${service}: ${how}`);
+        this.persist();
+        void this.reconcile();
+      },
+    });
+  }
+
+  private policyOf(service: string): QuarantinePolicy | undefined {
+    return this.intake.serviceByName(service)?.quarantine;
+  }
+
+  /** Records from a state file: the owned ones go into the book, the rest are given back (I3). */
+  private adopt(records: QuarantineRecord[]): QuarantineRecord[] {
+    const keep: QuarantineRecord[] = [];
+    for (const r of records) {
+      const s = this.intake.serviceByName(r.service);
+      if (s && !r.serviceKey) r.serviceKey = serviceKey(serviceIdOf(s));
+      if (s && this.ownedByConfig(s, r)) keep.push(r);
+      else if (r.serviceKey && (quarantined(r) || r.pendingRestore)) this.orphans.push({ ...r });
+    }
+    return keep;
+  }
+
+  /** Whether the configuration still gives vipguard this record's destination (same service address too). */
+  private ownedByConfig(s: ServiceConfig, r: QuarantineRecord): boolean {
+    if (serviceKey(serviceIdOf(s)) !== r.serviceKey) return false;
+    return !s.destinations || s.destinations.some((d) => destinationKey(destinationIdOf(d)) === r.destination);
   }
 
   start(): Promise<void> {
     this.timer = setInterval(() => void this.reconcile(), this.config.actuator.reconcileIntervalMs);
     this.timer.unref();
+    this.recovery.kick();
     return this.reconcile();
   }
 
   /**
-   * With `restore`, the kernel is left as configured — a stopped vipguard must not keep destinations out for
-   * good — while the state file keeps the quarantines as they were, so a restart (an upgrade, systemctl
-   * restart) puts them back in its first reconcile.
+   * With `restore`, every weight vipguard holds at 0 goes back to its owner's — a stopped vipguard must not keep
+   * destinations out for good — while the state file keeps the quarantines as they were, so a restart (an
+   * upgrade, systemctl restart) puts them back in its first reconcile.
    */
   async stop(opts: { restore: boolean }): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
-    clearTimeout(this.expiryTimer);
+    this.recovery.stop();
     await this.running;
     const records = this.book.all();
     if (opts.restore) {
-      const now = this.now();
-      const save = this.deps.saveState;
-      this.deps.saveState = undefined; // the releases below are for the kernel, not for the next start
-      for (const r of records.filter((r) => r.until > now)) this.book.release(r.service, r.destination, now);
-      await this.reconcile();
-      this.deps.saveState = save;
+      const held = records.filter((r) => quarantined(r) || r.pendingRestore);
+      await this.giveBack([...this.orphans, ...held]);
     }
     try {
       this.deps.saveState?.(records);
@@ -109,67 +157,29 @@ export class Actuator implements AlertTarget {
 
   setConfig(config: Config): void {
     this.config = config;
-    this.rules.setRules(config.actuator.rules);
-    this.retainOwned();
+    this.intake.setConfig(config);
+    const names = new Set(config.services.map((s) => s.name));
+    for (const k of this.panicUntil.keys()) if (!names.has(k)) this.panicUntil.delete(k);
+    const dropped = this.book.take((r) => {
+      const s = this.intake.serviceByName(r.service);
+      return !s || !this.ownedByConfig(s, r);
+    });
+    for (const r of dropped) {
+      this.signalAt.delete(`${r.service}|${r.destination}`);
+      if (quarantined(r) || r.pendingRestore) {
+        this.orphans.push(r);
+        this.log(`give back ${r.destination} in ${r.service}: no longer in the configuration`);
+      }
+    }
+    this.persist();
+    this.recovery.kick();
     void this.reconcile();
   }
 
-  private serviceByName(name: string): ServiceConfig | undefined {
-    return this.config.services.find((s) => s.name === name);
-  }
-
-  private serviceByVip(address: string, port: number): ServiceConfig | undefined {
-    let a: string;
-    try { a = canonAddr(address); } catch { return undefined; }
-    return this.config.services.find((s) => s.address === a && s.port === port);
-  }
-
-  private owns(s: ServiceConfig, destKey: string): boolean {
-    return ownedDestinations(s, this.kernel.get(serviceKey(serviceIdOf(s)))).some((d) => destinationKey(d) === destKey);
-  }
-
-  private retainOwned(): void {
-    const dropped = this.book.retain((service, dest) => {
-      const s = this.serviceByName(service);
-      return !!s && (!s.destinations || s.destinations.some((d) => destinationKey(destinationIdOf(d)) === dest));
-    });
-    for (const r of dropped) this.log(`forgetting quarantine of ${r.destination} in ${r.service}: no longer in the configuration`);
-  }
-
-  // ---- AlertTarget -------------------------------------------------------------------------------------------
+  // ---- intake → policy ---------------------------------------------------------------------------------------
 
   resolveTarget(labels: Record<string, string>): ReturnType<AlertTarget['resolveTarget']> {
-    let svc: ServiceConfig | undefined;
-    const named = TARGET_LABELS.service.map((l) => labels[l]).find((v) => v !== undefined);
-    if (named !== undefined) {
-      svc = this.serviceByName(named);
-      if (!svc) {
-        try {
-          const id = parseService(named);
-          svc = this.config.services.find((s) => serviceKey(serviceIdOf(s)) === serviceKey(id));
-        } catch { /* not an identity either */ }
-      }
-      if (!svc) return { ok: false, refusal: 'unknown-service', error: `unknown service '${named}': not in the configuration` };
-    } else if (labels.server_address !== undefined && labels.server_port !== undefined) {
-      svc = this.serviceByVip(labels.server_address, Number(labels.server_port));
-      if (!svc) return { ok: false, refusal: 'unknown-service', error: `no configured service at ${labels.server_address}:${labels.server_port}` };
-    } else {
-      return { ok: false, refusal: 'bad-target', error: `no service label: expected one of ${[...TARGET_LABELS.service, 'server_address+server_port'].join(', ')}` };
-    }
-    let dest: DestinationId;
-    try {
-      if (labels.backend !== undefined) dest = parseDestination(labels.backend);
-      else if (labels.network_peer_address !== undefined && labels.network_peer_port !== undefined) {
-        dest = destinationIdOf({ address: canonAddr(labels.network_peer_address), port: Number(labels.network_peer_port) });
-      } else {
-        return { ok: false, refusal: 'bad-target', error: 'no destination label: expected backend (10.200.0.4:80) or network_peer_address+network_peer_port' };
-      }
-    } catch (e) {
-      return { ok: false, refusal: 'bad-target', error: (e as Error).message };
-    }
-    const key = destinationKey(dest);
-    if (!this.owns(svc, key)) return { ok: false, refusal: 'not-owned', error: `${key} is not a destination of ${svc.name} that vipguard owns` };
-    return { ok: true, service: svc.name, serviceId: serviceIdOf(svc), destination: dest };
+    return this.intake.resolveTarget(labels);
   }
 
   submit(signal: AlertSignal, observedAt?: number): SignalVerdict {
@@ -179,93 +189,57 @@ export class Actuator implements AlertTarget {
   }
 
   private decide(signal: AlertSignal, observedAt?: number): SignalVerdict {
-    const svc = this.serviceByName(signal.service);
+    if (this.stopped) return { accepted: false, refusal: 'rate-limited', error: 'vipguard is stopping' };
+    const svc = this.intake.serviceByName(signal.service);
     const key = destinationKey(signal.destination);
-    if (!svc || !this.owns(svc, key)) return { accepted: false, refusal: svc ? 'not-owned' : 'unknown-service', error: `${key} in ${signal.service} is not owned by vipguard` };
-    const now = this.now();
-    const policy = svc.quarantine;
-    const firing = signal.state === 'firing' && !(signal.endsAt && signal.endsAt.getTime() <= now);
+    if (!svc) return { accepted: false, refusal: 'unknown-service', error: `${signal.service} is not a configured service` };
+    if (!this.intake.owns(svc, key)) return { accepted: false, refusal: 'not-owned', error: `${key} in ${signal.service} is not owned by vipguard` };
+    const now = this.clock.mono();
+    const firing = signal.state === 'firing' && !(signal.endsAt && signal.endsAt.getTime() <= this.clock.wall());
     if (!firing) {
-      const rec = this.book.resolve(svc.name, key, policy, now);
+      const rec = this.book.resolve(svc.name, key, { source: signal.source, alert: signal.name }, now);
       if (!rec) return { accepted: true, action: 'unchanged' };
-      this.log(`resolved ${signal.source} ${signal.name}: ${key} in ${svc.name} ends quarantine at ${new Date(rec.until).toISOString()}`);
-      this.scheduleExpiry();
-      return { accepted: true, action: 'released', until: new Date(rec.until) };
+      this.log(`resolved ${signal.source} ${signal.name}: ${key} in ${svc.name} is probed now, restored once it answers`);
+      this.persist();
+      this.recovery.kick();
+      return { accepted: true, action: 'released' };
     }
-    const k = this.kernel.get(serviceKey(serviceIdOf(svc)));
-    const kd = k?.destinations.find((d) => d.key === key);
-    const configured = svc.destinations?.find((d) => destinationKey(destinationIdOf(d)) === key);
-    const currentWeight = svc.manage ? configured?.weight ?? 0 : kd?.weight ?? 0;
-    const owned = svc.manage
-      ? (svc.destinations ?? []).filter((d) => d.weight > 0).length
-      : ownedDestinations(svc, k).filter((d) => {
-          const dk = destinationKey(d);
-          const w = k?.destinations.find((x) => x.key === dk)?.weight ?? 0;
-          return w > 0 || this.book.isQuarantined(svc.name, dk, now);
-        }).length;
-    const r = this.book.fire(svc.name, key, { policy, owned, currentWeight, now, reason: `${signal.source} ${signal.name}: ${signal.reason}`, source: signal.source });
+    const view = viewOf(svc, this.book, this.kernel.get(serviceKey(serviceIdOf(svc))));
+    const r = this.book.fire(
+      { service: svc.name, serviceKey: serviceKey(serviceIdOf(svc)), destination: key, source: signal.source, alert: signal.name, reason: `${signal.source} ${signal.name}: ${signal.reason}` },
+      { policy: svc.quarantine, currentWeight: view.ownerWeight.get(key) ?? 0, now, admit: () => overCapReason(svc, view, key) },
+    );
     switch (r.kind) {
       case 'refused':
+        if (r.reason === 'cap') this.panicUntil.set(svc.name, now + PANIC_REPORT_MS);
         this.log(r.why);
         return { accepted: false, refusal: r.reason === 'cap' ? 'cap' : 'rate-limited', error: r.why };
       case 'unchanged':
-        return { accepted: true, action: 'unchanged', until: r.record?.until ? new Date(r.record.until) : undefined };
+        return { accepted: true, action: 'unchanged', until: r.record ? this.wallDate(r.record.holdUntil) : undefined };
       case 'quarantined':
       case 'extended':
-        if (r.kind === 'quarantined') {
-          this.signalAt.set(`${svc.name}|${key}`, observedAt ?? now);
-          this.log(`quarantine ${key} in ${svc.name} (level ${r.record.level}) until ${new Date(r.record.until).toISOString()}: ${signal.source} ${signal.name}`);
-        }
-        // Kernel first (the pending connects' retransmits are due), the state file after.
-        if (r.kind === 'quarantined') this.drainNow(svc, signal.destination);
-        void this.reconcile(svc.name);
+        // Written ahead: the state file first, then the kernel (state.ts) — a crash in between leaves a record
+        // without a weight 0, never a weight 0 without a record.
         this.persist();
-        this.scheduleExpiry();
-        return { accepted: true, action: r.kind, until: new Date(r.record.until) };
+        if (r.kind === 'quarantined') {
+          if (this.signalAt.size < 10_000) this.signalAt.set(`${svc.name}|${key}`, observedAt ?? this.clock.wall());
+          this.log(`quarantine ${key} in ${svc.name} (level ${r.record.level}, hold ${Math.round(r.record.holdUntil - now)} ms, then probed): ${signal.source} ${signal.name}`);
+          this.drainNow(svc, signal.destination);
+          void this.reconcile(svc.name);
+        }
+        this.recovery.kick();
+        return { accepted: true, action: r.kind, until: this.wallDate(r.record.holdUntil) };
     }
   }
 
-  /** Handshake spans from the OTLP stream (collector or in-process): the embedded rules. */
+  /** Handshake spans from the OTLP stream (collector or in-process): the embedded rules and late answers. */
   ingestSpans(spans: FlatSpan[]): void {
-    const now = this.now();
-    for (const hit of this.rules.ingest(spans, now)) {
-      const svc = this.serviceByVip(hit.serviceAddress, hit.servicePort);
-      if (!svc) continue;
-      let dest: DestinationId;
-      try {
-        dest = destinationIdOf({ address: canonAddr(hit.backendAddress), port: hit.backendPort });
-      } catch { continue; }
-      const key = destinationKey(dest);
-      if (!this.owns(svc, key)) continue;
-      this.submit({
-        source: 'rule', name: hit.rule, service: svc.name, serviceId: serviceIdOf(svc), destination: dest, state: 'firing',
-        fingerprint: `rule:${hit.rule}:${svc.name}:${key}`,
-        reason: `${hit.failures} ${hit.outcome} handshake${hit.failures > 1 ? 's' : ''} within ${hit.windowMs / 1000}s`,
-      }, hit.observedAt);
-    }
-    this.rules.sweep(now);
-    // After the rules: a late answer may come in the same batch as the attempt it answers (the receiver reports
-    // the attempt unanswered at its deadline and the answer arrives before that span is exported); read first,
-    // it would find nothing to lift, and the quarantine that follows would stay.
-    this.liftFalseAlarms(spans, now);
-  }
-
-  /** A late answer from a destination our own rules quarantined: it is slow, not dead — give it back now. */
-  private liftFalseAlarms(spans: FlatSpan[], now: number): void {
-    for (const s of spans) {
-      const a = s.attributes;
-      if (s.name !== 'vipguard.connect' || a['vipguard.handshake.late'] !== true || a['vipguard.outcome'] !== 'established') continue;
-      const svc = this.serviceByVip(String(a['server.address']), Number(a['server.port']));
-      if (!svc || typeof a['network.peer.address'] !== 'string') continue;
-      let key: string;
-      try {
-        key = destinationKey(destinationIdOf({ address: canonAddr(a['network.peer.address']), port: Number(a['network.peer.port']) }));
-      } catch { continue; }
-      const rec = this.book.get(svc.name, key);
-      if (!rec || rec.until <= now || rec.source !== 'rule') continue;
-      const ms = Number(a['vipguard.handshake.duration']) * 1000;
-      this.book.falseAlarm(svc.name, key, now, `answered late (${ms.toFixed(0)} ms): slow, not dead`);
-      this.log(`lift quarantine of ${key} in ${svc.name}: a handshake declared unanswered was answered after ${ms.toFixed(0)} ms — slow, not dead`);
+    const { signals, late } = this.intake.spans(spans, this.clock.wall());
+    for (const s of signals) this.submit(s.signal, s.observedAt);
+    for (const l of late) {
+      const rec = this.book.falseAlarm(l.service, l.destination, `answered late (${l.handshakeMs.toFixed(0)} ms): slow, not dead`);
+      if (!rec) continue;
+      this.log(`lift quarantine of ${l.destination} in ${l.service}: a handshake declared unanswered was answered after ${l.handshakeMs.toFixed(0)} ms — slow, not dead`);
       this.persist();
       void this.reconcile();
     }
@@ -275,10 +249,9 @@ export class Actuator implements AlertTarget {
    * A new quarantine's weight 0 goes out at once — one GET_DEST and one SET_DEST (netlink calls are synchronous),
    * not a listing of the service, and not after a reconcile that happens to be running. The pending connects'
    * SYN retransmits are due within a few hundred milliseconds of the signal, and every one that comes before the
-   * weight is 0 goes to the dead destination again. Measured in the lab (6.12, TCG): the deadline-to-weight-0 time
-   * was 190 ms through the scoped reconcile, of which listing the service took 60. The reconcile that follows
-   * verifies the kernel and applies whatever else is due; if this edit fails (destination not there yet), it does
-   * the work.
+   * weight is 0 goes to the dead destination again (measured in the lab, 6.12 under TCG: 190 ms through a scoped
+   * reconcile, 60 of them listing). The cap was checked on the table as the last reconcile saw it; the
+   * reconcile that follows checks it again on the table as it is now.
    */
   private drainNow(svc: ServiceConfig, dest: DestinationId): void {
     const service = serviceIdOf(svc);
@@ -307,23 +280,21 @@ export class Actuator implements AlertTarget {
         this.again = false;
         await this.reconcileOnce(scope);
         scope = undefined;
-      } while (this.again);
+      } while (this.again && !this.stopped);
     })().finally(() => { this.running = undefined; });
     return this.running;
   }
 
   private async reconcileOnce(only?: string): Promise<void> {
-    const t0 = this.now();
+    const t0 = this.clock.mono();
     let changes: Change[] = [];
     const failures: string[] = [];
     const config = only ? { ...this.config, services: this.config.services.filter((s) => s.name === only) } : this.config;
     try {
-      const listed = await readKernel(config, this.deps.ipvs);
+      const listed = await readKernel(config.services.map(serviceIdOf), this.deps.ipvs);
       this.kernel = only ? new Map([...this.kernel, ...listed]) : listed;
-      const now = this.now();
-      const want = desired(config, this.book, listed, now);
-      this.noteRestored(want);
-      changes = diff(want, listed);
+      const p = this.settle(plan(config, this.book, listed), config);
+      changes = diff(p.services, listed);
       const res = await apply(changes, this.deps.ipvs);
       for (const c of res.applied) this.report(c, undefined);
       for (const f of res.failed) {
@@ -331,98 +302,97 @@ export class Actuator implements AlertTarget {
         this.report(f.change, f.error);
       }
       if (res.applied.length) {
-        const after = await readKernel(config, this.deps.ipvs);
+        const after = await readKernel(config.services.map(serviceIdOf), this.deps.ipvs);
         this.kernel = only ? new Map([...this.kernel, ...after]) : after;
       }
+      if (!only && this.orphans.length) this.orphans = await this.giveBack(this.orphans);
+      if (!only) this.book.prune((s) => this.policyOf(s), this.clock.mono());
     } catch (e) {
       failures.push(`listing IPVS: ${(e as Error).message}`);
     }
     for (const f of failures) this.log(`reconcile: ${f}`);
-    const ms = this.now() - t0;
-    this.lastReconcile = { at: t0, ms, changes: changes.length, failures };
+    const ms = this.clock.mono() - t0;
+    this.lastReconcile = { at: this.clock.wall(), ms, changes: changes.length, failures };
     this.deps.events?.reconciled?.(ms, changes.length, failures.length);
-    await this.restoreDue();
+  }
+
+  /** The plan's bookkeeping goes into the book before its table is applied: over-cap releases, owner edits, restores. */
+  private settle(p: Plan, config: Config): Plan {
+    const now = this.clock.mono();
+    let dirty = false;
+    for (const o of p.overCap) {
+      this.book.release(o.service, o.destination, now, 'released: over the cap (panic)');
+      this.log(`panic in ${o.service}: more destinations failing than the cap allows; releasing the oldest quarantine, ${o.destination}`);
+      dirty = true;
+    }
+    for (const e of p.ownerEdits) {
+      this.book.ownerWeight(e.service, e.destination, e.weight);
+      this.log(`owner set the weight of ${e.destination} in ${e.service} to ${e.weight} while vipguard held it at 0: that weight is what comes back`);
+      dirty = true;
+    }
+    for (const r of p.restored) {
+      this.book.restored(r.service, r.destination);
+      dirty = true;
+    }
+    if (config === this.config || config.services.length === this.config.services.length) this.lastPlanPanic = p.panic;
+    if (dirty) this.persist();
+    // Over-cap releases changed the book: plan again so the table applied is the settled one.
+    return p.overCap.length ? plan(config, this.book, this.kernel) : p;
+  }
+
+  /**
+   * Gives back the weight of destinations vipguard holds at 0 but no longer owns (or is stopping): only from 0,
+   * only to the weight recorded as the owner's (I2, I3). Returns the records still to do (a failed edit).
+   */
+  private async giveBack(records: QuarantineRecord[]): Promise<QuarantineRecord[]> {
+    const left: QuarantineRecord[] = [];
+    let kernel: KernelTable;
+    const ids = new Map<string, ServiceId>();
+    for (const r of records) {
+      try { ids.set(r.serviceKey, parseService(r.serviceKey)); } catch { /* a record without a usable service: nothing to give back */ }
+    }
+    try {
+      kernel = await readKernel([...ids.values()], this.deps.ipvs);
+    } catch (e) {
+      this.log(`giving back weights: listing IPVS: ${(e as Error).message}`);
+      return records;
+    }
+    for (const r of records) {
+      const id = ids.get(r.serviceKey);
+      const d = kernel.get(r.serviceKey)?.destinations.find((x) => x.key === r.destination);
+      if (!id || !d || d.weight !== 0 || r.restoreWeight <= 0) continue;
+      const change: Change = { op: 'edit-destination', name: r.service, service: id, destination: d.id, weight: r.restoreWeight, from: 0, why: 'restore' };
+      try {
+        await this.deps.ipvs.editDestination(id, d.id, { weight: r.restoreWeight });
+        this.report(change, undefined);
+      } catch (e) {
+        this.report(change, e as Error);
+        left.push(r);
+      }
+    }
+    return left;
   }
 
   private report(c: Change, error: Error | undefined): void {
     if (!error) this.log(describeChange(c));
-    let signalAt: number | undefined;
-    let record: QuarantineRecord | undefined;
+    const info: ChangeInfo = {};
     if (c.op === 'edit-destination') {
       const k = `${c.name}|${destinationKey(c.destination)}`;
       if (c.why === 'quarantine' && !error) {
-        signalAt = this.signalAt.get(k);
+        info.signalAt = this.signalAt.get(k);
         this.signalAt.delete(k);
       }
-      record = this.book.get(c.name, destinationKey(c.destination));
-    }
-    this.deps.events?.change?.(c, error, { signalAt, record });
-  }
-
-  /** Watched destinations back at their weight: the restore is done. */
-  private noteRestored(want: ReturnType<typeof desired>): void {
-    for (const s of want) {
-      const k = this.kernel.get(s.key);
-      for (const d of s.destinations) {
-        const rec = this.book.get(s.name, d.key);
-        const w = k?.destinations.find((x) => x.key === d.key)?.weight;
-        if (rec?.pendingRestore && w !== undefined && w > 0) {
-          this.book.restored(s.name, d.key);
-          this.persist();
-        }
-      }
-      // A watched destination (or service) someone deleted has no weight to give back: whoever adds it again
-      // chooses its weight. Left pending, the restore would overwrite that choice with the weight it had before
-      // its quarantine (test/lab/faults.test.ts, "IPVS edited by someone else").
-      if (s.manage) continue;
-      for (const rec of this.book.all()) {
-        if (rec.service === s.name && rec.pendingRestore && !k?.destinations.some((x) => x.key === rec.destination)) {
-          this.book.restored(s.name, rec.destination);
-          this.persist();
-        }
+      const rec = this.book.get(c.name, destinationKey(c.destination));
+      if (rec && quarantined(rec)) {
+        info.level = rec.level;
+        info.holdUntil = this.wallDate(rec.holdUntil);
       }
     }
+    this.deps.events?.change?.(c, error, info);
   }
 
-  /** Quarantines whose time is up: probe the destination directly, then restore or extend. */
-  private async restoreDue(): Promise<void> {
-    const due = this.book.due(this.now());
-    let changed = false;
-    await Promise.all(due.map(async (r) => {
-      const k = `${r.service}|${r.destination}`;
-      const svc = this.serviceByName(r.service);
-      if (!svc || this.probing.has(k)) return;
-      this.probing.add(k);
-      try {
-        const p = svc.quarantine;
-        const ok = !p.probeBeforeRestore || !this.deps.probe || await this.deps.probe(parseDestination(r.destination), p.probeTimeoutMs);
-        const now = this.now();
-        if (ok) {
-          this.book.release(r.service, r.destination, now);
-          this.log(`restore ${r.destination} in ${r.service}: quarantine over${p.probeBeforeRestore && this.deps.probe ? ', probe answered' : ''}`);
-        } else {
-          const rec = this.book.extendAfterFailedProbe(r.service, r.destination, p, now, 'restore probe failed');
-          this.log(`keep ${r.destination} in ${r.service} quarantined: probe failed, level ${rec?.level} until ${rec ? new Date(rec.until).toISOString() : '?'}`);
-        }
-        changed = true;
-      } finally {
-        this.probing.delete(k);
-      }
-    }));
-    if (changed) {
-      this.persist();
-      this.scheduleExpiry();
-      this.again = true;
-    }
-  }
-
-  private scheduleExpiry(): void {
-    clearTimeout(this.expiryTimer);
-    const now = this.now();
-    const next = Math.min(...this.book.all().filter((r) => r.until > now).map((r) => r.until));
-    if (!Number.isFinite(next)) return;
-    this.expiryTimer = setTimeout(() => void this.reconcile(), Math.max(0, next - now) + 5);
-    this.expiryTimer.unref();
+  private wallDate(mono: number): Date {
+    return new Date(toWall(this.clock, mono));
   }
 
   private persist(): void {
@@ -435,25 +405,30 @@ export class Actuator implements AlertTarget {
 
   // ---- status ------------------------------------------------------------------------------------------------
 
+  inPanic(service: string): boolean {
+    return (this.panicUntil.get(service) ?? 0) > this.clock.mono() || this.lastPlanPanic.has(service);
+  }
+
   status(): object {
-    const now = this.now();
+    const now = this.clock.mono();
     return {
-      time: new Date(now).toISOString(),
+      time: new Date(this.clock.wall()).toISOString(),
       lastReconcile: this.lastReconcile && { ...this.lastReconcile, at: new Date(this.lastReconcile.at).toISOString() },
+      givingBack: this.orphans.map((r) => `${r.destination} in ${r.service}`),
       services: this.config.services.map((s) => {
         const id = serviceIdOf(s);
         const k = this.kernel.get(serviceKey(id));
         const owned = new Set(ownedDestinations(s, k).map(destinationKey));
         return {
-          name: s.name, service: serviceKey(id), managed: s.manage, present: !!k, panic: this.book.inPanic(s.name, now),
-          quarantined: this.book.quarantinedIn(s.name, now).length,
+          name: s.name, service: serviceKey(id), managed: s.manage, present: !!k, panic: this.inPanic(s.name),
+          quarantined: this.book.quarantinedIn(s.name).length,
           destinations: (k?.destinations ?? []).map((d) => {
             const r = this.book.get(s.name, d.key);
-            const q = !!r && r.until > now;
+            const q = quarantined(r);
             return {
               destination: d.key, owned: owned.has(d.key), weight: d.weight, activeConns: d.activeConns, inactiveConns: d.inactiveConns,
-              state: q ? 'quarantined' : r?.until ? 'probing' : r?.pendingRestore ? 'restoring' : 'healthy',
-              until: q ? new Date(r!.until).toISOString() : undefined, level: r?.level, reasons: r?.reasons,
+              state: q ? (probing(r, now) ? 'probing' : 'quarantined') : r?.pendingRestore ? 'restoring' : 'healthy',
+              until: q ? this.wallDate(r!.holdUntil).toISOString() : undefined, level: r?.level, reasons: r?.reasons, source: q ? r!.source : undefined,
             };
           }),
         };
@@ -461,7 +436,26 @@ export class Actuator implements AlertTarget {
     };
   }
 
+  /** Re-plans the restore scheduler now (after a clock step; tests driving a fake clock). */
+  tick(): void {
+    this.recovery.kick();
+  }
+
+  /** Resolves once no probe and no reconcile is running (bounded: tests and shutdown paths). */
+  async idle(): Promise<void> {
+    for (let i = 0; i < 1000 && (this.recovery.probesInFlight > 0 || this.running); i++) {
+      await (this.running ?? new Promise((r) => setImmediate(r)));
+    }
+  }
+
+  /** The book's records, for tests and the state file. */
   quarantines(): QuarantineRecord[] {
     return this.book.all();
   }
+
+  /** Sizes of everything keyed by outside input, for the bounded-memory invariant. */
+  memory(): { records: number; orphans: number; ruleWindows: number; signalAt: number; panic: number } {
+    return { records: this.book.all().length, orphans: this.orphans.length, ruleWindows: this.intake.ruleWindows, signalAt: this.signalAt.size, panic: this.panicUntil.size };
+  }
 }
+

@@ -1,23 +1,14 @@
-// Reconcile, do not remember: desired state (configuration + quarantine book) against what the kernel lists
-// now, as a list of changes applied with idempotent calls — like kube-proxy's IPVS proxier. `desired` and
-// `diff` are pure (unit-tested with plain data); `apply` is the only part that talks to the kernel and returns
+// Reconcile, do not remember: desired state (desired.ts) against what the kernel lists now, as a list of
+// changes applied with idempotent calls — like kube-proxy's IPVS proxier. `diff` is pure (unit-tested with plain data); `apply` is the only part that talks to the kernel and returns
 // every failure instead of stopping at the first.
 //
 // Ownership: a *managed* service (config `manage: true`) is vipguard's whole — service, destination set,
 // weights. A *watched* service belongs to someone else; vipguard only sets weights of its owned destinations
 // (config `destinations`, else all) to 0 and back. Nothing else in the IPVS table is read for changes or touched.
-import type { Config, ServiceConfig } from '../config/config';
-import type { QuarantineBook } from './policy';
-import type { Destination, ForwardMethod, Service } from './ipvs/types';
-import { DestinationId, ServiceId, destinationKey, parseDestination, parseService, serviceKey } from './ipvs/identity';
-
-export interface KernelService {
-  service: Service;
-  destinations: Destination[];
-}
-
-/** What the kernel has, by canonical service key. */
-export type KernelTable = Map<string, KernelService>;
+import type { ForwardMethod } from './ipvs/types';
+import { DestinationId, ServiceId, destinationKey, serviceKey } from './ipvs/identity';
+import type { DesiredService } from './desired';
+import type { IpvsPort, KernelTable } from './kernel';
 
 export type Change =
   | { op: 'add-service'; name: string; service: ServiceId; scheduler: string }
@@ -25,90 +16,6 @@ export type Change =
   | { op: 'add-destination'; name: string; service: ServiceId; destination: DestinationId; weight: number; forward: ForwardMethod }
   | { op: 'edit-destination'; name: string; service: ServiceId; destination: DestinationId; weight: number; forward?: ForwardMethod; from: number; why: 'quarantine' | 'restore' | 'config' }
   | { op: 'remove-destination'; name: string; service: ServiceId; destination: DestinationId };
-
-export interface DesiredDestination {
-  id: DestinationId;
-  key: string;
-  /** undefined: leave the kernel's weight alone */
-  weight?: number;
-  forward?: ForwardMethod;
-  quarantined: boolean;
-}
-
-export interface DesiredService {
-  name: string;
-  id: ServiceId;
-  key: string;
-  manage: boolean;
-  scheduler: string;
-  /** managed: the exact set; watched: the owned destinations present in the kernel */
-  destinations: DesiredDestination[];
-  /** watched service absent from the kernel */
-  missing: boolean;
-}
-
-const FORWARD: Record<'masq' | 'route' | 'tunnel', ForwardMethod> = { masq: 'nat', route: 'dr', tunnel: 'tunnel' };
-
-export function serviceIdOf(s: ServiceConfig): ServiceId {
-  return parseService(`${s.protocol}/${s.address.includes(':') ? `[${s.address}]` : s.address}:${s.port}`);
-}
-
-export function destinationIdOf(d: { address: string; port: number }): DestinationId {
-  return parseDestination(`${d.address.includes(':') ? `[${d.address}]` : d.address}:${d.port}`);
-}
-
-/** The destinations of a configured service vipguard owns, as the kernel lists them now. */
-export function ownedDestinations(s: ServiceConfig, kernel: KernelService | undefined): DestinationId[] {
-  if (s.destinations) return s.destinations.map(destinationIdOf);
-  return (kernel?.destinations ?? []).map((d) => d.id);
-}
-
-/** Lists the configured services (and only them) from the kernel. */
-export async function readKernel(
-  config: Config,
-  ipvs: { findService(s: ServiceId): Promise<Service | undefined>; listDestinations(s: ServiceId): Promise<Destination[]> },
-): Promise<KernelTable> {
-  const table: KernelTable = new Map();
-  for (const s of config.services) {
-    const id = serviceIdOf(s);
-    const service = await ipvs.findService(id);
-    if (!service) continue;
-    try {
-      table.set(serviceKey(id), { service, destinations: await ipvs.listDestinations(id) });
-    } catch (e) {
-      // Deleted by someone else between the two calls (seen in the lab): absent, not a failed reconcile of every service.
-      if ((e as { code?: string }).code !== 'ESRCH') throw e;
-    }
-  }
-  return table;
-}
-
-export function desired(config: Config, book: QuarantineBook, kernel: KernelTable, now: number): DesiredService[] {
-  return config.services.map((s) => {
-    const id = serviceIdOf(s);
-    const key = serviceKey(id);
-    const k = kernel.get(key);
-    if (s.manage) {
-      return {
-        name: s.name, id, key, manage: true, scheduler: s.scheduler, missing: false,
-        destinations: (s.destinations ?? []).map((d) => {
-          const did = destinationIdOf(d);
-          const dkey = destinationKey(did);
-          const q = book.isQuarantined(s.name, dkey, now);
-          return { id: did, key: dkey, weight: q ? 0 : d.weight, forward: FORWARD[d.forward], quarantined: q };
-        }),
-      };
-    }
-    const owned = new Set(ownedDestinations(s, k).map(destinationKey));
-    const dests: DesiredDestination[] = (k?.destinations ?? []).filter((d) => owned.has(d.key)).map((d) => {
-      const q = book.isQuarantined(s.name, d.key, now);
-      const rec = book.get(s.name, d.key);
-      const weight = q ? 0 : rec?.pendingRestore && rec.restoreWeight ? rec.restoreWeight : undefined;
-      return { id: d.id, key: d.key, weight, quarantined: q };
-    });
-    return { name: s.name, id, key, manage: false, scheduler: s.scheduler, missing: !k, destinations: dests };
-  });
-}
 
 export function diff(want: DesiredService[], kernel: KernelTable): Change[] {
   const changes: Change[] = [];
@@ -148,14 +55,7 @@ export function diff(want: DesiredService[], kernel: KernelTable): Change[] {
   return changes.sort((a, b) => order[a.op] - order[b.op]);
 }
 
-/** The kernel calls `apply` needs; IpvsClient provides them. */
-export interface IpvsWriter {
-  addService(service: ServiceId, options: { scheduler: string }): Promise<void>;
-  editService(service: ServiceId, changes: { scheduler: string }): Promise<void>;
-  addDestination(service: ServiceId, dest: DestinationId, options: { weight: number; forward: ForwardMethod }): Promise<void>;
-  editDestination(service: ServiceId, dest: DestinationId, changes: { weight?: number; forward?: ForwardMethod }): Promise<unknown>;
-  removeDestination(service: ServiceId, dest: DestinationId): Promise<void>;
-}
+export type IpvsWriter = Pick<IpvsPort, 'addService' | 'editService' | 'addDestination' | 'editDestination' | 'removeDestination'>;
 
 export interface ApplyResult {
   applied: Change[];

@@ -1,19 +1,25 @@
 // Embedded rules: "N handshake failures to one destination within T" over the receiver's vipguard.connect spans,
-// evaluated as they stream in (OTLP from the collector, or in-process). A rule firing is an AlertSignal like any
-// alert from Prometheus; the policy decides.
-import type { FlatSpan } from '../otlp/model';
+// evaluated as they stream in (OTLP from the collector, or in-process). A rule firing is a signal like any alert
+// from Prometheus; the policy decides. The intake hands over only attempts already resolved to a configured
+// service and a destination vipguard owns, so every window here is keyed by configuration, never by whatever a
+// span claims — and windows of services that go are dropped (`retain`).
 import type { RuleConfig } from '../config/config';
+import type { ConnectAttempt } from '../telemetry/connect-span';
+
+export interface OwnedAttempt {
+  attempt: ConnectAttempt;
+  /** configured service name and canonical destination key */
+  service: string;
+  destination: string;
+}
 
 export interface RuleHit {
   rule: string;
-  /** virtual service as the span names it */
-  serviceAddress: string;
-  servicePort: number;
-  backendAddress: string;
-  backendPort: number;
+  service: string;
+  destination: string;
   failures: number;
   windowMs: number;
-  /** wall-clock ms of the span that tripped the rule (its end: when the failure was known) */
+  /** wall-clock ms of the attempt that tripped the rule (its end: when the failure was known) */
   observedAt: number;
   outcome: string;
 }
@@ -22,7 +28,7 @@ export interface RuleHit {
 const SEEN_SPANS = 20_000;
 
 export class RuleEngine {
-  /** rule|vip|backend -> failure times (ms), oldest first */
+  /** rule|service|destination -> failure times (wall ms: span times are wall), oldest first */
   private readonly windows = new Map<string, number[]>();
   /** recently counted span ids — the same span can arrive in-process and again through a collector */
   private readonly seen = new Set<string>();
@@ -34,50 +40,46 @@ export class RuleEngine {
     this.windows.clear();
   }
 
+  /** Drops the windows of services no longer configured. */
+  retain(services: Set<string>): void {
+    for (const k of this.windows.keys()) if (!services.has(k.split('|')[1])) this.windows.delete(k);
+  }
+
+  get size(): number {
+    return this.windows.size;
+  }
+
   /**
-   * Feeds spans; returns the rules that trip. Spans older than the rule's window (a backlog replayed after an
-   * outage) count for nothing: a stale failure is not a reason to act now.
+   * Feeds attempts; returns the rules that trip. Attempts older than the rule's window (a backlog replayed after
+   * an outage) count for nothing: a stale failure is not a reason to act now.
    */
-  ingest(spans: FlatSpan[], now: number): RuleHit[] {
+  ingest(attempts: OwnedAttempt[], nowWall: number): RuleHit[] {
     const hits: RuleHit[] = [];
-    for (const s of spans) {
-      if (s.name !== 'vipguard.connect') continue;
-      if (s.spanId) {
-        const id = `${s.traceId}/${s.spanId}`;
-        if (this.seen.has(id)) continue;
-        this.seen.add(id);
+    for (const { attempt: a, service, destination } of attempts) {
+      if (a.id) {
+        if (this.seen.has(a.id)) continue;
+        this.seen.add(a.id);
         if (this.seen.size > SEEN_SPANS) this.seen.delete(this.seen.values().next().value as string);
       }
-      const a = s.attributes;
-      const outcome = a['vipguard.outcome'];
-      const backend = a['network.peer.address'];
-      const backendPort = a['network.peer.port'];
-      const vip = a['server.address'];
-      const vport = a['server.port'];
-      if (typeof outcome !== 'string' || typeof backend !== 'string' || typeof vip !== 'string' ||
-        typeof backendPort !== 'number' || typeof vport !== 'number') continue;
-      const at = Math.min(now, Number(s.endNs / 1_000_000n));
+      const at = Math.min(nowWall, a.endMs);
       for (const r of this.rules) {
-        if (!r.outcomes.includes(outcome as RuleConfig['outcomes'][number]) || now - at > r.windowMs) continue;
-        const key = `${r.name}|${vip}|${vport}|${backend}|${backendPort}`;
+        if (!r.outcomes.includes(a.outcome as RuleConfig['outcomes'][number]) || nowWall - at > r.windowMs) continue;
+        const key = `${r.name}|${service}|${destination}`;
         const w = this.windows.get(key) ?? [];
         w.push(at);
-        while (w.length && now - w[0] > r.windowMs) w.shift();
+        while (w.length && nowWall - w[0] > r.windowMs) w.shift();
         this.windows.set(key, w);
         if (w.length >= r.threshold) {
-          hits.push({
-            rule: r.name, serviceAddress: vip, servicePort: vport, backendAddress: backend, backendPort,
-            failures: w.length, windowMs: r.windowMs, observedAt: at, outcome,
-          });
+          hits.push({ rule: r.name, service, destination, failures: w.length, windowMs: r.windowMs, observedAt: at, outcome: a.outcome });
         }
       }
     }
     return hits;
   }
 
-  /** Forgets windows with nothing left in them (call now and then). */
-  sweep(now: number): void {
+  /** Forgets windows with nothing recent left in them. */
+  sweep(nowWall: number): void {
     const longest = Math.max(0, ...this.rules.map((r) => r.windowMs));
-    for (const [k, w] of this.windows) if (!w.length || now - w[w.length - 1] > longest) this.windows.delete(k);
+    for (const [k, w] of this.windows) if (!w.length || nowWall - w[w.length - 1] > longest) this.windows.delete(k);
   }
 }

@@ -15,8 +15,8 @@ import * as net from 'node:net';
 import { BpfObject, LibbpfError, openBpfObject } from '../native/bpf';
 import { bpfObjectPath } from '../common/paths';
 import { DeadlinePolicy, RttTracker } from '../common/rtt';
-import { formatEndpoint } from '../common/addr';
-import { serviceKey } from '../receiver/probe';
+import { serviceKey } from '../common/service-key';
+import { readConnectSpan } from '../telemetry/connect-span';
 import type { FlatSpan } from '../otlp/model';
 
 export interface SynTimeoutPolicy {
@@ -126,17 +126,19 @@ export class SynTimeoutController {
 
   setServices(services: SynTimeoutService[]): void {
     this.services = services;
+    this.rtt.retain(new Set(services.map((s) => s.name)));
     this.update();
   }
 
   /** Answered handshakes from the receiver's spans teach each service's RTT. */
   observe(spans: FlatSpan[]): void {
     for (const s of spans) {
-      const a = s.attributes;
-      if (s.name !== 'vipguard.connect' || a['vipguard.outcome'] !== 'established') continue;
-      const svc = this.services.find((x) => x.address === a['server.address'] && x.port === a['server.port']);
-      if (!svc || typeof a['network.peer.address'] !== 'string') continue;
-      this.rtt.observe(svc.name, formatEndpoint(a['network.peer.address'], Number(a['network.peer.port'])), Number(a['vipguard.handshake.duration']) * 1000);
+      const a = readConnectSpan(s);
+      if (!a || a.outcome !== 'established' || !a.backend || !Number.isFinite(a.handshakeMs)) continue;
+      // Configured services only: RTT trackers are keyed by configuration, never by what a span claims.
+      const svc = this.services.find((x) => x.address === a.service.address && x.port === a.service.port);
+      if (!svc) continue;
+      this.rtt.observe(svc.name, a.backend.key, a.handshakeMs);
     }
   }
 

@@ -10,7 +10,7 @@ import { QueueSpanProcessor } from '../telemetry/export';
 import type { ActuatorEvents } from './actuator';
 import type { AlertSignal, SignalVerdict } from './alerts';
 import type { Change } from './reconcile';
-import type { QuarantineRecord } from './policy';
+import type { ChangeInfo } from './actuator';
 import { destinationKey } from './ipvs/identity';
 
 export interface ActuatorTelemetryOptions {
@@ -71,15 +71,15 @@ export class ActuatorTelemetry implements ActuatorEvents {
     }, [quarantined, panic]);
   }
 
-  change(c: Change, error: Error | undefined, info: { signalAt?: number; record?: QuarantineRecord }): void {
+  change(c: Change, error: Error | undefined, info: ChangeInfo): void {
     const action = c.op === 'edit-destination' ? c.why : c.op;
     const attrs: Attributes = { 'vipguard.service': c.name, 'vipguard.action': action, 'vipguard.result': error ? 'error' : 'ok' };
     this.changes.add(1, attrs);
     const span = this.tracer.startSpan('vipguard.actuator.change', { kind: SpanKind.INTERNAL, attributes: attrs });
     if (c.op !== 'add-service' && c.op !== 'edit-service') span.setAttribute('vipguard.destination', destinationKey(c.destination));
-    if (info.record && action === 'quarantine') {
-      span.setAttribute('vipguard.quarantine.level', info.record.level);
-      span.setAttribute('vipguard.quarantine.until', new Date(info.record.until).toISOString());
+    if (info.level !== undefined && info.holdUntil && action === 'quarantine') {
+      span.setAttribute('vipguard.quarantine.level', info.level);
+      span.setAttribute('vipguard.quarantine.until', info.holdUntil.toISOString());
     }
     if (error) {
       span.setAttribute('error.type', (error as NodeJS.ErrnoException).code ?? 'error');

@@ -13,6 +13,7 @@ import { Actuator, tcpProbe } from '../actuator/actuator';
 import { IpvsClient } from '../actuator/ipvs';
 import { flattenSpans } from '../otlp/model';
 import { loadState, saveState } from '../actuator/state';
+import { systemClock } from '../common/clock';
 import { EXPIRE_NODEST_CONN, Sysctl } from '../actuator/sysctl';
 import { DEFAULT_DEADLINE } from '../common/rtt';
 import { checkPrivileges, needsOf } from '../common/privileges';
@@ -67,9 +68,17 @@ export class Vipguard {
   async start(): Promise<void> {
     // Refuse up front, naming every missing capability, rather than half-start (src/common/privileges.ts).
     checkPrivileges(needsOf(this.config, { receiver: this.runs('receiver'), actuator: this.runs('actuator') }));
-    if (this.runs('actuator')) await this.startActuator();
-    if (this.runs('receiver')) await this.startReceiver();
-    if (!this.receiver && !this.actuator) throw new Error('nothing to run: receiver and actuator are both disabled (or excluded by --only)');
+    try {
+      if (this.runs('actuator')) await this.startActuator();
+      if (this.runs('receiver')) await this.startReceiver();
+      if (!this.receiver && !this.actuator) throw new Error('nothing to run: receiver and actuator are both disabled (or excluded by --only)');
+    } catch (e) {
+      // Past the first reconcile the kernel holds quarantines and the sysctl: a start that fails after it (a port
+      // in use, a BPF load error) must leave the kernel as it found it, like a graceful stop (invariant I3).
+      this.log(`start failed: ${(e as Error).message} — undoing what was applied`);
+      await this.stop().catch((err: Error) => this.log(`undoing a failed start: ${err.message}`));
+      throw e;
+    }
   }
 
   private async startActuator(): Promise<void> {
@@ -82,14 +91,15 @@ export class Vipguard {
       if (r.changed) this.log(`set net.ipv4.vs.expire_nodest_conn=1 (was ${r.previous}): pending connects to quarantined destinations are rescheduled`);
     }
     const actuatorStart = performance.now();
-    const state = loadState(a.stateFile);
+    const maxHold = Math.max(a.quarantine.maxMs, ...this.config.services.map((s) => s.quarantine.maxMs));
+    const state = loadState(a.stateFile, systemClock, maxHold);
     if (state.problem) this.log(state.problem);
     this.actuator = new Actuator(this.config, {
       ipvs: this.ipvs, probe: tcpProbe, initialRecords: state.records, log: this.log,
-      saveState: (records) => saveState(a.stateFile, records),
+      saveState: (records) => saveState(a.stateFile, records, systemClock),
     });
     await this.actuator.start();
-    const resumed = state.records.filter((r) => r.until > Date.now()).length;
+    const resumed = state.records.filter((r) => r.active).length;
     this.log(`actuator: kernel reconciled ${Math.round(performance.now() - actuatorStart)} ms after the actuator started ` +
       `(${Math.round(process.uptime() * 1000)} ms after process start)` +
       `${resumed ? ` (${resumed} quarantine(s) resumed from ${a.stateFile})` : ''}`);
@@ -125,7 +135,7 @@ export class Vipguard {
     });
     this.httpPort = await this.http.start();
     this.log(`actuator: alerts on http://${a.listen} (port ${this.httpPort}), OTLP rules on ${a.otlpListen} (port ${this.otlp.port}), ` +
-      `${this.config.services.length} service(s), ${state.records.filter((r) => r.until > Date.now()).length} quarantine(s) resumed`);
+      `${this.config.services.length} service(s), ${resumed} quarantine(s) resumed`);
   }
 
   private async startReceiver(): Promise<void> {
@@ -234,6 +244,14 @@ function summarize(ms: number[]): { n: number; p50?: number; p99?: number; max?:
 /** The CLI entry: runs until a signal, reloading on SIGHUP and when the file changes. */
 export async function run(opts: RunOptions): Promise<void> {
   const vg = new Vipguard(opts);
+  // Listen for the stop signal before starting: a SIGTERM during start-up (systemd's stop timeout, an impatient
+  // operator) must still end in a graceful stop once the start is through, not in a default exit that skips it.
+  let stopAsked = false;
+  const asked = new Promise<void>((resolve) => {
+    const ask = () => { stopAsked = true; resolve(); };
+    process.once('SIGINT', ask);
+    process.once('SIGTERM', ask);
+  });
   await vg.start();
   const watchMs = opts.watchMs ?? 2000;
   let mtime = fs.statSync(opts.configPath).mtimeMs;
@@ -244,10 +262,7 @@ export async function run(opts: RunOptions): Promise<void> {
     } catch { /* the file is being replaced; next tick */ }
   }, watchMs) : undefined;
   process.on('SIGHUP', () => vg.reload());
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  if (!stopAsked) await asked;
   clearInterval(watcher);
   await vg.stop();
 }

@@ -50,6 +50,15 @@ export class RttTracker {
     this.policy = p;
   }
 
+  /** Forgets the services not in `names` (a reload removed them): memory stays bounded by configuration. */
+  retain(names: Set<string>): void {
+    for (const [service, keys] of this.byService) {
+      if (names.has(service)) continue;
+      for (const k of keys) this.byBackend.delete(k);
+      this.byService.delete(service);
+    }
+  }
+
   /** One answered handshake (SYN to SYN-ACK) of `service` through `backend`, in milliseconds. */
   observe(service: string, backend: string, ms: number): void {
     const key = `${service}|${backend}`;

@@ -26,6 +26,8 @@ export interface QuarantinePolicy {
   maxQuarantined: { count: number } | { percent: number };
   probeBeforeRestore: boolean;
   probeTimeoutMs: number;
+  probeIntervalMs: number;
+  probeSuccesses: number;
 }
 
 export interface ServiceConfig {
@@ -177,13 +179,19 @@ function quarantinePolicy(q: Raw, base?: QuarantinePolicy): QuarantinePolicy {
       : typeof mq === 'number' ? { count: mq } : { percent: Number(String(mq).slice(0, -1)) },
     probeBeforeRestore: pick(q.probeBeforeRestore, base?.probeBeforeRestore),
     probeTimeoutMs: q.probeTimeout !== undefined ? durationMs(q.probeTimeout) : base!.probeTimeoutMs,
+    probeIntervalMs: q.probeInterval !== undefined ? durationMs(q.probeInterval) : base!.probeIntervalMs,
+    probeSuccesses: pick(q.probeSuccesses, base?.probeSuccesses),
   };
 }
 
 /** setTimeout/setInterval take at most 2^31-1 ms; beyond it Node fires after 1 ms, i.e. a busy loop. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Durations that drive a periodic timer or the metric reader, which refuses 0 at startup. */
-const MIN_MS: Record<string, number> = { 'actuator.reconcileInterval': 100, 'receiver.export.metricInterval': 100, 'receiver.export.timeout': 1 };
+const MIN_MS: Record<string, number> = {
+  'actuator.reconcileInterval': 100, 'receiver.export.metricInterval': 100, 'receiver.export.timeout': 1,
+  'actuator.quarantine.probeInterval': 50, 'services.quarantine.probeInterval': 50,
+  'actuator.quarantine.probeTimeout': 10, 'services.quarantine.probeTimeout': 10,
+};
 
 /** Every duration setting, found through the schema (pattern ending in ms|s|m|h), checked against timer limits. */
 function durationIssues(schema: Raw, data: unknown, path: string, issues: { path: string; message: string }[]): void {

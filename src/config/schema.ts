@@ -43,20 +43,22 @@ const destination = {
 const quarantine = {
   type: 'object',
   additionalProperties: false,
-  description: 'How long a failing destination stays at weight 0, and how many may be at once.',
+  description: 'How long a failing destination stays at weight 0, and how many may be at once. A quarantine holds the destination out for `base` × `multiplier`^level (at most `max`), then probes it directly every `probeInterval` and gives its weight back after `probeSuccesses` answers in a row. A destination that fails again within `decayAfter` of its release starts one level higher (flapping is kept out longer each time); one still down while quarantined is not.',
   default: {},
   properties: {
-    base: duration('First quarantine of a destination.', '10s'),
-    multiplier: { type: 'number', minimum: 1, maximum: 100, default: 2, description: 'Each repeat offence multiplies the duration by this.' },
-    max: duration('Cap on a single quarantine.', '5m'),
+    base: duration('Hold of a first quarantine, before probing starts.', '1s'),
+    multiplier: { type: 'number', minimum: 1, maximum: 100, default: 2, description: 'Each repeat offence (a failure within `decayAfter` of the last release) multiplies the hold by this.' },
+    max: duration('Cap on the hold of a single quarantine.', '5m'),
     decayAfter: duration('A destination healthy (not quarantined) this long drops one backoff level.', '5m'),
     maxQuarantined: {
       description: 'Per service, the most destinations quarantined at once: a count, or a percentage of the service\'s destinations (rounded down). Never all: at least one destination always keeps its weight, and a service that would need more is in *panic* (reported, not acted on).',
       oneOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^[0-9]{1,3}%$' }],
       default: '50%',
     },
-    probeBeforeRestore: { type: 'boolean', default: true, description: 'Before restoring a destination, vipguard connects to it directly (not through the virtual service); a failed probe extends the quarantine at the next backoff level instead of exposing clients.' },
-    probeTimeout: duration('Timeout of that probe.', '1s'),
+    probeBeforeRestore: { type: 'boolean', default: true, description: 'After the hold, vipguard connects to the destination directly (not through the virtual service) and restores it only once it answers. false: restore when the hold ends, unprobed.' },
+    probeTimeout: duration('Timeout of one probe.', '1s'),
+    probeInterval: duration('Time between the starts of two probes of a quarantined destination.', '500ms'),
+    probeSuccesses: { type: 'integer', minimum: 1, maximum: 10, default: 1, description: 'Answers in a row that end a quarantine.' },
   },
 };
 

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { BpfObject, LibbpfError, openBpfObject, records } from '../native/bpf';
 import { bpfObjectPath } from '../common/paths';
-import { parseAddr } from '../common/addr';
+import { serviceKey } from '../common/service-key';
 import { COUNTERS, CounterName, decodeEvent, KernelEvent } from './events';
 
 export interface HookStatus {
@@ -60,14 +60,7 @@ export function ipvsLoaded(): boolean {
   return fs.existsSync('/sys/module/ip_vs');
 }
 
-export function serviceKey(address: string, port: number): Buffer {
-  const { family, bytes } = parseAddr(address);
-  const key = Buffer.alloc(20);
-  key[0] = family === 4 ? 2 : 10;
-  key.writeUInt16LE(port, 2);
-  bytes.copy(key, 4);
-  return key;
-}
+export { serviceKey };
 
 export class ReceiverProbe {
   readonly hooks: HookStatus[] = [];

@@ -2,54 +2,12 @@
 // test/lab). Checks quarantine, restore with probe, backoff, cap, ownership, external edits and restarts.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { Actuator, IpvsPort } from '../../src/actuator/actuator';
+import { Actuator } from '../../src/actuator/actuator';
 import { parseConfig } from '../../src/config/config';
-import type { Destination, ForwardMethod, Service } from '../../src/actuator/ipvs/types';
-import { DestinationId, ServiceId, destinationKey, serviceKey } from '../../src/actuator/ipvs/identity';
+import { DestinationId, ServiceId, destinationKey } from '../../src/actuator/ipvs/identity';
+import { FakeClock, FakeIpvs } from './fakes';
 import type { FlatSpan } from '../../src/otlp/model';
 import type { QuarantineRecord } from '../../src/actuator/policy';
-
-class FakeIpvs implements IpvsPort {
-  services = new Map<string, { service: Service; dests: Map<string, Destination> }>();
-  calls: string[] = [];
-
-  add(svc: ServiceId, dests: [DestinationId, number][]): void {
-    const service = { id: svc, key: serviceKey(svc), scheduler: 'rr', flags: 0, timeout: 0, netmask: '255.255.255.255' } as Service;
-    this.services.set(service.key, { service, dests: new Map(dests.map(([d, w]) => [destinationKey(d), this.dest(d, w, 'nat')])) });
-  }
-  private dest(id: DestinationId, weight: number, forward: ForwardMethod): Destination {
-    return { id, key: destinationKey(id), weight, forward, upperThreshold: 0, lowerThreshold: 0, activeConns: 0, inactiveConns: 0, persistentConns: 0 };
-  }
-  weight(svc: string, dest: string): number | undefined {
-    return this.services.get(svc)?.dests.get(dest)?.weight;
-  }
-  async findService(s: ServiceId) { return this.services.get(serviceKey(s))?.service; }
-  async listDestinations(s: ServiceId) { return [...(this.services.get(serviceKey(s))?.dests.values() ?? [])]; }
-  async addService(s: ServiceId, o: { scheduler: string }) {
-    this.calls.push(`add-service ${serviceKey(s)}`);
-    this.add(s, []);
-    this.services.get(serviceKey(s))!.service = { ...this.services.get(serviceKey(s))!.service, scheduler: o.scheduler };
-  }
-  async editService(s: ServiceId, o: { scheduler: string }) {
-    const e = this.services.get(serviceKey(s))!;
-    e.service = { ...e.service, scheduler: o.scheduler };
-  }
-  async addDestination(s: ServiceId, d: DestinationId, o: { weight: number; forward: ForwardMethod }) {
-    this.calls.push(`add-dest ${destinationKey(d)} ${o.weight}`);
-    this.services.get(serviceKey(s))!.dests.set(destinationKey(d), this.dest(d, o.weight, o.forward));
-  }
-  async editDestination(s: ServiceId, d: DestinationId, c: { weight?: number }) {
-    this.calls.push(`weight ${destinationKey(d)} ${c.weight}`);
-    const m = this.services.get(serviceKey(s))!.dests;
-    const cur = m.get(destinationKey(d))!;
-    m.set(cur.key, { ...cur, weight: c.weight ?? cur.weight });
-    return cur; // as the real client: the destination as it was before
-  }
-  async removeDestination(s: ServiceId, d: DestinationId) {
-    this.calls.push(`remove-dest ${destinationKey(d)}`);
-    this.services.get(serviceKey(s))!.dests.delete(destinationKey(d));
-  }
-}
 
 const v4 = (address: string, port: number): DestinationId => ({ family: 4, address, port });
 const SVC: ServiceId = { kind: 'address', protocol: 'tcp', family: 4, address: '10.99.0.1', port: 80 };
@@ -59,14 +17,22 @@ function setup(yaml: string, opts: { probe?: boolean; records?: QuarantineRecord
   const ipvs = new FakeIpvs();
   ipvs.add(SVC, [[v4('10.200.0.2', 80), 1], [v4('10.200.0.3', 80), 1], [v4('10.200.0.4', 80), 3]]);
   ipvs.add(OTHER, [[v4('10.200.0.9', 80), 5]]);
-  const clock = { t: 1_000_000 };
+  const clock = new FakeClock();
   const saved: QuarantineRecord[][] = [];
   const config = parseConfig(yaml);
+  const probe = { ok: opts.probe ?? true, calls: 0 };
   const act = new Actuator(config, {
-    ipvs, now: () => clock.t, probe: async () => opts.probe ?? true, saveState: (r) => saved.push(r),
+    ipvs, clock, probe: async () => { probe.calls++; return probe.ok; }, saveState: (r) => saved.push(r),
     initialRecords: opts.records,
   });
-  return { ipvs, clock, act, saved };
+  /** time passes: the scheduler looks at its timers, probes answer, the reconcile runs */
+  const pass = async (ms: number) => {
+    clock.advance(ms);
+    act.tick();
+    await act.idle();
+    await act.reconcile();
+  };
+  return { ipvs, clock, act, saved, probe, pass };
 }
 
 const WATCHED = `
@@ -84,16 +50,19 @@ const span = (backend: string, outcome: string, endMs: number): FlatSpan => ({
   resource: {}, statusCode: 2, links: [],
 });
 
-test('a failed handshake span quarantines its backend; expiry and a good probe restore the old weight', async () => {
-  const { ipvs, clock, act, saved } = setup(WATCHED);
+test('a failed handshake span quarantines its backend; after the hold a probe answers and the old weight is back', async () => {
+  const { ipvs, clock, act, saved, pass, probe } = setup(WATCHED);
   await act.start();
-  act.ingestSpans([span('10.200.0.4', 'established', clock.t), span('10.200.0.4', 'unanswered', clock.t)]);
+  act.ingestSpans([span('10.200.0.4', 'established', clock.wall()), span('10.200.0.4', 'unanswered', clock.wall())]);
   await act.reconcile();
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.2:80'), 1, 'healthy untouched');
   assert.ok(saved.length > 0, 'state persisted');
-  clock.t += 10_001;
-  await act.reconcile();
+  await pass(9_999);
+  assert.equal(probe.calls, 0, 'no probe during the hold');
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
+  await pass(2);
+  assert.equal(probe.calls, 1);
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3, 'restored to the weight it had');
   await act.stop({ restore: false });
 });
@@ -108,10 +77,10 @@ test('a new quarantine reaches the kernel at once, even while a reconcile is lis
   const listed = ipvs.listDestinations.bind(ipvs);
   ipvs.listDestinations = async (s: ServiceId) => { await new Promise<void>((r) => { release = r; }); return listed(s); };
   const running = act.reconcile();
-  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t - 5)]);
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.wall() - 5)]);
   await new Promise((r) => setImmediate(r));
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0, 'weight 0 without waiting for the listing');
-  assert.deepEqual(changes, [`edit-destination 10.200.0.4:80 ok signal ${clock.t - 5}`], 'reported once, with the signal time');
+  assert.deepEqual(changes, [`edit-destination 10.200.0.4:80 ok signal ${clock.wall() - 5}`], 'reported once, with the signal time');
   ipvs.listDestinations = listed;
   release();
   await running;
@@ -129,14 +98,14 @@ const late = (backend: string, endMs: number, ms: number): FlatSpan => {
 test('a late answer from a quarantined destination gives it back at once: slow, not dead', async () => {
   const { ipvs, clock, act } = setup(WATCHED);
   await act.start();
-  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t)]);
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.wall())]);
   await act.reconcile();
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
-  clock.t += 150;
-  act.ingestSpans([late('10.200.0.4', clock.t, 350)]);
+  clock.advance(150);
+  act.ingestSpans([late('10.200.0.4', clock.wall(), 350)]);
   await act.reconcile();
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3, 'its weight is back');
-  assert.equal(act.quarantines().filter((q) => q.until > clock.t).length, 0);
+  assert.equal(act.quarantines().filter((q) => q.active).length, 0);
   await act.stop({ restore: false });
 });
 
@@ -145,29 +114,32 @@ test('the late answer in the same batch as the unanswered attempt: no quarantine
   // is exported: both go out in one batch, the answer after the attempt it answers.
   const { ipvs, clock, act } = setup(WATCHED);
   await act.start();
-  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t), late('10.200.0.4', clock.t + 3, 203)]);
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.wall()), late('10.200.0.4', clock.wall() + 3, 203)]);
   await act.reconcile();
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3);
-  assert.equal(act.quarantines().filter((q) => q.until > clock.t).length, 0);
+  assert.equal(act.quarantines().filter((q) => q.active).length, 0);
   await act.stop({ restore: false });
 });
 
-test('a failed restore probe keeps it out one level up', async () => {
-  const { ipvs, clock, act } = setup(WATCHED, { probe: false });
+test('probe, then restore: a destination still down stays out, at the same level, and is back at its first answer', async () => {
+  const { ipvs, clock, act, probe, pass } = setup(WATCHED, { probe: false });
   await act.start();
-  act.ingestSpans([span('10.200.0.3', 'refused', clock.t)]);
+  act.ingestSpans([span('10.200.0.3', 'refused', clock.wall())]);
   await act.reconcile();
-  clock.t += 10_001;
-  await act.reconcile();
-  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 0);
-  assert.equal(act.quarantines()[0].level, 1);
+  for (let i = 0; i < 4; i++) await pass(i === 0 ? 10_001 : 500);
+  assert.equal(probe.calls, 4, 'probed every probeInterval after the hold');
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 0, 'never put back in service to find out');
+  assert.equal(act.quarantines()[0].level, 0, 'still down while out is not a repeat offence');
+  probe.ok = true;
+  await pass(500);
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 1);
   await act.stop({ restore: false });
 });
 
 test('stale spans (a replayed backlog) and unowned or unknown targets do nothing', async () => {
   const { ipvs, clock, act } = setup(WATCHED);
   await act.start();
-  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t - 60_000), span('10.200.0.77', 'unanswered', clock.t)]);
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.wall() - 60_000), span('10.200.0.77', 'unanswered', clock.wall())]);
   await act.reconcile();
   assert.deepEqual(ipvs.calls, []);
   assert.equal(act.resolveTarget({ service: 'web', backend: '10.200.0.9:80' }).ok, false);
@@ -177,23 +149,25 @@ test('stale spans (a replayed backlog) and unowned or unknown targets do nothing
   await act.stop({ restore: false });
 });
 
-test('external edits while quarantined are undone; other services stay as they are', async () => {
-  const { ipvs, clock, act } = setup(WATCHED);
+test('the owner wins: its edit while quarantined is the weight given back; other services stay as they are', async () => {
+  const { ipvs, clock, act, pass } = setup(WATCHED);
   await act.start();
-  act.ingestSpans([span('10.200.0.2', 'unanswered', clock.t)]);
+  act.ingestSpans([span('10.200.0.2', 'unanswered', clock.wall())]);
   await act.reconcile();
-  await ipvs.editDestination(SVC, v4('10.200.0.2', 80), { weight: 7 }); // someone else
+  ipvs.setWeight('tcp/10.99.0.1:80', '10.200.0.2:80', 7); // its owner (keepalived, kube-proxy, an operator)
   await act.reconcile();
-  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.2:80'), 0);
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.2:80'), 0, 'still quarantined');
   assert.equal(ipvs.weight('tcp/10.99.0.9:80', '10.200.0.9:80'), 5);
   assert.ok(!ipvs.calls.some((c) => c.includes('10.200.0.9')));
+  await pass(10_001);
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.2:80'), 7, 'the owner\'s weight, not the one before the quarantine');
   await act.stop({ restore: false });
 });
 
 test('every backend failing: the cap holds and the service reports panic', async () => {
   const { ipvs, clock, act } = setup(WATCHED);
   await act.start();
-  act.ingestSpans(['10.200.0.2', '10.200.0.3', '10.200.0.4'].map((b) => span(b, 'unanswered', clock.t)));
+  act.ingestSpans(['10.200.0.2', '10.200.0.3', '10.200.0.4'].map((b) => span(b, 'unanswered', clock.wall())));
   await act.reconcile();
   const weights = ['10.200.0.2:80', '10.200.0.3:80', '10.200.0.4:80'].map((d) => ipvs.weight('tcp/10.99.0.1:80', d));
   assert.equal(weights.filter((w) => w === 0).length, 1, '50% of 3 rounds down to 1');
@@ -205,7 +179,7 @@ test('every backend failing: the cap holds and the service reports panic', async
 test('restart after kill -9: quarantine state reconciles (restored if expired, kept if not)', async () => {
   const first = setup(WATCHED);
   await first.act.start();
-  first.act.ingestSpans([span('10.200.0.4', 'unanswered', first.clock.t)]);
+  first.act.ingestSpans([span('10.200.0.4', 'unanswered', first.clock.wall())]);
   await first.act.reconcile();
   const records = first.saved[first.saved.length - 1];
   // no stop(): the process died. A new one starts with the saved state, while still quarantined …
@@ -215,8 +189,7 @@ test('restart after kill -9: quarantine state reconciles (restored if expired, k
   await again.act.start();
   assert.equal(again.ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0);
   // … and once it is over, the weight comes back.
-  again.clock.t += 10_000;
-  await again.act.reconcile();
+  await again.pass(10_000);
   assert.equal(again.ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3);
   await again.act.stop({ restore: false });
 });
@@ -224,12 +197,12 @@ test('restart after kill -9: quarantine state reconciles (restored if expired, k
 test('graceful stop leaves the table as configured; a restart puts the quarantine back', async () => {
   const { ipvs, clock, act, saved } = setup(WATCHED);
   await act.start();
-  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.t)]);
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.wall())]);
   await act.reconcile();
   await act.stop({ restore: true });
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3);
   const records = saved[saved.length - 1];
-  assert.ok(records.some((r) => r.destination === '10.200.0.4:80' && r.until > clock.t), 'the state file still has it');
+  assert.ok(records.some((r) => r.destination === '10.200.0.4:80' && r.active), 'the state file still has it');
   const again = setup(WATCHED, { records });
   again.ipvs.services = ipvs.services;
   again.clock.t = clock.t + 1000;
@@ -239,7 +212,7 @@ test('graceful stop leaves the table as configured; a restart puts the quarantin
 });
 
 test('managed service: created as written, extra destinations removed, quarantine within it', async () => {
-  const { ipvs, clock, act } = setup(`
+  const { ipvs, act, pass } = setup(`
 services:
   - name: api
     address: 10.99.0.2
@@ -260,8 +233,7 @@ services:
   await act.reconcile();
   assert.equal(ipvs.weight('tcp/10.99.0.2:8080', '10.200.0.8:8080'), undefined, 'not in the config: removed');
   assert.equal(ipvs.weight('tcp/10.99.0.2:8080', '10.200.0.2:8080'), 0);
-  clock.t += 10_001;
-  await act.reconcile();
+  await pass(1_001);
   assert.equal(ipvs.weight('tcp/10.99.0.2:8080', '10.200.0.2:8080'), 2, 'config weight back');
   await act.stop({ restore: false });
 });
@@ -269,7 +241,7 @@ services:
 test('the same span arriving twice (in-process and through a collector) counts once', async () => {
   const { act, clock, ipvs } = setup(WATCHED.replace('actuator:', 'actuator:\n  rules: [{ name: two, outcomes: [unanswered], threshold: 2, window: 10s }]'));
   await act.start();
-  const s = { ...span('10.200.0.4', 'unanswered', clock.t), traceId: 'aa', spanId: 'bb' };
+  const s = { ...span('10.200.0.4', 'unanswered', clock.wall()), traceId: 'aa', spanId: 'bb' };
   act.ingestSpans([s]);
   act.ingestSpans([s]);
   await act.reconcile();
@@ -281,16 +253,15 @@ test('the same span arriving twice (in-process and through a collector) counts o
 });
 
 test('a watched destination deleted while quarantined and re-added after its quarantine keeps the weight it was re-added with', async () => {
-  const { ipvs, clock, act } = setup(WATCHED);
+  const { ipvs, clock, act, pass } = setup(WATCHED);
   await act.start();
-  act.ingestSpans([span('10.200.0.3', 'refused', clock.t)]);
+  act.ingestSpans([span('10.200.0.3', 'refused', clock.wall())]);
   await act.reconcile();
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 0);
   await ipvs.removeDestination(SVC, v4('10.200.0.3', 80)); // its owner deletes it
   await act.reconcile();
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), undefined, 'a watched destination is not re-added');
-  clock.t += 10_001; // the quarantine ends (probe answers) while the destination is gone
-  await act.reconcile();
+  await pass(10_001); // the quarantine ends (probe answers) while the destination is gone
   await ipvs.addDestination(SVC, v4('10.200.0.3', 80), { weight: 5, forward: 'nat' }); // and re-added
   await act.reconcile();
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 5, 'the owner\'s weight, not the one it had before its quarantine');

@@ -24,7 +24,9 @@ test('a minimal file gets working defaults', () => {
   assert.equal(c.actuator.expireNodestConn, true);
   assert.deepEqual(c.actuator.rules.map((r) => [r.name, r.threshold, r.windowMs]), [['handshake-failures', 1, 10_000]]);
   assert.deepEqual(c.services[0].quarantine, c.actuator.quarantine);
-  assert.equal(c.actuator.quarantine.baseMs, 10_000);
+  assert.equal(c.actuator.quarantine.baseMs, 1_000, 'a short hold: probes decide when it ends');
+  assert.equal(c.actuator.quarantine.probeIntervalMs, 500);
+  assert.equal(c.actuator.quarantine.probeSuccesses, 1);
 });
 
 test('per-service quarantine overrides inherit the rest', () => {

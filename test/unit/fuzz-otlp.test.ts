@@ -280,7 +280,7 @@ describe('fuzzing the OTLP endpoint', { timeout: 180_000 }, () => {
         const c = makeCase(caseRng(i, 2));
         const where = `case ${i} (${c.kind}, ${c.body.length} bytes, VIPGUARD_FUZZ_SEED=${FUZZ_SEED})`;
         const ipvs = new FakeIpvs();
-        const actuator = new Actuator(CONFIG, { ipvs, now: () => NOW });
+        const actuator = new Actuator(CONFIG, { ipvs, clock: { mono: () => NOW, wall: () => NOW } });
         await actuator.start();
         current = { actuator, ipvs };
         const t0 = performance.now();
