@@ -120,6 +120,8 @@ export function plan(config: Config, book: QuarantineBook, kernel: KernelTable):
           const q = held.has(dkey);
           const rec = book.get(s.name, dkey);
           if (rec?.pendingRestore && view.kernelWeight.get(dkey) === d.weight) out.restored.push({ service: s.name, destination: dkey });
+          // The configuration is a managed service's owner: a reload's weight is the one to give back (I2).
+          if (rec && (quarantined(rec) || rec.pendingRestore) && rec.restoreWeight !== d.weight) out.ownerEdits.push({ service: s.name, destination: dkey, weight: d.weight });
           return { id: did, key: dkey, weight: q ? 0 : d.weight, forward: FORWARD[d.forward], quarantined: q };
         }),
       });

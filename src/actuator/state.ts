@@ -3,8 +3,9 @@
 //
 // Written ahead: the actuator saves a quarantine before it sets the weight to 0, so a crash between the two
 // leaves a record without a kernel change (harmless), never a weight 0 nobody remembers. Written atomically
-// (temporary file, fsync, rename), keeping the previous generation beside it: a file damaged later (by hand, by
-// the disk) falls back to that one instead of forgetting everything.
+// (temporary file, fsync, rename), twice: the file, then a mirror (`.prev`) with the same records. A file damaged
+// later (by hand, by the disk) is read from its mirror instead of forgetting quarantines — whose weights 0 would
+// then stay 0 for good; a crash between the two writes leaves the file new and the mirror one change behind.
 //
 // Times inside the actuator are monotonic; on disk they are wall-clock (the next process has another monotonic
 // origin), converted here and clamped on the way in (src/common/clock.ts), so a file written before a clock step
@@ -35,39 +36,41 @@ const str = (v: unknown, max: number) => (typeof v === 'string' && v.length > 0 
 const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
 /**
- * One record from the file, validated field by field, times converted to this process's monotonic clock.
- * Version 1 files (wall times, `until` instead of `holdUntil`, no service key) are read too.
+ * One record from the file, validated field by field, times converted to this process's monotonic clock. Only
+ * what identifies the record and the weight to give back are required: a record dropped for a bad timestamp would
+ * leave its weight 0 behind for good, so any other damaged field takes its safe default instead (level 0, a hold
+ * starting now). Version 1 files (`until` instead of `holdUntil`, no service key) are read too.
  */
 function fromDisk(o: Record<string, unknown>, clock: Clock, maxHoldMs: number): QuarantineRecord | undefined {
   if (!o || typeof o !== 'object') return undefined;
   const service = str(o.service, 200);
   const destination = str(o.destination, 64);
-  const level = num(o.level);
-  const since = num(o.since);
-  const holdUntil = num(o.holdUntil ?? o.until);
-  const lastEnded = o.lastEnded === undefined || o.lastEnded === null || o.lastEnded === 0 ? undefined : num(o.lastEnded);
   const restoreWeight = o.restoreWeight === undefined ? 0 : num(o.restoreWeight);
-  if (!service || !destination || level === undefined || since === undefined || holdUntil === undefined ||
-    (o.lastEnded && lastEnded === undefined) || restoreWeight === undefined || !Array.isArray(o.reasons)) return undefined;
-  const mono = (wall: number, future: number) => fromWall(clock, wall, { maxFutureMs: future });
+  if (!service || !destination || restoreWeight === undefined) return undefined;
+  const now = clock.mono();
+  const mono = (wall: unknown, future: number, otherwise: number) => {
+    const w = num(wall);
+    return w === undefined ? otherwise : fromWall(clock, w, { maxFutureMs: future });
+  };
+  const holdUntil = num(o.holdUntil ?? o.until);
+  const lastEnded = num(o.lastEnded);
+  const level = (v: unknown) => Math.max(0, Math.min(MAX_LEVEL, Math.floor(num(v) ?? 0)));
   // v1 files marked "not quarantined" with until 0.
-  const active = o.active === undefined ? holdUntil !== 0 : o.active === true;
-  const r: QuarantineRecord = {
+  const active = o.active === undefined ? !!holdUntil : o.active === true;
+  return {
     service, destination, serviceKey: str(o.serviceKey, 80) ?? '',
-    level: Math.max(0, Math.min(MAX_LEVEL, Math.floor(level))),
-    active,
-    since: mono(since, 0),
-    holdUntil: mono(holdUntil, maxHoldMs),
-    lastEnded: lastEnded === undefined ? undefined : mono(lastEnded, 0),
+    level: level(o.level), active,
+    since: mono(o.since, 0, now),
+    holdUntil: mono(holdUntil, maxHoldMs, now),
+    lastEnded: lastEnded ? mono(lastEnded, 0, now) : undefined,
     restoreWeight: Math.max(0, Math.min(2 ** 31 - 1, Math.floor(restoreWeight))),
     pendingRestore: o.pendingRestore === true,
     probeOks: 0,
-    reasons: o.reasons.filter((x): x is string => typeof x === 'string').slice(-5).map((x) => x.slice(0, MAX_TEXT)),
+    reasons: (Array.isArray(o.reasons) ? o.reasons : []).filter((x): x is string => typeof x === 'string').slice(-5).map((x) => x.slice(0, MAX_TEXT)),
     source: str(o.source, 40), alert: str(o.alert, 200),
-    prevLevel: num(o.prevLevel) === undefined ? undefined : Math.max(0, Math.min(MAX_LEVEL, Math.floor(num(o.prevLevel)!))),
-    prevLastEnded: num(o.prevLastEnded) === undefined ? undefined : mono(num(o.prevLastEnded)!, 0),
+    prevLevel: num(o.prevLevel) === undefined ? undefined : level(o.prevLevel),
+    prevLastEnded: num(o.prevLastEnded) ? mono(o.prevLastEnded, 0, now) : undefined,
   };
-  return r;
 }
 
 function toDisk(r: QuarantineRecord, clock: Clock): object {
@@ -94,7 +97,7 @@ function parse(text: string, clock: Clock, maxHoldMs: number): LoadResult {
 }
 
 /**
- * Reads the state file, falling back to the previous generation when the file is missing or damaged. A damaged
+ * Reads the state file, falling back to its mirror when the file is missing or damaged. A damaged
  * file is moved aside (kept for a human), never silently overwritten.
  */
 export function loadState(file: string, clock: Clock, maxHoldMs: number): LoadResult {
@@ -110,7 +113,7 @@ export function loadState(file: string, clock: Clock, maxHoldMs: number): LoadRe
     try {
       const r = parse(text, clock, maxHoldMs);
       if (r.problem) problems.push(`${f}: ${r.problem}`);
-      if (f !== file) problems.push(`using the previous generation ${f}`);
+      if (f !== file) problems.push(`using its mirror ${f}`);
       return { records: r.records, problem: problems.length ? problems.join('; ') : undefined };
     } catch (e) {
       const aside = `${f}.corrupt-${Date.now()}`;
@@ -132,7 +135,9 @@ export function saveState(file: string, records: QuarantineRecord[], clock: Cloc
   } finally {
     fs.closeSync(fd);
   }
-  // The previous generation first: a crash between the two renames leaves `.prev` for loadState to use.
-  try { fs.renameSync(file, `${file}.prev`); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
+  fs.copyFileSync(tmp, `${tmp}.mirror`);
   fs.renameSync(tmp, file);
+  const fd2 = fs.openSync(`${tmp}.mirror`, 'r');
+  try { fs.fsyncSync(fd2); } finally { fs.closeSync(fd2); }
+  fs.renameSync(`${tmp}.mirror`, `${file}.prev`);
 }
