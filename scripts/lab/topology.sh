@@ -257,12 +257,16 @@ cmd_down() {
   rm -rf "$STATE"
 }
 
-cmd_weight() { # NAME W
+cmd_weight() { # NAME W — ensure-style: a destination a test (or a managed service) removed is added back
   local n
   n=$(backend_index "$1")
   [[ "$2" =~ ^[0-9]+$ ]] || die "weight must be a number >= 0, got '$2'"
-  ipvsadm -e -t "$VIP:$VPORT" -r "$(ip4_of "$n"):$PORT" -m -w "$2"
-  if [[ $IPV6 == 1 ]]; then ipvsadm -e -t "[$VIP6]:$VPORT" -r "[$(ip6_of "$n")]:$PORT" -m -w "$2"; fi
+  ipvsadm -e -t "$VIP:$VPORT" -r "$(ip4_of "$n"):$PORT" -m -w "$2" 2>/dev/null ||
+    ipvsadm -a -t "$VIP:$VPORT" -r "$(ip4_of "$n"):$PORT" -m -w "$2"
+  if [[ $IPV6 == 1 ]]; then
+    ipvsadm -e -t "[$VIP6]:$VPORT" -r "[$(ip6_of "$n")]:$PORT" -m -w "$2" 2>/dev/null ||
+      ipvsadm -a -t "[$VIP6]:$VPORT" -r "[$(ip6_of "$n")]:$PORT" -m -w "$2"
+  fi
 }
 
 cmd_status() {

@@ -199,7 +199,7 @@ export class Actuator implements AlertTarget {
     if (!firing) {
       const rec = this.book.resolve(svc.name, key, { source: signal.source, alert: signal.name }, now);
       if (!rec) return { accepted: true, action: 'unchanged' };
-      this.log(`resolved ${signal.source} ${signal.name}: ${key} in ${svc.name} is probed now, restored once it answers`);
+      this.log(`resolved ${signal.source} ${signal.name}: ${key} in ${svc.name} ends quarantine at ${this.wallDate(rec.holdUntil).toISOString()}, once a probe answers`);
       this.persist();
       this.recovery.kick();
       return { accepted: true, action: 'released' };
@@ -223,7 +223,7 @@ export class Actuator implements AlertTarget {
         this.persist();
         if (r.kind === 'quarantined') {
           if (this.signalAt.size < 10_000) this.signalAt.set(`${svc.name}|${key}`, observedAt ?? this.clock.wall());
-          this.log(`quarantine ${key} in ${svc.name} (level ${r.record.level}, hold ${Math.round(r.record.holdUntil - now)} ms, then probed): ${signal.source} ${signal.name}`);
+          this.log(`quarantine ${key} in ${svc.name} (level ${r.record.level}) until ${this.wallDate(r.record.holdUntil).toISOString()}, then probed: ${signal.source} ${signal.name}`);
           this.drainNow(svc, signal.destination);
           void this.reconcile(svc.name);
         }

@@ -1,0 +1,148 @@
+// The actuator's invariants (src/actuator/desired.ts) on real IPVS: the sequences that broke them at 72df809,
+// short versions of what test/unit/actuator-model.test.ts searches at random, against `vipguard run` as a real
+// process, with the kernel's table sampled by ipvsadm — independently of vipguard — every 100 ms throughout.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { Topology } from '../../src/lab/topology';
+import { ipvsWeights, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
+import { labConfig } from '../../src/lab/vipguard-process';
+import { waitFor, waitForAsync } from '../helpers';
+
+const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
+const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
+
+/** Samples the kernel's weights every 100 ms until stopped; the worst sample decides. */
+class Sampler {
+  private timer?: NodeJS.Timeout;
+  readonly samples: Record<string, number>[] = [];
+  constructor(private readonly read: () => Record<string, number>) {}
+  start(): void {
+    this.timer = setInterval(() => { try { this.samples.push(this.read()); } catch { /* service briefly absent */ } }, 100);
+  }
+  stop(): void { clearInterval(this.timer); }
+  /** the most destinations among `of` ever at weight 0 in one sample */
+  maxZeros(of: string[]): number {
+    return Math.max(0, ...this.samples.map((s) => of.filter((d) => s[d] === 0).length));
+  }
+}
+
+describe('actuator invariants on real IPVS', { skip: SKIP }, () => {
+  let topo: Topology;
+  let vg: VipguardProcess | undefined;
+
+  before(async () => {
+    topo = await Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false });
+  });
+
+  afterEach(async (t) => {
+    if (vg && process.env.VIPGUARD_TEST_DEBUG) console.log(`--- vipguard log (${(t as { name?: string }).name}):\n${vg.lines.join('\n')}`);
+    await stopVipguard(vg);
+    vg = undefined;
+    for (const b of topo.backends) await topo.set(b.name, 'healthy');
+    for (const b of topo.backends) await topo.weight(b.name, 1);
+  });
+
+  after(async () => {
+    await topo?.down();
+  });
+
+  const key = (name: string) => `${topo.backend(name).ip}:${topo.backend(name).port}`;
+  const weights = () => ipvsWeights(topo.vip.host, topo.vip.port);
+  const alert = async (backend: string, status: 'firing' | 'resolved' = 'firing') => {
+    const endsAt = status === 'resolved' ? new Date(Date.now() - 1000).toISOString() : undefined;
+    const r = await fetch(`http://127.0.0.1:${vg!.httpPort}/api/v2/alerts`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([{ labels: { alertname: 'BackendDown', vipguard_service: 'web', backend }, ...(endsAt ? { endsAt } : {}) }]),
+      signal: AbortSignal.timeout(10_000),
+    });
+    return r.status;
+  };
+  const quarantine = { base: '1s', max: '10s', probeInterval: '300ms', probeTimeout: '300ms' };
+  const watched = (extra: object = {}) => labConfig({ address: topo.vip.host, port: topo.vip.port },
+    { actuator: { reconcileInterval: '500ms', quarantine, ...extra } });
+  /** The same VIP as a managed service with the given destinations (b1…b3 on the topology's port). */
+  const managed = (names: string[], maxQuarantined: number | string) => labConfig({ address: topo.vip.host, port: topo.vip.port }, {
+    services: [{
+      name: 'web', address: topo.vip.host, port: topo.vip.port, quarantine: { maxQuarantined },
+      destinations: names.map((n) => ({ address: topo.backend(n).ip, port: topo.backend(n).port })),
+    }],
+    actuator: { reconcileInterval: '500ms', quarantine },
+  });
+  const reload = async (yaml: string) => {
+    fs.writeFileSync(vg!.configPath, yaml.replace(/\$DIR/g, vg!.dir));
+    const n = vg!.lines.length;
+    vg!.proc.kill('SIGHUP');
+    await waitFor(() => vg!.lines.slice(n).some((l) => /reloaded /.test(l)), 10_000, 'the reload');
+  };
+
+  test('never all through the restore probe: two destinations, one failing probes, the other alerted meanwhile', async () => {
+    // The promise broken at 72df809: a quarantine whose hold ended no longer counted while its probe ran, so the
+    // other destination was admitted, and the failed probe re-quarantined the first without a cap check.
+    vg = await startVipguard(managed(['b1', 'b2'], '50%')); // two destinations: cap 50 % of 2 = 1
+    const s = new Sampler(weights);
+    s.start();
+    await topo.set('b1', 'blackhole'); // its probes will not answer
+    assert.equal(await alert(key('b1')), 200);
+    await waitFor(() => weights()[key('b1')] === 0, 10_000, 'b1 quarantined');
+    assert.equal(await alert(key('b2')), 409, 'b2 refused by the cap while b1 is out');
+    await waitForAsync(async () => (await vgStatus(vg!)).services[0].destinations.find((d: { destination: string }) => d.destination === key('b1'))?.state === 'probing', 10_000, 'b1 probing');
+    for (let i = 0; i < 5; i++) {
+      const st = await alert(key('b2'));
+      assert.equal(st, 409, `b2 still refused while b1's probe runs (attempt ${i})`);
+      await sleep(300);
+    }
+    await sleep(1000);
+    s.stop();
+    console.log(`[${KERNEL}] never-all: ${s.samples.length} ipvsadm samples, at most ${s.maxZeros([key('b1'), key('b2')])} of 2 at weight 0`);
+    assert.equal(s.maxZeros([key('b1'), key('b2')]), 1, 'never both at weight 0');
+    assert.equal(weights()[key('b1')], 0, 'b1 kept out: its probe never answered');
+  });
+
+  test('a reload that shrinks a service keeps one destination in service', async () => {
+    vg = await startVipguard(managed(['b1', 'b2', 'b3'], 2));
+    await topo.set('b1', 'blackhole');
+    await topo.set('b2', 'blackhole');
+    assert.equal(await alert(key('b1')), 200);
+    assert.equal(await alert(key('b2')), 200);
+    await waitFor(() => weights()[key('b1')] === 0 && weights()[key('b2')] === 0, 10_000, 'b1 and b2 quarantined (cap 2 of 3)');
+    const s = new Sampler(weights);
+    s.start();
+    await reload(managed(['b1', 'b2'], 2)); // b3, the one in service, leaves the configuration
+    await waitFor(() => weights()[key('b3')] === undefined, 10_000, 'b3 removed from the managed service');
+    await sleep(1500);
+    s.stop();
+    const w = weights();
+    console.log(`[${KERNEL}] shrink: after the reload b1=${w[key('b1')]} b2=${w[key('b2')]}; ${vg.lines.filter((l) => /panic/.test(l)).length} panic line(s)`);
+    assert.equal([w[key('b1')], w[key('b2')]].filter((x) => x === 0).length, 1, 'one of the two left is back in service (the oldest released)');
+    assert.equal(w[key('b2')], 0, 'the newest quarantine is the one kept');
+    assert.ok(s.samples.filter((x) => x[key('b3')] === undefined).every((x) => x[key('b1')] !== 0 || x[key('b2')] !== 0), 'never both out once b3 was gone');
+  });
+
+  test('a quarantine whose service a reload removes is given back; the owner\'s edit is what comes back', async () => {
+    vg = await startVipguard(watched());
+    await topo.set('b3', 'blackhole');
+    assert.equal(await alert(key('b3')), 200);
+    await waitFor(() => weights()[key('b3')] === 0, 10_000, 'b3 quarantined');
+    await topo.weight('b3', 5); // its owner changes it meanwhile
+    await waitFor(() => weights()[key('b3')] === 0, 5_000, 'still quarantined: vipguard sets 0 again');
+    const other = labConfig({ address: '10.99.0.77', port: 80, name: 'other' }, { actuator: { reconcileInterval: '500ms', quarantine } });
+    await reload(other);
+    await waitFor(() => weights()[key('b3')] === 5, 10_000, 'given back, with the owner\'s weight');
+    await sleep(1000);
+    assert.equal(weights()[key('b3')], 5, 'and left alone: vipguard no longer owns it');
+  });
+
+  test('a destination drained by its owner is not put back in service by a graceful stop', async () => {
+    vg = await startVipguard(watched());
+    await topo.set('b3', 'blackhole');
+    assert.equal(await alert(key('b2')), 200); // b2 quarantined (healthy: it will be probed back)
+    await waitFor(() => weights()[key('b2')] === 0, 10_000, 'b2 quarantined');
+    await topo.weight('b1', 0); // the owner drains b1 (graceful termination)
+    await stopVipguard(vg);
+    vg = undefined;
+    const w = weights();
+    assert.equal(w[key('b2')], 1, 'b2 given back on stop');
+    assert.equal(w[key('b1')], 0, 'b1 stays drained: the owner\'s choice');
+  });
+});
