@@ -74,7 +74,7 @@ function request(url: string): Promise<{ ok: boolean; ms: number; body: string; 
 }
 
 const VG_CONFIG = (vip: string, port: number) => labConfig({ address: vip, port, name: 'demo' }, {
-  actuator: { reconcileInterval: '1s', quarantine: { base: '5s', max: '30s' } },
+  actuator: { reconcileInterval: '1s', quarantine: { base: '1s', max: '30s' } },
 });
 
 async function playRun(name: RunRecord['name'], topo: Topology, ipvs: IpvsClient, log: (l: string) => void): Promise<RunRecord> {
@@ -156,7 +156,8 @@ function view(rec: RunRecord, second: number, topo: Topology, weights: Map<strin
     const att = rec.attempts.filter((a) => a.backend === b.name && a.at >= second - 1 && a.at < second);
     const bad = att.filter((a) => a.outcome !== 'established').length;
     const d = st?.services?.[0]?.destinations?.find((x: { destination: string }) => x.destination.startsWith(`${b.ip}:`));
-    const q = d?.state === 'quarantined' ? ` QUARANTINED ${Math.max(0, Math.round((Date.parse(d.until) - Date.now()) / 1000))}s` : '';
+    const q = d?.state === 'quarantined' ? ` HELD ${Math.max(0, Math.round((Date.parse(d.until) - Date.now()) / 1000))}s`
+      : d?.state === 'probing' ? ' OUT, PROBING' : '';
     return `${b.name} ${b.state.padEnd(9)} w${weights.get(b.ip) ?? '?'} ${att.length - bad}✓ ${bad}✗${q}`.padEnd(34);
   });
   const waiting = rec.clients.length < Math.floor(second * RATE) ? Math.floor(second * RATE) - rec.clients.length : 0;

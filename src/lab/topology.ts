@@ -102,6 +102,12 @@ export class Topology {
     await topologySh(['weight', name, String(weight)], this.env);
   }
 
+  /** Every backend healthy, in the service at weight 1: the state each test starts from. */
+  async reset(): Promise<void> {
+    for (const b of this.backends) await this.set(b.name, 'healthy');
+    for (const b of this.backends) await this.weight(b.name, 1);
+  }
+
   async refresh(): Promise<TopologyStatus> {
     this.status = parseStatus(await topologySh(['status'], this.env));
     return this.status;

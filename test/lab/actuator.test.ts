@@ -38,8 +38,7 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
     if (vg && process.env.VIPGUARD_TEST_DEBUG) console.log(`--- vipguard log (${(t as { name?: string }).name}):\n${vg.lines.join('\n')}`);
     await stopVipguard(vg);
     vg = undefined;
-    for (const b of topo.backends) await topo.set(b.name, 'healthy');
-    for (const b of topo.backends) await topo.weight(b.name, 1);
+    await topo.reset();
   });
 
   after(async () => {

@@ -37,8 +37,7 @@ describe('sub-second failover', { skip: SKIP }, () => {
   afterEach(async () => {
     await stopVipguard(vg);
     vg = undefined;
-    for (const b of topo.backends) await topo.set(b.name, 'healthy');
-    for (const b of topo.backends) await topo.weight(b.name, 1);
+    await topo.reset();
   });
   after(async () => {
     await topo?.down();
