@@ -3,10 +3,14 @@
 // process, with the kernel's table sampled by ipvsadm — independently of vipguard — every 100 ms throughout.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
 import { ipvsWeights, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
+import { REPO_ROOT } from '../../src/common/paths';
 import { waitFor, waitForAsync } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
@@ -143,5 +147,63 @@ describe('actuator invariants on real IPVS', { skip: SKIP }, () => {
     const w = weights();
     assert.equal(w[key('b2')], 1, 'b2 given back on stop');
     assert.equal(w[key('b1')], 0, 'b1 stays drained: the owner\'s choice');
+  });
+
+  /** A quarantine of b3 left in a state file by a vipguard killed with -9; returns its directory. */
+  const killedWithQuarantine = async (): Promise<string> => {
+    vg = await startVipguard(watched());
+    await topo.set('b3', 'blackhole');
+    assert.equal(await alert(key('b3')), 200);
+    await waitFor(() => weights()[key('b3')] === 0, 10_000, 'b3 quarantined');
+    const dir = vg.dir;
+    await stopVipguard(vg, 'SIGKILL');
+    vg = undefined;
+    await topo.weight('b3', 1);
+    return dir;
+  };
+  /** `vipguard run` on a config in `dir`, its output collected; resolves with its exit code and lines. */
+  const runIn = (dir: string, yaml: string, onLine?: (l: string, kill: (s: NodeJS.Signals) => void) => void) => {
+    fs.writeFileSync(path.join(dir, 'vipguard.yaml'), yaml.replace(/\$DIR/g, dir));
+    const p = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'run', '--config', path.join(dir, 'vipguard.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: string[] = [];
+    const kill = (sig: NodeJS.Signals) => p.kill(sig);
+    const guard = setTimeout(() => p.kill('SIGKILL'), 90_000);
+    for (const st of [p.stdout!, p.stderr!]) st.on('data', (b: Buffer) => { for (const l of b.toString().split('\n')) if (l) { lines.push(l); onLine?.(l, kill); } });
+    return new Promise<{ code: number | null; lines: string[] }>((r) => p.on('exit', (code) => { clearTimeout(guard); r({ code, lines }); }));
+  };
+
+  test('a start that fails after its first reconcile gives back what it applied: weights and the sysctl', async () => {
+    const dir = await killedWithQuarantine();
+    fs.writeFileSync('/proc/sys/net/ipv4/vs/expire_nodest_conn', '0');
+    const busy = net.createServer().listen(0, '127.0.0.1');
+    await new Promise((r) => busy.once('listening', r));
+    const port = (busy.address() as net.AddressInfo).port;
+    const s = new Sampler(weights);
+    s.start();
+    try {
+      const r = await runIn(dir, watched({ listen: `127.0.0.1:${port}` })); // the alerts endpoint cannot bind
+      s.stop();
+      assert.notEqual(r.code, 0, 'the start fails');
+      assert.ok(r.lines.some((l) => /kernel reconciled/.test(l)), `it got past the first reconcile:\n${r.lines.join('\n')}`);
+      assert.ok(s.samples.some((x) => x[key('b3')] === 0), 'the first reconcile had re-applied the quarantine');
+      assert.equal(weights()[key('b3')], 1, `given back when the start failed:\n${r.lines.join('\n')}`);
+      assert.equal(fs.readFileSync('/proc/sys/net/ipv4/vs/expire_nodest_conn', 'utf8').trim(), '0', 'the sysctl restored');
+    } finally {
+      s.stop();
+      busy.close();
+    }
+  });
+
+  test('SIGTERM during start-up still ends in a graceful stop', async () => {
+    const dir = await killedWithQuarantine();
+    let sent = 0;
+    const r = await runIn(dir, watched(), (l, kill) => {
+      // Right after the first reconcile, while the telemetry and endpoints are still loading.
+      if (!sent && /kernel reconciled/.test(l)) { sent = Date.now(); kill('SIGTERM'); }
+    });
+    assert.ok(sent, `the first reconcile was seen:\n${r.lines.join('\n')}`);
+    assert.equal(r.code, 0, `a graceful exit:\n${r.lines.join('\n')}`);
+    assert.ok(r.lines.some((l) => /stopped/.test(l)), 'it went through stop()');
+    assert.equal(weights()[key('b3')], 1, 'the quarantine it re-applied was given back');
   });
 });

@@ -267,3 +267,29 @@ test('a watched destination deleted while quarantined and re-added after its qua
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 5, 'the owner\'s weight, not the one it had before its quarantine');
   await act.stop({ restore: false });
 });
+
+test('a probe that never settles does not stall recovery: it counts as failed after its timeout', async () => {
+  const ipvs = new FakeIpvs();
+  ipvs.add(SVC, [[v4('10.200.0.2', 80), 1], [v4('10.200.0.3', 80), 1], [v4('10.200.0.4', 80), 3]]);
+  const clock = new FakeClock();
+  let calls = 0;
+  let answer = false;
+  const act = new Actuator(parseConfig(WATCHED.replace('{ base: 10s, max: 1m }', '{ base: 1s, max: 1m, probeTimeout: 10ms }')), {
+    ipvs, clock, probe: () => { calls++; return answer ? Promise.resolve(true) : new Promise<boolean>(() => {}); },
+  });
+  await act.start();
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.wall())]);
+  await act.reconcile();
+  clock.advance(1_001);
+  act.tick();
+  assert.equal(calls, 1);
+  await new Promise((r) => setTimeout(r, 400)); // the guard: probeTimeout + 250 ms of real time
+  answer = true;
+  clock.advance(500);
+  act.tick();
+  await act.idle();
+  await act.reconcile();
+  assert.equal(calls, 2, 'the next probe went out');
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3);
+  await act.stop({ restore: false });
+});
