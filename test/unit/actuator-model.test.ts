@@ -21,7 +21,7 @@ import type { FlatSpan } from '../../src/otlp/model';
 import type { DestinationId, ServiceId } from '../../src/actuator/ipvs/identity';
 import { FakeClock, FakeIpvs } from './fakes';
 
-const RUNS = Number(process.env.VIPGUARD_MODEL_RUNS ?? 1000);
+const RUNS = Number(process.env.VIPGUARD_MODEL_RUNS ?? 2000);
 const SEED = Number(process.env.VIPGUARD_MODEL_SEED ?? 20261205);
 
 const WEB: ServiceId = { kind: 'address', protocol: 'tcp', family: 4, address: '10.99.0.1', port: 80 };
@@ -226,6 +226,12 @@ const commands = [
   fc.tuple(target, fc.constantFrom('unanswered', 'refused', 'established')).map(([[svc, dest], outcome]) =>
     cmd(`span ${outcome} ${dest} in ${svc}`, (w) => w.act.ingestSpans([span(w, svc, dest, outcome)]))),
   target.map(([svc, dest]) => cmd(`late answer ${dest} in ${svc}`, (w) => w.act.ingestSpans([span(w, svc, dest, 'established', true)]))),
+  // Spans naming what is not configured (a hostile or confused sender): they must not grow any map.
+  fc.tuple(fc.integer({ min: 1, max: 254 }), fc.integer({ min: 1, max: 65535 })).map(([host, port]) =>
+    cmd(`span for an unconfigured 10.77.0.${host}:${port}`, (w) => w.act.ingestSpans([
+      span(w, `tcp/10.77.0.${host}:${port}`, `10.200.0.2:${port}`, 'unanswered'),
+      span(w, WEB_KEY, `10.201.0.${host}:${port}`, 'refused'),
+    ]))),
   fc.tuple(target, fc.constantFrom<ProbeMode>('pass', 'fail', 'hang')).map(([[, dest], mode]) => probeCmd(dest, mode)),
   fc.integer({ min: 1, max: 12_000 }).map(advanceCmd),
   fc.constantFrom(-3_600_000, -5_000, 5_000, 3_600_000).map((ms) => cmd(`wall clock steps ${ms} ms`, (w) => { w.clock.stepWall(ms); })),
