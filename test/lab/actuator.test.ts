@@ -98,8 +98,8 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
       await sleep(250);
     }
     assert.equal((await dest())?.level, 0, 'no level climbed while it was out');
+    await topo.set('b2', 'healthy'); // returns once the listener accepts again
     const healed = Date.now();
-    await topo.set('b2', 'healthy');
     await waitFor(() => weights()[key('b2')] === 1, 10_000, 'b2 restored once it answers');
     const ms = Date.now() - healed;
     console.log(`[${KERNEL}] refusing backend healed: weight back ${ms} ms later (probe interval 500 ms)`);
