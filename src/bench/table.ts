@@ -30,7 +30,7 @@ export function failoverTable(runs: FailoverRun[], scenario: FailoverScenario, k
   const head = ['system', 'runs', 'connects/s achieved', scenario === 'far' ? 'connects in the window' : 'connects while failing', 'failed', '> 2 s', 'p50', 'p99'];
   return markdownTable(scenario === 'far'
     ? [...head, 'of them to b3 (far)', 'b3 taken out of service (times)', 'system CPU']
-    : [...head, 'rescued', 'rescued p99', 'stop (kernel)', 'stop (client)', 'restore', 'system CPU'], rows);
+    : [...head, 'rescued', 'rescued p99', 'stop (kernel)', 'stop (client)', 'restore (back in service after recovery)', 'system CPU'], rows);
 }
 
 /** What vipguard decided during the failover runs (from its log), per vipguard system. */
@@ -44,7 +44,7 @@ export function decisionsTable(runs: FailoverRun[], scenario: FailoverScenario, 
       ms(rs.map((r) => r.vipguardReaction?.p50 ?? null)), ms(rs.map((r) => r.vipguardReaction?.max ?? null))]);
   }
   if (!rows.length) return undefined;
-  return markdownTable(['system', 'runs', 'quarantines of b3', 'quarantines of healthy backends', 'panic refusals (cap reached)',
+  return markdownTable(['system', 'runs', 'quarantines of b3', 'quarantines of healthy backends', 'panics about b3 (cap reached)',
     'b3 lifted as "slow, not dead"', 'healthy lifted', 'reaction p50', 'reaction max'], rows);
 }
 

@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import {
   analyzeRestarts, logShowsPanic, outOfServiceMs, restoreAfterReturn, restoresBetween, statusShowsPanic, weightAt, type Outage,
 } from '../../src/bench/analyze-restarts';
-import type { RawConnect } from '../../src/bench/analyze';
+import { parseVipguardLog, type RawConnect } from '../../src/bench/analyze';
 import { fmtPanic, restartTable, restartTargets } from '../../src/bench/table-restarts';
 import { renderMarkdown } from '../../src/bench/table';
 import type { BenchResults, RestartRun } from '../../src/bench/types';
@@ -145,4 +145,15 @@ test('rolling-restart and flapping tables, panic formatting, targets', () => {
   assert.match(md, /## Rolling restart \(6\.1\)/);
   assert.match(md, /## Flapping backend \(6\.1\)/);
   assert.match(md, /MISSED \| \[6\.1\] rolling restart, vipguard, defaults: connects failed/);
+});
+
+test("vipguard's log as the quarantine-and-probe actuator writes it: panic releasing a quarantine, release after a probe", () => {
+  const d = parseVipguardLog([
+    '2026-12-05T22:00:00.000Z vipguard: quarantine 10.200.0.4:8080 in web (level 0) until 2026-12-05T22:00:01.000Z, then probed: rule handshake-failures',
+    '2026-12-05T22:00:02.000Z vipguard: panic in web: more destinations failing than the cap allows; releasing the oldest quarantine, 10.200.0.4:8080',
+    '2026-12-05T22:00:03.000Z vipguard: release 10.200.0.2:8080 in web: probe answered',
+  ], '10.200.0.4:8080', Date.parse('2026-12-05T22:00:00.000Z'));
+  assert.equal(d.quarantinedFailing, 1);
+  assert.equal(d.panicRefusals, 1);
+  assert.deepEqual(d.events, [[0, 'quarantine', 1], [2000, 'panic', 1], [3000, 'restore', 0]]);
 });
