@@ -145,9 +145,10 @@ export function analyzeRestarts(o: RestartObservations): RestartFigures {
   };
 }
 
-/** Whether vipguard's log says a service went into panic (the cap reached): `panic in <service>: …`. */
+/** Whether vipguard's log says a service went into panic (the cap reached): a quarantine refused (`panic: … refusing
+ * to quarantine …`) or the oldest one released (`panic in <service>: …`). */
 export function logShowsPanic(lines: readonly string[]): boolean {
-  return lines.some((l) => /vipguard: panic in \S+:/.test(l));
+  return lines.some((l) => /vipguard: panic(?: in \S+)?: /.test(l));
 }
 
 /** Whether one GET /api/vipguard/status answer shows a service in panic. */

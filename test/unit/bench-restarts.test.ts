@@ -103,6 +103,7 @@ test('panic: from the status endpoint and from the log line the actuator writes'
   assert.equal(statusShowsPanic(undefined), false);
   assert.equal(statusShowsPanic({ services: 'x' }), false);
   assert.equal(logShowsPanic(['2026-12-05T22:00:00.000Z vipguard: panic in web: more destinations failing than the cap allows; releasing the oldest quarantine, 10.200.0.2:8080']), true);
+  assert.equal(logShowsPanic(['2026-12-05T22:13:50.478Z vipguard: panic: 1 of 3 destinations of web in service already quarantined (cap 1, never all); refusing to quarantine 10.200.0.4:8080']), true);
   assert.equal(logShowsPanic(['2026-12-05T22:00:00.000Z vipguard: quarantine 10.200.0.2:8080 in web (level 0) until …']), false);
 });
 
