@@ -140,7 +140,7 @@ export interface VipguardDecisions {
   quarantinedFailing: number;
   /** quarantines of backends that were healthy: false positives */
   quarantinedHealthy: number;
-  /** signals refused because the cap was reached (panic), about the failing backend */
+  /** panic (the cap reached) about the failing backend: a signal refused (older actuator) or its quarantine released */
   panicRefusals: number;
   /** quarantines lifted early because a handshake declared unanswered was answered after all */
   liftedFailing: number;
@@ -161,8 +161,10 @@ export function parseVipguardLog(lines: string[], failingKey: string, failAtEpoc
     let dest = '';
     if ((m = /vipguard: quarantine (\S+) in \S+ \(level/.exec(line))) { what = 'quarantine'; dest = m[1]; }
     else if ((m = /vipguard: panic: .*refusing to quarantine (\S+)/.exec(line))) { what = 'panic'; dest = m[1]; }
+    // since the quarantine-and-probe actuator: panic releases the oldest quarantine instead of refusing a new one
+    else if ((m = /vipguard: panic in \S+: .*releasing the oldest quarantine, (\S+)/.exec(line))) { what = 'panic'; dest = m[1]; }
     else if ((m = /vipguard: lift quarantine of (\S+) in/.exec(line))) { what = 'lift'; dest = m[1]; }
-    else if ((m = /vipguard: restore (\S+) in \S+:/.exec(line))) { what = 'restore'; dest = m[1]; }
+    else if ((m = /vipguard: (?:restore|release) (\S+) in \S+:/.exec(line))) { what = 'restore'; dest = m[1]; }
     if (!what) continue;
     const failing = dest === failingKey;
     if (what === 'quarantine') failing ? d.quarantinedFailing++ : d.quarantinedHealthy++;

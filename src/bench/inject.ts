@@ -7,6 +7,7 @@
 //              the fixture (`backend bN healthy`), and the moment the backend accepts again is found by connecting
 //              to it directly (not through the VIP: no system under test sees those connects)
 import * as fs from 'node:fs';
+import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import type { Backend, Topology } from '../lab/topology';
 import { Proc, sleep, waitUntil } from './proc';
@@ -101,4 +102,26 @@ export async function restartListener(topo: Topology, b: Backend, now: () => num
   probing = false;
   await probe;
   return firstAccept ?? now();
+}
+
+/**
+ * Starts a killed listener again the way the fixture does (busybox httpd in vg-srv, its PID recorded where
+ * `topology.sh` looks for it, so `down` ends it) but with one exec instead of a dozen: a flapping backend is down for
+ * 2 s, and the fixture's script costs seconds under TCG. Returns when (clock of `now`) it first accepted a connect.
+ */
+export async function startListener(b: Backend, now: () => number): Promise<number> {
+  const www = `${STATE}/www/${b.name}`;
+  if (!fs.existsSync(www)) throw new Error(`no web root of ${b.name} at ${www}: was the topology built by topology.sh?`);
+  // `ip netns exec` execs the command itself, so the child's PID is the listener's.
+  const child = spawn('ip', ['netns', 'exec', NETNS, 'busybox', 'httpd', '-f', '-p', `${b.ip}:${b.port}`, '-h', www], { stdio: 'ignore' });
+  if (!child.pid) throw new Error(`could not start the listener of ${b.name}`);
+  child.unref();
+  fs.writeFileSync(`${STATE}/${b.name}.pid4`, `${child.pid}\n`);
+  const deadline = now() + 10_000;
+  while (now() < deadline) {
+    const t = now();
+    if (await accepts(b.ip, b.port)) return t;
+    await sleep(25);
+  }
+  throw new Error(`the listener of ${b.name} did not accept within 10 s of its start`);
 }

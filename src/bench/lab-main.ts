@@ -8,10 +8,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { runFailover } from './failover';
 import { runLatency } from './latency';
-import { SYSTEMS, type FailoverScenario, type LabOutput, type SystemName } from './types';
+import { runRestarts } from './restarts';
+import { RESTART_SCENARIOS, SYSTEMS, type FailoverScenario, type LabOutput, type RestartScenario, type SystemName } from './types';
 
 export interface LabPlan {
-  scenarios: (FailoverScenario | 'latency')[];
+  scenarios: (FailoverScenario | RestartScenario | 'latency')[];
   systems?: SystemName[];
   runs: number;
   rate: number;
@@ -26,7 +27,7 @@ async function main(): Promise<number> {
   const kernel = process.env.VIPGUARD_LAB_KERNEL ?? 'host';
   const out: LabOutput = {
     kernel, release: os.release(), cpu: os.cpus()[0]?.model ?? '?', cores: os.cpus().length,
-    failover: [], latency: [], problems: [], done: false,
+    failover: [], restarts: [], latency: [], problems: [], done: false,
   };
   const save = () => fs.writeFileSync(path.join(outDir, 'lab.json'), JSON.stringify(out));
   const log = (l: string) => process.stdout.write(`bench: ${l}\n`);
@@ -46,10 +47,26 @@ async function main(): Promise<number> {
         }
         continue;
       }
+      if ((RESTART_SCENARIOS as readonly string[]).includes(scenario)) {
+        for (const system of systems) {
+          try {
+            const r = await runRestarts({ scenario: scenario as RestartScenario, system, run, kernel, rate: plan.rate, clientTimeoutMs: plan.clientTimeoutMs, log, logDir: path.join(outDir, 'logs') });
+            out.restarts.push(r);
+            log(`${scenario} ${system} run ${run}: ${r.connects} connects at ${r.rateAchieved}/s, ${r.failed} failed, ${r.slow2s} > 2 s, ` +
+              `added p99 ${Math.round(r.addedP99Ms)} ms, panic ${r.panic ?? '—'}; ` +
+              r.backends.map((b) => `${b.backend} back ${b.restoreMs.map((x) => fmt(x)).join(', ')}, restored while down ${b.restoredWhileDown}, out ${b.outMs} ms`).join('; '));
+          } catch (e) {
+            out.problems.push(`${scenario} ${system} run ${run}: ${(e as Error).message}`);
+            log(`FAILED ${scenario} ${system} run ${run}: ${(e as Error).message}`);
+          }
+          save();
+        }
+        continue;
+      }
       for (const system of systems) {
         try {
           const r = await runFailover({
-            scenario, system, run, kernel, rate: plan.rate, failMs: plan.failMs, clientTimeoutMs: plan.clientTimeoutMs, log,
+            scenario: scenario as FailoverScenario, system, run, kernel, rate: plan.rate, failMs: plan.failMs, clientTimeoutMs: plan.clientTimeoutMs, log,
             logDir: path.join(outDir, 'logs'),
           });
           out.failover.push(r);

@@ -22,6 +22,8 @@ export interface RunningSystem {
   report(): Promise<{ reaction?: { n: number; p50?: number; p99?: number; max?: number }; notes: string[] }>;
   /** everything the system printed (kept with the results as evidence) */
   log(): string[];
+  /** vipguard: GET /api/vipguard/status now (undefined when it did not answer); absent for the other systems */
+  status?(): Promise<Record<string, unknown> | undefined>;
   /** its processes, for CPU accounting */
   pids(): number[];
   stop(): Promise<void>;
@@ -143,6 +145,7 @@ async function startVipguardSystem(topo: Topology, synTimeout: boolean): Promise
       return { reaction: st?.reactionMs as { n: number; p50?: number; p99?: number; max?: number } | undefined, notes };
     },
     log: () => [...vg.proc.lines],
+    status: () => vipguardStatus(vg),
     pids: () => [vg.proc.pid],
     stop: async () => {
       await vg.proc.stop();

@@ -1,7 +1,8 @@
 // Results → markdown: one table per scenario (every figure min / median / max over runs), the targets of issues 4, 5
 // and 7 each marked MET or MISSED with the measured value and the likely cause. Pure (unit-tested).
 import { fmtMs, fmtNum, fmtSpread, percentile, Sample, spread } from './stats';
-import { ALL_SYSTEMS, FAILOVER_SCENARIOS, FAR_DELAY_MS, SYSTEM_LABELS, type BenchResults, type FailoverScenario, type CapacityStep, type FailoverRun, type LatencyRun, type OverheadRun } from './types';
+import { restartIntro, restartTable, restartTargets } from './table-restarts';
+import { ALL_SYSTEMS, FAILOVER_SCENARIOS, RESTART_SCENARIOS, FAR_DELAY_MS, SYSTEM_LABELS, type BenchResults, type FailoverScenario, type CapacityStep, type FailoverRun, type LatencyRun, type OverheadRun } from './types';
 
 export function markdownTable(headers: string[], rows: string[][], align?: ('l' | 'r')[]): string {
   const a = align ?? headers.map((_, i) => (i === 0 ? 'l' : 'r'));
@@ -29,7 +30,7 @@ export function failoverTable(runs: FailoverRun[], scenario: FailoverScenario, k
   const head = ['system', 'runs', 'connects/s achieved', scenario === 'far' ? 'connects in the window' : 'connects while failing', 'failed', '> 2 s', 'p50', 'p99'];
   return markdownTable(scenario === 'far'
     ? [...head, 'of them to b3 (far)', 'b3 taken out of service (times)', 'system CPU']
-    : [...head, 'rescued', 'rescued p99', 'stop (kernel)', 'stop (client)', 'restore', 'system CPU'], rows);
+    : [...head, 'rescued', 'rescued p99', 'stop (kernel)', 'stop (client)', 'restore (back in service after recovery)', 'system CPU'], rows);
 }
 
 /** What vipguard decided during the failover runs (from its log), per vipguard system. */
@@ -43,7 +44,7 @@ export function decisionsTable(runs: FailoverRun[], scenario: FailoverScenario, 
       ms(rs.map((r) => r.vipguardReaction?.p50 ?? null)), ms(rs.map((r) => r.vipguardReaction?.max ?? null))]);
   }
   if (!rows.length) return undefined;
-  return markdownTable(['system', 'runs', 'quarantines of b3', 'quarantines of healthy backends', 'panic refusals (cap reached)',
+  return markdownTable(['system', 'runs', 'quarantines of b3', 'quarantines of healthy backends', 'panics about b3 (cap reached)',
     'b3 lifted as "slow, not dead"', 'healthy lifted', 'reaction p50', 'reaction max'], rows);
 }
 
@@ -308,7 +309,7 @@ export function renderMarkdown(r: BenchResults, svgs: string[] = []): string {
       'on the same kernel and load, not with native numbers.');
   }
   lines.push('');
-  const verdicts = evaluateTargets(r);
+  const verdicts = [...evaluateTargets(r), ...restartTargets(r.restarts ?? [])];
   if (verdicts.length) lines.push('## Targets', '', targetsTable(verdicts), '');
   const o = r.options;
   const kernels = [...new Set(r.failover.map((x) => x.kernel))];
@@ -333,6 +334,14 @@ export function renderMarkdown(r: BenchResults, svgs: string[] = []): string {
       lines.push(failoverTable(r.failover, scenario, k), '');
       const dt = decisionsTable(r.failover, scenario, k);
       if (dt) lines.push(`What vipguard decided (from its log; b3 is the ${scenario === 'far' ? 'far' : 'failing'} backend):`, '', dt, '');
+    }
+  }
+  const restarts = r.restarts ?? [];
+  for (const scenario of RESTART_SCENARIOS) {
+    for (const k of [...new Set(restarts.map((x) => x.kernel))]) {
+      const t = restartTable(restarts, scenario, k);
+      if (!t) continue;
+      lines.push(`## ${scenario === 'rolling' ? 'Rolling restart' : 'Flapping backend'} (${k})`, '', restartIntro(scenario, o.rate, o.clientTimeoutMs), '', t, '');
     }
   }
   for (const k of [...new Set(r.latency.map((x) => x.kernel))]) {

@@ -2,10 +2,18 @@
 // scenarios produce, and what results/<stamp>/results.json holds. Tables and plots are derived from it only.
 import type { Sample } from './stats';
 import type { VipguardDecisions } from './analyze';
+import type { BackendRestartFigures, Outage } from './analyze-restarts';
 
-export type Scenario = 'blackout' | 'refusal' | 'far' | 'overhead' | 'capacity' | 'latency';
-export const SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'overhead', 'capacity', 'latency'];
-export const LAB_SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'latency'];
+export type Scenario = 'blackout' | 'refusal' | 'far' | 'rolling' | 'flapping' | 'overhead' | 'capacity' | 'latency';
+export const SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'overhead', 'capacity', 'latency'];
+export const LAB_SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'latency'];
+/** Listeners killed and restarted under load (issue 15): b1, b2, b3 one after another, or b3 up / down in a loop. */
+export type RestartScenario = 'rolling' | 'flapping';
+export const RESTART_SCENARIOS: readonly RestartScenario[] = ['rolling', 'flapping'];
+/** rolling: each listener down this long, the next one killed this long after the previous kill */
+export const ROLLING = { backends: ['b1', 'b2', 'b3'], downMs: 3000, everyMs: 5000 } as const;
+/** flapping: b3 down / up this long each (down from its kill to its restart, up from accepting to the next kill) */
+export const FLAPPING = { backend: 'b3', downMs: 2000, upMs: 2000, forMs: 30_000 } as const;
 /** The load-through-the-VIP scenarios: b3 black-holed, b3 refusing, or b3 healthy but far away (high RTT). */
 export type FailoverScenario = 'blackout' | 'refusal' | 'far';
 export const FAILOVER_SCENARIOS: readonly FailoverScenario[] = ['blackout', 'refusal', 'far'];
@@ -85,6 +93,38 @@ export interface FailoverRun extends WindowFigures {
   /** kernel view of the dead destination: [atMs, weight] with -1 for absent, relative to the failure injection */
   kernelWeights: [number, number][];
   recoveredAtMs: number;
+}
+
+export interface RestartRun {
+  scenario: RestartScenario;
+  system: SystemName;
+  run: number;
+  kernel: string;
+  rateTarget: number;
+  rateAchieved: number;
+  maxLagMs: number;
+  clientTimeoutMs: number;
+  /** connects started from the first kill until the last return; the next figures count those */
+  connects: number;
+  failed: number;
+  slow2s: number;
+  /** failed or > 2 s */
+  bad: number;
+  p99Ms: number;
+  /** median latency before the first kill, and the p99 of what the restarts added to it */
+  baselineMs: number;
+  addedP99Ms: number;
+  /** vipguard in panic at any status poll or log line; null for the other systems */
+  panic: boolean | null;
+  backends: BackendRestartFigures[];
+  /** listener outages relative to the first kill, ms */
+  outages: Outage[];
+  systemCpuPct: number;
+  notes: string[];
+  /** compact per-connect timeline relative to the first kill: [atMs, latencyMs, outcome index] */
+  timeline: [number, number, number][];
+  /** kernel view of each backend relative to the first kill: [atMs, weight], -1 = absent */
+  kernelWeights: Record<string, [number, number][]>;
 }
 
 export interface LatencyRun {
@@ -198,6 +238,8 @@ export interface BenchResults {
   host: Machine;
   lab: LabInfo[];
   failover: FailoverRun[];
+  /** rolling restart and flapping runs (absent in results written before they existed) */
+  restarts?: RestartRun[];
   latency: LatencyRun[];
   overhead: OverheadRun[];
   capacity: CapacityStep[];
@@ -213,6 +255,7 @@ export interface LabOutput {
   cpu: string;
   cores: number;
   failover: FailoverRun[];
+  restarts: RestartRun[];
   latency: LatencyRun[];
   problems: string[];
   done: boolean;

@@ -73,3 +73,42 @@ export class DestinationWatch {
     return w;
   }
 }
+
+/** Watches the weights of several destinations of one service with one read of /proc/net/ip_vs per poll. */
+export class ServiceWatch {
+  /** destination key → [at, weight] on every change; -1 = absent (or the service is) */
+  readonly kernel = new Map<string, [number, number][]>();
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly serviceKey: string, private readonly destKeys: string[], readonly epoch: number, private readonly tableMs = 20) {
+    for (const k of destKeys) this.kernel.set(k, []);
+  }
+
+  now(): number {
+    return performance.now() - this.epoch;
+  }
+
+  /** Every watched destination's weight now (-1 when it or the service is absent). */
+  weights(): Map<string, number> {
+    const dests = parseIpvsTable(fs.readFileSync('/proc/net/ip_vs', 'utf8')).get(this.serviceKey) ?? [];
+    return new Map(this.destKeys.map((k) => [k, dests.find((d) => d.key === k)?.weight ?? -1]));
+  }
+
+  start(): void {
+    this.poll();
+    this.timer = setInterval(() => this.poll(), this.tableMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private poll(): void {
+    const at = this.now();
+    for (const [k, w] of this.weights()) {
+      const list = this.kernel.get(k)!;
+      const last = list[list.length - 1];
+      if (!last || last[1] !== w) list.push([at, w]);
+    }
+  }
+}
