@@ -1,6 +1,9 @@
 // `vipguard status`: what the running actuator sees — per service, each destination's weight and state
 // (healthy / quarantined until T at backoff level L / restoring), panic, and recent reasons.
-import { loadConfig } from '../config/config';
+import * as fs from 'node:fs';
+import { defaultTokenFile, loadConfig } from '../config/config';
+import { CONFIG_SCHEMA } from '../config/schema';
+import { readTokenFile, TOKEN_ENV } from '../common/token-file';
 
 interface DestStatus {
   destination: string; owned: boolean; weight: number; activeConns: number; inactiveConns: number;
@@ -18,17 +21,43 @@ interface Status {
 export interface StatusOptions {
   url?: string;
   configPath?: string;
-  token?: string;
+  /** a file holding the token (never the token itself on a command line: every user can read a process command line in /proc) */
+  tokenFile?: string;
   json: boolean;
+  /** the environment, for VIPGUARD_TOKEN (tests) */
+  env?: NodeJS.ProcessEnv;
+}
+
+const DEFAULT_STATE_FILE = CONFIG_SCHEMA.properties.actuator.properties.stateFile.default;
+
+/**
+ * The token to present: --token-file, else $VIPGUARD_TOKEN, else the configuration's (inline or its token file),
+ * else the default token file if this user can read it. None when nothing is found (a server without one answers).
+ */
+export function statusToken(opts: StatusOptions): string | undefined {
+  if (opts.tokenFile) return readTokenFile(opts.tokenFile);
+  const env = (opts.env ?? process.env)[TOKEN_ENV];
+  if (env) return env.trim();
+  if (opts.configPath) {
+    const a = loadConfig(opts.configPath).actuator;
+    if (a.token) return a.token;
+    return fs.existsSync(a.tokenFile) ? readTokenFile(a.tokenFile) : undefined;
+  }
+  const file = defaultTokenFile(DEFAULT_STATE_FILE);
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+  } catch {
+    return undefined;
+  }
+  return readTokenFile(file);
 }
 
 export async function fetchStatus(opts: StatusOptions): Promise<Status> {
   let base = opts.url;
-  let token = opts.token;
+  const token = statusToken(opts);
   if (!base) {
     const listen = opts.configPath ? loadConfig(opts.configPath).actuator.listen : '127.0.0.1:9095';
     base = `http://${listen}`;
-    if (!token && opts.configPath) token = loadConfig(opts.configPath).actuator.token;
   }
   const url = `${base.replace(/\/$/, '')}/api/vipguard/status`;
   let res: Response;
@@ -36,6 +65,9 @@ export async function fetchStatus(opts: StatusOptions): Promise<Status> {
     res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(5000) });
   } catch (e) {
     throw new Error(`reading ${url}: ${(e as Error).cause ?? (e as Error).message} — is \`vipguard run\` running (actuator.listen)?`);
+  }
+  if (res.status === 401) {
+    throw new Error(`reading ${url}: HTTP 401 ${await res.text()} — pass --config, --token-file or ${TOKEN_ENV} (the token is in actuator.tokenFile, by default beside the state file)`);
   }
   if (!res.ok) throw new Error(`reading ${url}: HTTP ${res.status} ${await res.text()}`);
   return (await res.json()) as Status;
