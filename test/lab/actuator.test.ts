@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
 import { Load, authHeader, connectOnce, ipvsWeights, percentile, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
@@ -176,5 +177,16 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
     const r1 = await post({ vipguard_service: 'web', vipguard_backend: key('b1') });
     assert.equal(r1.status, 200);
     await waitFor(() => weights()[key('b1')] === 0, 15_000, 'b1 quarantined by the alert');
+    // The OTLP rules endpoint too: its spans can lift quarantines (a late answer), so they need the token as well.
+    const otlpPort = Number(vg.lines.map((l) => /OTLP rules on \S+ \(port (\d+)\)/.exec(l)).find(Boolean)![1]);
+    const exportTraces = (metadata: grpc.Metadata) => new Promise<grpc.status>((resolve) => {
+      const client = new grpc.Client(`127.0.0.1:${otlpPort}`, grpc.credentials.createInsecure());
+      client.makeUnaryRequest('/opentelemetry.proto.collector.trace.v1.TraceService/Export', (b: Buffer) => b, (b: Buffer) => b,
+        Buffer.alloc(0), metadata, { deadline: Date.now() + 10_000 }, (err) => { client.close(); resolve(err ? err.code ?? grpc.status.UNKNOWN : grpc.status.OK); });
+    });
+    assert.equal(await exportTraces(new grpc.Metadata()), grpc.status.UNAUTHENTICATED, 'OTLP spans without the token are refused');
+    const md = new grpc.Metadata();
+    md.set('authorization', authHeader(vg.dir).authorization);
+    assert.equal(await exportTraces(md), grpc.status.OK);
   });
 });

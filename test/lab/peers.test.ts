@@ -224,6 +224,12 @@ actuator:
       `alert to weight 0 ${kernelAt - activeAt} ms); ${connects} connects`);
     assert.ok(kernelAt - firstRefused < 15_000, `within 15 s of the first failure (1 s scrape and evaluation), got ${kernelAt - firstRefused} ms`);
 
+    // It sent with the token file (credentials_file) and saw no failed notification.
+    const metrics = await (await fetch(`http://127.0.0.1:${port.prometheus}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const sample = (name: string) => Number(new RegExp(`^${name}\\{[^}]*alertmanager="http://127\\.0\\.0\\.1:${port.actuator}/api/v2/alerts"[^}]*\\} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    assert.ok(sample('prometheus_notifications_sent_total') >= 1, 'Prometheus sent alerts to the actuator');
+    assert.equal(sample('prometheus_notifications_errors_total'), 0, 'and none failed (401 without the token, 4xx for alerts not applied)');
+
     // Quiet Prometheus (it would resend the alert every minute) and heal b2 for the next test.
     await prom!.stop();
     await topo.set('b2', 'healthy');
