@@ -188,6 +188,8 @@ export class Vipguard {
       } : undefined,
       reactionMs: this.actuatorTelemetry ? summarize(this.actuatorTelemetry.reactionsMs) : undefined,
       synTimeout: this.synTimeout?.status,
+      // per alert since start: unknownService counts alerts for services this host does not have (answered 2xx)
+      alerts: this.http ? { ...this.http.stats.alerts } : undefined,
     };
   }
 

@@ -16,6 +16,7 @@ interface Status {
   lastReconcile?: { at: string; ms: number; changes: number; failures: string[] };
   receiver?: { hooks: { hook: string; active: boolean; reason?: string }[]; counters: Record<string, number> };
   reactionMs?: { n: number; p50?: number; p99?: number };
+  alerts?: { applied: number; ignored: number; unknownService: number; refused: number; invalid: number };
 }
 
 export interface StatusOptions {
@@ -88,6 +89,10 @@ export function renderStatus(s: Status): string {
   if (s.lastReconcile) {
     out.push(`last reconcile ${s.lastReconcile.at}: ${s.lastReconcile.changes} change(s) in ${s.lastReconcile.ms} ms` +
       `${s.lastReconcile.failures.length ? `, failures: ${s.lastReconcile.failures.join('; ')}` : ''}`);
+  }
+  if (s.alerts) {
+    out.push(`alerts over HTTP: ${s.alerts.applied} applied, ${s.alerts.ignored} ignored (${s.alerts.unknownService} for services not configured here), `
+      + `${s.alerts.refused} refused (${s.alerts.invalid} malformed)`);
   }
   if (s.reactionMs?.n) out.push(`failure -> weight 0: n=${s.reactionMs.n} p50=${s.reactionMs.p50} ms p99=${s.reactionMs.p99} ms`);
   for (const h of s.receiver?.hooks ?? []) out.push(`receiver: ${h.active ? 'active  ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}`);

@@ -174,6 +174,7 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
     assert.equal(generic.status, 200, 'generic labels are not vipguard\'s unless configured: ignored');
     await sleep(1500);
     assert.equal(JSON.stringify(weights()), before, 'none of those changed IPVS');
+    assert.deepEqual((await vgStatus(vg)).alerts, { applied: 0, ignored: 2, refused: 1, unknownService: 1, invalid: 0 }, 'counted in status');
     const r1 = await post({ vipguard_service: 'web', vipguard_backend: key('b1') });
     assert.equal(r1.status, 200);
     await waitFor(() => weights()[key('b1')] === 0, 15_000, 'b1 quarantined by the alert');
