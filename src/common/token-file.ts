@@ -5,9 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-
-/** Same floor as the HTTP server's: a short token is guessable at HTTP speed. */
-export const MIN_TOKEN_LENGTH = 16;
+import { MIN_TOKEN_LENGTH } from './token';
 
 /** The environment variable `vipguard status` reads a token from (never a flag: see above). */
 export const TOKEN_ENV = 'VIPGUARD_TOKEN';

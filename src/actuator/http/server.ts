@@ -12,7 +12,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AlertTarget } from '../alerts';
 import { AlertLabelConfig, AlertLabels } from '../labels';
-import { bearer, isLoopback, tokenMatches } from '../../common/token';
+import { MIN_TOKEN_LENGTH, bearer, isLoopback, tokenMatches } from '../../common/token';
 import { HttpError, checkContentType, parseJson, readBody } from './body';
 import { AlertOutcome, batchStatus, deliver, fromPostable, fromWebhook, Inbound } from './ingest';
 import { MAX_JSON_DEPTH } from './schemas';
@@ -21,8 +21,6 @@ import { Checked, MAX_REPORTED_ERRORS, checkEachAlert, checkPostableAlerts, chec
 export const DEFAULT_LISTEN = '127.0.0.1:9095';
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 export const DEFAULT_WEBHOOK_PATH = '/webhook';
-/** Same floor as the configuration's actuator.token: a short token is guessable at HTTP speed. */
-export const MIN_TOKEN_LENGTH = 16;
 
 export interface ActuatorHttpOptions {
   /** HOST:PORT ([::1]:9095 for IPv6); port 0 picks a free one. Anything but loopback requires `token`. */
