@@ -42,7 +42,7 @@ ${QUARANTINE}`;
   return {
     combined: `${svc}receiver:\n  export: { enabled: false }\n  prometheus: { enabled: false }\n${actuator}`,
     actuator: `${svc}receiver:\n  enabled: false\n${actuator}`,
-    receiver: `${svc}receiver:\n  export: { enabled: true, endpoint: "127.0.0.1:${otlpPort ?? 4319}" }\n  prometheus: { enabled: false }\nactuator:\n  enabled: false\n`,
+    receiver: `${svc}receiver:\n  export: { enabled: true, endpoint: "127.0.0.1:${otlpPort ?? 4319}", tokenFile: $DIR/token }\n  prometheus: { enabled: false }\nactuator:\n  enabled: false\n`,
   };
 }
 

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../common/paths';
+import { authHeader } from '../lab/vipguard-process';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -111,7 +112,7 @@ export async function startVipguard(yaml: string, opts: { only?: 'receiver' | 'a
 export async function vipguardStatus(vg: VipguardProc): Promise<Record<string, unknown> | undefined> {
   if (!vg.httpPort) return undefined;
   try {
-    const r = await fetch(`http://127.0.0.1:${vg.httpPort}/api/vipguard/status`, { signal: AbortSignal.timeout(10_000) });
+    const r = await fetch(`http://127.0.0.1:${vg.httpPort}/api/vipguard/status`, { headers: authHeader(vg.dir), signal: AbortSignal.timeout(10_000) });
     return (await r.json()) as Record<string, unknown>;
   } catch {
     return undefined;

@@ -42,11 +42,11 @@ export function program(): Command {
 
   p.command('status')
     .description("show the running actuator's view: weights, quarantines, panic, hooks")
-    .option('-c, --config <file>', 'find the actuator (and token) from this configuration')
+    .option('-c, --config <file>', 'find the actuator (and its token file) from this configuration')
     .option('--url <url>', 'actuator base URL (default http://127.0.0.1:9095)')
-    .option('--token <token>', 'bearer token')
+    .option('--token-file <file>', 'file holding the bearer token (or set VIPGUARD_TOKEN; default: the configuration\'s actuator.tokenFile, else /var/lib/vipguard/token)')
     .option('--json', 'machine-readable', false)
-    .action(async (o) => status({ configPath: o.config, url: o.url, token: o.token, json: o.json }));
+    .action(async (o) => status({ configPath: o.config, url: o.url, tokenFile: o.tokenFile, json: o.json }));
 
   p.command('check-config')
     .description('validate a configuration file; prints every problem with its line:column')

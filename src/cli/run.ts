@@ -17,6 +17,7 @@ import { systemClock } from '../common/clock';
 import { EXPIRE_NODEST_CONN, Sysctl } from '../actuator/sysctl';
 import { DEFAULT_DEADLINE } from '../common/rtt';
 import { checkPrivileges, needsOf } from '../common/privileges';
+import { resolveToken } from '../common/token-file';
 import type { Receiver } from '../receiver/receiver';
 import type { ReceiverTelemetry } from '../receiver/telemetry';
 import type { ActuatorTelemetry } from '../actuator/telemetry';
@@ -50,6 +51,8 @@ export class Vipguard {
   private sysctl?: Sysctl;
   private synTimeout?: SynTimeoutController;
   private httpPort?: number;
+  /** the bearer token the actuator's endpoints require (undefined only with allowLoopbackWithoutToken) */
+  private token?: string;
   private stopping = false;
 
   constructor(private readonly opts: RunOptions) {
@@ -84,6 +87,12 @@ export class Vipguard {
   private async startActuator(): Promise<void> {
     const a = this.config.actuator;
     const e = exportCfg(this.config);
+    // Before anything touches the kernel: a token file that cannot be read or written stops the start cleanly.
+    const auth = resolveToken(a, this.log);
+    this.token = auth.token;
+    if (auth.source === 'none') {
+      this.log('actuator: no token (allowLoopbackWithoutToken): any local user can post alerts and OTLP spans that quarantine or release destinations');
+    }
     this.ipvs = await IpvsClient.open();
     if (a.expireNodestConn) {
       this.sysctl = new Sysctl(EXPIRE_NODEST_CONN);
@@ -122,7 +131,7 @@ export class Vipguard {
     const { OtlpServer } = await import('../otlp/server');
     const { ActuatorHttpServer } = await import('../actuator/http');
     this.otlp = new OtlpServer({
-      listen: a.otlpListen, token: a.token,
+      listen: a.otlpListen, token: this.token,
       onTraces: (req) => {
         const spans = flattenSpans(req as never);
         actuator.ingestSpans(spans);
@@ -131,7 +140,7 @@ export class Vipguard {
     });
     await this.otlp.start();
     this.http = new ActuatorHttpServer({
-      listen: a.listen, token: a.token, target: actuator, status: () => this.status(), log: this.log,
+      listen: a.listen, token: this.token, target: actuator, status: () => this.status(), log: this.log, alertLabels: a.alertLabels,
     });
     this.httpPort = await this.http.start();
     this.log(`actuator: alerts on http://${a.listen} (port ${this.httpPort}), OTLP rules on ${a.otlpListen} (port ${this.otlp.port}), ` +
@@ -189,6 +198,8 @@ export class Vipguard {
       } : undefined,
       reactionMs: this.actuatorTelemetry ? summarize(this.actuatorTelemetry.reactionsMs) : undefined,
       synTimeout: this.synTimeout?.status,
+      // per alert since start: unknownService counts alerts for services this host does not have (answered 2xx)
+      alerts: this.http ? { ...this.http.stats.alerts } : undefined,
     };
   }
 
@@ -201,12 +212,14 @@ export class Vipguard {
       this.log(`reload refused, keeping the running configuration:\n${e instanceof ConfigError ? e.message : (e as Error).message}`);
       return false;
     }
-    const restartNeeded = JSON.stringify([next.receiver, next.actuator.listen, next.actuator.otlpListen, next.actuator.token]) !==
-      JSON.stringify([this.config.receiver, this.config.actuator.listen, this.config.actuator.otlpListen, this.config.actuator.token]);
+    const restartKeys = (c: Config) => JSON.stringify([c.receiver, c.actuator.listen, c.actuator.otlpListen, c.actuator.token,
+      c.actuator.tokenFile, c.actuator.allowLoopbackWithoutToken]);
+    const restartNeeded = restartKeys(next) !== restartKeys(this.config);
     this.config = next;
     this.receiver?.setServices(next.services);
     this.actuator?.setConfig(next);
     this.synTimeout?.setServices(next.services);
+    this.http?.setAlertLabels(next.actuator.alertLabels);
     this.log(`reloaded ${this.opts.configPath}: ${next.services.length} service(s)${restartNeeded ? ' (receiver/listener/export settings change on restart)' : ''}`);
     return true;
   }

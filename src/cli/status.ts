@@ -1,6 +1,9 @@
 // `vipguard status`: what the running actuator sees — per service, each destination's weight and state
 // (healthy / quarantined until T at backoff level L / restoring), panic, and recent reasons.
-import { loadConfig } from '../config/config';
+import * as fs from 'node:fs';
+import { defaultTokenFile, loadConfig } from '../config/config';
+import { CONFIG_SCHEMA } from '../config/schema';
+import { readTokenFile, TOKEN_ENV } from '../common/token-file';
 
 interface DestStatus {
   destination: string; owned: boolean; weight: number; activeConns: number; inactiveConns: number;
@@ -13,22 +16,49 @@ interface Status {
   lastReconcile?: { at: string; ms: number; changes: number; failures: string[] };
   receiver?: { hooks: { hook: string; active: boolean; reason?: string }[]; counters: Record<string, number> };
   reactionMs?: { n: number; p50?: number; p99?: number };
+  alerts?: { applied: number; ignored: number; unknownService: number; refused: number; invalid: number };
 }
 
 export interface StatusOptions {
   url?: string;
   configPath?: string;
-  token?: string;
+  /** a file holding the token (never the token itself on a command line: every user can read a process command line in /proc) */
+  tokenFile?: string;
   json: boolean;
+  /** the environment, for VIPGUARD_TOKEN (tests) */
+  env?: NodeJS.ProcessEnv;
+}
+
+const DEFAULT_STATE_FILE = CONFIG_SCHEMA.properties.actuator.properties.stateFile.default;
+
+/**
+ * The token to present: --token-file, else $VIPGUARD_TOKEN, else the configuration's (inline or its token file),
+ * else the default token file if this user can read it. None when nothing is found (a server without one answers).
+ */
+export function statusToken(opts: StatusOptions): string | undefined {
+  if (opts.tokenFile) return readTokenFile(opts.tokenFile);
+  const env = (opts.env ?? process.env)[TOKEN_ENV];
+  if (env) return env.trim();
+  if (opts.configPath) {
+    const a = loadConfig(opts.configPath).actuator;
+    if (a.token) return a.token;
+    return fs.existsSync(a.tokenFile) ? readTokenFile(a.tokenFile) : undefined;
+  }
+  const file = defaultTokenFile(DEFAULT_STATE_FILE);
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+  } catch {
+    return undefined;
+  }
+  return readTokenFile(file);
 }
 
 export async function fetchStatus(opts: StatusOptions): Promise<Status> {
   let base = opts.url;
-  let token = opts.token;
+  const token = statusToken(opts);
   if (!base) {
     const listen = opts.configPath ? loadConfig(opts.configPath).actuator.listen : '127.0.0.1:9095';
     base = `http://${listen}`;
-    if (!token && opts.configPath) token = loadConfig(opts.configPath).actuator.token;
   }
   const url = `${base.replace(/\/$/, '')}/api/vipguard/status`;
   let res: Response;
@@ -36,6 +66,9 @@ export async function fetchStatus(opts: StatusOptions): Promise<Status> {
     res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(5000) });
   } catch (e) {
     throw new Error(`reading ${url}: ${(e as Error).cause ?? (e as Error).message} — is \`vipguard run\` running (actuator.listen)?`);
+  }
+  if (res.status === 401) {
+    throw new Error(`reading ${url}: HTTP 401 ${await res.text()} — pass --config, --token-file or ${TOKEN_ENV} (the token is in actuator.tokenFile, by default beside the state file)`);
   }
   if (!res.ok) throw new Error(`reading ${url}: HTTP ${res.status} ${await res.text()}`);
   return (await res.json()) as Status;
@@ -56,6 +89,10 @@ export function renderStatus(s: Status): string {
   if (s.lastReconcile) {
     out.push(`last reconcile ${s.lastReconcile.at}: ${s.lastReconcile.changes} change(s) in ${s.lastReconcile.ms} ms` +
       `${s.lastReconcile.failures.length ? `, failures: ${s.lastReconcile.failures.join('; ')}` : ''}`);
+  }
+  if (s.alerts) {
+    out.push(`alerts over HTTP: ${s.alerts.applied} applied, ${s.alerts.ignored} ignored (${s.alerts.unknownService} for services not configured here), `
+      + `${s.alerts.refused} refused (${s.alerts.invalid} malformed)`);
   }
   if (s.reactionMs?.n) out.push(`failure -> weight 0: n=${s.reactionMs.n} p50=${s.reactionMs.p50} ms p99=${s.reactionMs.p99} ms`);
   for (const h of s.receiver?.hooks ?? []) out.push(`receiver: ${h.active ? 'active  ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}`);

@@ -2,6 +2,9 @@
 // comparison nor an early length mismatch tells an attacker how much of a guess was right.
 import { createHash, timingSafeEqual } from 'node:crypto';
 
+/** Shortest token accepted anywhere: a short token is guessable at HTTP speed. */
+export const MIN_TOKEN_LENGTH = 16;
+
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
 export function tokenMatches(presented: string | undefined, expected: string): boolean {

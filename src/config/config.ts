@@ -3,6 +3,7 @@
 // and what was found; a file with any problem yields no Config at all (the caller keeps the old one).
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import Ajv, { ErrorObject } from 'ajv';
 import { Lexer, LineCounter, parseDocument, isAlias, isMap, isNode, isScalar, isSeq, Node as YamlNode } from 'yaml';
 import { CONFIG_SCHEMA } from './schema';
@@ -47,6 +48,7 @@ export interface ExportSettings {
   insecure: boolean;
   tls?: { ca?: string; cert?: string; key?: string };
   headers: Record<string, string>;
+  tokenFile?: string;
   timeoutMs: number;
   spanDelayMs: number;
   metricIntervalMs: number;
@@ -72,7 +74,13 @@ export interface Config {
     enabled: boolean;
     listen: string;
     otlpListen: string;
+    /** inline token (actuator.token); otherwise the token lives in tokenFile (see src/common/token-file.ts) */
     token?: string;
+    /** where the token is read from, or generated into at start */
+    tokenFile: string;
+    allowLoopbackWithoutToken: boolean;
+    /** generic label keys that also name a target (src/actuator/labels.ts) */
+    alertLabels: { service: string[]; destination: string[] };
     stateFile: string;
     reconcileIntervalMs: number;
     expireNodestConn: boolean;
@@ -160,6 +168,7 @@ function patternHint(pointer: string): string {
   if (key === 'maxQuarantined') return 'a count or a percentage like 50%';
   if (key === 'name') return 'a name of letters, digits, _ . - (max 63)';
   if (key === 'scheduler') return 'an IPVS scheduler name (rr, wrr, lc, …)';
+  if (pointer.includes('/alertLabels/')) return 'a Prometheus label name (letters, digits and _, not starting with a digit)';
   return 'a duration like 500ms, 10s, 5m, 1h';
 }
 
@@ -242,10 +251,11 @@ function semanticIssues(raw: Raw, issues: { path: string; message: string }[]): 
     issues.push({ path: 'actuator.quarantine.maxQuarantined', message: `at most 100%, got ${a.quarantine.maxQuarantined}` });
   }
   if (a.token && a.tokenFile) issues.push({ path: 'actuator.tokenFile', message: 'give token or tokenFile, not both' });
+  if (a.token && a.allowLoopbackWithoutToken) issues.push({ path: 'actuator.allowLoopbackWithoutToken', message: 'a token is set: drop allowLoopbackWithoutToken or the token' });
   for (const key of ['listen', 'otlpListen']) {
     const host = String(a[key]).replace(/:[0-9]+$/, '').replace(/^\[|\]$/g, '');
-    if (a.enabled && !isLoopback(host) && !a.token && !a.tokenFile) {
-      issues.push({ path: `actuator.${key}`, message: `${a[key]} is not loopback: set actuator.token or actuator.tokenFile, or listen on 127.0.0.1` });
+    if (a.enabled && !isLoopback(host) && a.allowLoopbackWithoutToken) {
+      issues.push({ path: `actuator.${key}`, message: `${a[key]} is not loopback: allowLoopbackWithoutToken applies to loopback only — drop it (a token is then required) or listen on 127.0.0.1` });
     }
   }
   const prom = raw.receiver.prometheus;
@@ -261,11 +271,15 @@ function semanticIssues(raw: Raw, issues: { path: string; message: string }[]): 
   });
 }
 
-function build(raw: Raw, readFile: (p: string) => string): Config {
+/** The token file when none is configured: beside the state file, which vipguard's own directory holds. */
+export function defaultTokenFile(stateFile: string): string {
+  return path.join(path.dirname(stateFile), 'token');
+}
+
+function build(raw: Raw): Config {
   const a = raw.actuator;
   const policy = quarantinePolicy(a.quarantine);
   const e = raw.receiver.export;
-  const token = a.tokenFile ? readFile(a.tokenFile).trim() : a.token;
   return {
     services: raw.services.map((s: Raw) => ({
       name: s.name, address: canon(s.address), port: s.port, protocol: s.protocol,
@@ -281,13 +295,15 @@ function build(raw: Raw, readFile: (p: string) => string): Config {
         floorMs: durationMs(raw.receiver.deadline.floor), ceilingMs: durationMs(raw.receiver.deadline.ceiling),
       },
       export: {
-        enabled: e.enabled, endpoint: e.endpoint, insecure: e.insecure, tls: e.tls, headers: e.headers,
+        enabled: e.enabled, endpoint: e.endpoint, insecure: e.insecure, tls: e.tls, headers: e.headers, tokenFile: e.tokenFile,
         timeoutMs: durationMs(e.timeout), spanDelayMs: durationMs(e.spanDelay), metricIntervalMs: durationMs(e.metricInterval),
         maxQueueSize: e.maxQueueSize, maxBatchSize: e.maxBatchSize,
       },
     },
     actuator: {
-      enabled: a.enabled, listen: a.listen, otlpListen: a.otlpListen, token, stateFile: a.stateFile,
+      enabled: a.enabled, listen: a.listen, otlpListen: a.otlpListen, token: a.token,
+      tokenFile: a.tokenFile ?? defaultTokenFile(a.stateFile), allowLoopbackWithoutToken: a.allowLoopbackWithoutToken,
+      alertLabels: { service: a.alertLabels.service, destination: a.alertLabels.destination }, stateFile: a.stateFile,
       reconcileIntervalMs: durationMs(a.reconcileInterval), expireNodestConn: a.expireNodestConn,
       rules: a.rules.map((r: Raw) => ({ name: r.name, outcomes: r.outcomes, threshold: r.threshold, windowMs: durationMs(r.window) })),
       quarantine: policy,
@@ -380,7 +396,7 @@ function dataTooDeep(data: unknown): boolean {
 }
 
 /** Parses and validates YAML text; throws ConfigError listing every problem. */
-export function parseConfig(text: string, source = 'config', readFile: (p: string) => string = (p) => fs.readFileSync(p, 'utf8')): Config {
+export function parseConfig(text: string, source = 'config'): Config {
   if (Buffer.byteLength(text) > CONFIG_LIMITS.maxBytes) {
     throw new ConfigError(source, [{ path: '', message: `${Buffer.byteLength(text)} bytes: a configuration is at most ${CONFIG_LIMITS.maxBytes} bytes` }]);
   }
@@ -461,7 +477,7 @@ export function parseConfig(text: string, source = 'config', readFile: (p: strin
     throw new ConfigError(source, sem.map((i) => located(i.path, '/' + i.path.replace(/\[(\d+)\]/g, '.$1').split('.').join('/'), i.message)).sort(byPosition));
   }
   try {
-    return build(data as Raw, readFile);
+    return build(data as Raw);
   } catch (e) {
     throw new ConfigError(source, [{ path: '', message: (e as Error).message }]);
   }

@@ -12,7 +12,7 @@ const duration = (description: string, dflt: string) => ({
 const listen = (description: string, dflt: string) => ({
   type: 'string',
   pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$',
-  description: `${description} HOST:PORT; anything but loopback requires \`actuator.token\`.`,
+  description: `${description} HOST:PORT.`,
   default: dflt,
 });
 
@@ -143,6 +143,7 @@ export const CONFIG_SCHEMA = {
               description: 'PEM file paths for TLS (server CA; client certificate and key for mTLS).',
             },
             headers: { type: 'object', additionalProperties: { type: 'string' }, default: {}, description: 'gRPC metadata sent with every export (e.g. an authorization header).' },
+            tokenFile: { type: 'string', description: 'File holding a bearer token sent as `authorization: Bearer <token>`: the actuator\'s `tokenFile` when the receiver exports straight to a separate actuator (`--only`), or a collector\'s.' },
             timeout: duration('Per-export timeout.', '5s'),
             spanDelay: duration('How long spans wait to be batched. Failed handshakes are sent at once regardless.', '200ms'),
             metricInterval: duration('Metric export interval.', '5s'),
@@ -161,8 +162,25 @@ export const CONFIG_SCHEMA = {
         enabled: { type: 'boolean', default: true },
         listen: listen('Alertmanager v2 API, webhook and status endpoint.', '127.0.0.1:9095'),
         otlpListen: listen('Embedded OTLP/gRPC receiver for the rules (point the collector\'s actuator pipeline here).', '127.0.0.1:4319'),
-        token: { type: 'string', minLength: 16, description: 'Bearer token required by the HTTP and OTLP endpoints. Required when either listens beyond loopback.' },
-        tokenFile: { type: 'string', description: 'Read the token from this file instead.' },
+        token: { type: 'string', minLength: 16, description: 'Bearer token required by the alert, status and OTLP rules endpoints, written here inline. Prefer `tokenFile`.' },
+        tokenFile: {
+          type: 'string',
+          description: 'File holding the bearer token required by the alert, status and OTLP rules endpoints (`Authorization: Bearer <token>`). Default: `token` beside `stateFile` (/var/lib/vipguard/token). When neither `token` is set nor the file exists, vipguard generates one (32 random bytes, hex) into it at start, mode 0600. Give the same file to Prometheus (`authorization.credentials_file`), Alertmanager and the collector (bearertokenauth `filename`); `vipguard status` reads it.',
+        },
+        allowLoopbackWithoutToken: {
+          type: 'boolean', default: false,
+          description: 'Opt-in: with no `token` and no token file, serve the endpoints on loopback without a token instead of generating one. Any local user can then quarantine destinations and lift quarantines. Only for single-user hosts; refused when an endpoint listens beyond loopback.',
+        },
+        alertLabels: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Generic alert label keys that also name a target, besides vipguard\'s own (`vipguard_service`, `vipguard_backend`, `server_address`+`server_port`, `network_peer_address`+`network_peer_port`), which always do and come first. Alerts of other rules often carry `service` or `backend` labels meaning something else: list them only if your alerts use them for vipguard\'s services.',
+          properties: {
+            service: { type: 'array', uniqueItems: true, default: [], items: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' }, description: 'Label keys holding a configured service name or its canonical form (tcp/10.99.0.1:80), e.g. `[service]`.' },
+            destination: { type: 'array', uniqueItems: true, default: [], items: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' }, description: 'Label keys holding a destination as host:port, e.g. `[backend]`.' },
+          },
+        },
         stateFile: { type: 'string', default: '/var/lib/vipguard/state.json', description: 'Quarantines and backoff levels, so they survive restarts.' },
         reconcileInterval: duration('How often the kernel\'s IPVS table is listed and corrected, besides every change.', '2s'),
         expireNodestConn: {

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../common/paths';
+import { readTokenFile } from '../common/token-file';
 
 import { stringify } from 'yaml';
 
@@ -83,8 +84,17 @@ export async function stopVipguard(vg: VipguardProcess | undefined, signal: Node
   clearTimeout(t);
 }
 
+/**
+ * The Authorization header for a vipguard started on labConfig(): its actuator generated its token beside the state
+ * file ($DIR/token) at start. None when there is no such file (a receiver-only process).
+ */
+export function authHeader(dir: string): Record<string, string> {
+  const file = path.join(dir, 'token');
+  return fs.existsSync(file) ? { authorization: `Bearer ${readTokenFile(file)}` } : {};
+}
+
 export async function vgStatus(vg: VipguardProcess): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const r = await fetch(`http://127.0.0.1:${vg.httpPort}/api/vipguard/status`, { signal: AbortSignal.timeout(20_000) });
+  const r = await fetch(`http://127.0.0.1:${vg.httpPort}/api/vipguard/status`, { headers: authHeader(vg.dir), signal: AbortSignal.timeout(20_000) });
   return r.json();
 }
 

@@ -56,8 +56,36 @@ export class OtlpLimitError extends Error {
 }
 
 const FIXED = { fixed64: 8, sfixed64: 8, double: 8, fixed32: 4, sfixed32: 4, float: 4 } as Record<string, number>;
+const WIRE_NAMES = ['varint', 'fixed64', 'length-delimited', 'start-group', 'end-group', 'fixed32', 'wire type 6', 'wire type 7'];
 
-/** Counts the messages and repeated elements `bytes` would decode into, without decoding; throws past the limit. */
+/** The wire type a field is written with (enums as varints); packable repeated scalars may also come packed (2). */
+function wireTypeOf(field: protobuf.Field): number {
+  if (field.map || field.resolvedType instanceof protobuf.Type) return 2;
+  const basic = (protobuf.types.basic as Record<string, number | undefined>)[field.resolvedType instanceof protobuf.Enum ? 'int32' : field.type];
+  return basic ?? 2;
+}
+
+/**
+ * protobufjs's generated decoder switches on the field number alone and reads a known field as its declared type
+ * whatever wire type the tag says: a message field tagged as a varint has that varint read as its length and the
+ * bytes after it decoded as the message, where a wire-type-honest reader (this counter, protoc, Go) skips one
+ * varint and reads those bytes as fields of the outer message. The two views then disagree on everything after —
+ * a 512 KiB request counted as a few elements was decoded into 262,144 ScopeSpans. No conforming sender writes a
+ * known field with another wire type (protobuf's encoding spec), so such a request is refused rather than guessed.
+ */
+function checkWireType(type: protobuf.Type, field: protobuf.Field, wireType: number): void {
+  const expected = wireTypeOf(field);
+  if (wireType === expected) return;
+  const packable = field.repeated && (protobuf.types.packed as Record<string, number | undefined>)[field.resolvedType instanceof protobuf.Enum ? 'int32' : field.type] !== undefined;
+  if (packable && wireType === 2) return;
+  throw new Error(`field ${type.name}.${field.name} (number ${field.id}, ${field.repeated ? 'repeated ' : ''}${field.type}) has wire type `
+    + `${wireType} (${WIRE_NAMES[wireType]}): expected ${expected} (${WIRE_NAMES[expected]})${packable ? ' or 2 (packed)' : ''}`);
+}
+
+/**
+ * Counts the messages and repeated elements `bytes` would decode into, without decoding; throws past the limit,
+ * and on a known field of the wrong wire type (see checkWireType), so the count is the decoder's.
+ */
 function countElements(type: protobuf.Type, r: protobuf.Reader, end: number, depth: number, budget: { left: number }): void {
   if (depth > OTLP_LIMITS.maxDepth) throw new OtlpLimitError(`nested more than ${OTLP_LIMITS.maxDepth} levels deep`);
   const spend = (n: number) => {
@@ -68,6 +96,7 @@ function countElements(type: protobuf.Type, r: protobuf.Reader, end: number, dep
     const tag = r.uint32();
     const wireType = tag & 7;
     const field = type.fieldsById[tag >>> 3];
+    if (field) checkWireType(type, field, wireType);
     if (wireType !== 2) {
       r.skipType(wireType, depth);
       if (field?.repeated) spend(1);

@@ -10,6 +10,7 @@ import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelem
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { readTokenFile } from '../common/token-file';
 
 export interface ExportConfig {
   /** host:port of the OTLP/gRPC endpoint (the collector sidecar, or the actuator directly) */
@@ -18,6 +19,8 @@ export interface ExportConfig {
   insecure: boolean;
   tls?: { ca?: string; cert?: string; key?: string };
   headers?: Record<string, string>;
+  /** a file holding a bearer token, sent as `authorization: Bearer <token>` (an actuator's OTLP endpoint wants one) */
+  tokenFile?: string;
   timeoutMs: number;
   spanDelayMs: number;
   maxQueueSize: number;
@@ -47,6 +50,7 @@ function grpcOptions(cfg: ExportConfig) {
       );
   const metadata = new grpc.Metadata();
   for (const [k, v] of Object.entries(cfg.headers ?? {})) metadata.set(k, v);
+  if (cfg.tokenFile) metadata.set('authorization', `Bearer ${readTokenFile(cfg.tokenFile)}`);
   return { url, credentials, metadata, timeoutMillis: cfg.timeoutMs };
 }
 

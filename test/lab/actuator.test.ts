@@ -3,9 +3,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
-import { Load, connectOnce, ipvsWeights, percentile, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
+import { Load, authHeader, connectOnce, ipvsWeights, percentile, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
 import { waitFor, waitForAsync } from '../helpers';
 
@@ -157,15 +158,38 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
     assert.equal(fs.readFileSync('/proc/sys/net/ipv4/vs/expire_nodest_conn', 'utf8').trim(), '0');
   });
 
-  test('alerts naming unknown services or destinations it does not own are refused', async () => {
+  test('alerts need the generated token; unknown services are answered 2xx and change nothing, unowned destinations are refused', async () => {
     vg = await startVipguard(config(topo));
-    const post = (labels: Record<string, string>) => fetch(`http://127.0.0.1:${vg!.httpPort}/api/v2/alerts`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify([{ labels: { alertname: 'X', ...labels } }]),
+    const tokenFile = `${vg.dir}/token`;
+    assert.equal(fs.statSync(tokenFile).mode & 0o777, 0o600, 'the token generated at first start is private to vipguard');
+    const post = (labels: Record<string, string>, auth = authHeader(vg!.dir)) => fetch(`http://127.0.0.1:${vg!.httpPort}/api/v2/alerts`, {
+      method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify([{ labels: { alertname: 'X', ...labels } }]),
     });
-    const r1 = await post({ service: 'web', backend: '10.200.0.2:8080' });
+    const before = JSON.stringify(weights());
+    const anonymous = await post({ vipguard_service: 'web', vipguard_backend: key('b1') }, {});
+    assert.equal(anonymous.status, 401, 'a local user without the token cannot quarantine');
+    const otherHost = await post({ vipguard_service: 'tcp/10.99.0.50:443', vipguard_backend: key('b1') });
+    assert.equal(otherHost.status, 200, 'an alert for a service this host does not have is someone else\'s: 2xx, so Prometheus sees no failure');
+    const notOwned = await post({ vipguard_service: 'web', vipguard_backend: '10.200.0.77:8080' });
+    assert.equal(notOwned.status, 422);
+    const generic = await post({ service: 'web', backend: key('b1') });
+    assert.equal(generic.status, 200, 'generic labels are not vipguard\'s unless configured: ignored');
+    await sleep(1500);
+    assert.equal(JSON.stringify(weights()), before, 'none of those changed IPVS');
+    assert.deepEqual((await vgStatus(vg)).alerts, { applied: 0, ignored: 2, refused: 1, unknownService: 1, invalid: 0 }, 'counted in status');
+    const r1 = await post({ vipguard_service: 'web', vipguard_backend: key('b1') });
     assert.equal(r1.status, 200);
     await waitFor(() => weights()[key('b1')] === 0, 15_000, 'b1 quarantined by the alert');
-    const r2 = await post({ service: 'tcp/10.99.0.50:443', backend: '10.200.0.2:8080' });
-    assert.ok(r2.status >= 400 && r2.status < 500, `unmanaged service refused with 4xx, got ${r2.status}`);
+    // The OTLP rules endpoint too: its spans can lift quarantines (a late answer), so they need the token as well.
+    const otlpPort = Number(vg.lines.map((l) => /OTLP rules on \S+ \(port (\d+)\)/.exec(l)).find(Boolean)![1]);
+    const exportTraces = (metadata: grpc.Metadata) => new Promise<grpc.status>((resolve) => {
+      const client = new grpc.Client(`127.0.0.1:${otlpPort}`, grpc.credentials.createInsecure());
+      client.makeUnaryRequest('/opentelemetry.proto.collector.trace.v1.TraceService/Export', (b: Buffer) => b, (b: Buffer) => b,
+        Buffer.alloc(0), metadata, { deadline: Date.now() + 10_000 }, (err) => { client.close(); resolve(err ? err.code ?? grpc.status.UNKNOWN : grpc.status.OK); });
+    });
+    assert.equal(await exportTraces(new grpc.Metadata()), grpc.status.UNAUTHENTICATED, 'OTLP spans without the token are refused');
+    const md = new grpc.Metadata();
+    md.set('authorization', authHeader(vg.dir).authorization);
+    assert.equal(await exportTraces(md), grpc.status.OK);
   });
 });

@@ -18,7 +18,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
 import { OtlpServer } from '../../src/otlp/server';
 import { FlatPoint, FlatSpan, flattenMetrics, flattenSpans } from '../../src/otlp/model';
-import { Load, connectOnce, ipvsWeights, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
+import { Load, authHeader, connectOnce, ipvsWeights, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { Child, startReceiverProcess, stopChild } from '../receiver-process';
 import { waitFor } from '../helpers';
 
@@ -138,11 +138,11 @@ actuator:
 ${extra.actuator ?? ''}`;
   }
 
-  /** An Alertmanager v2 alert naming one destination of a service: how "someone" asks for a quarantine. */
+  /** An Alertmanager v2 alert naming one destination of a service: how "someone" (with the token) asks for a quarantine. */
   async function alert(v: VipguardProcess, backend: string, service = 'web'): Promise<number> {
     const r = await fetch(`http://127.0.0.1:${v.httpPort}/api/v2/alerts`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify([{ labels: { alertname: 'BackendDown', service, backend } }]),
+      method: 'POST', headers: { 'content-type': 'application/json', ...authHeader(v.dir) },
+      body: JSON.stringify([{ labels: { alertname: 'BackendDown', vipguard_service: service, vipguard_backend: backend } }]),
       signal: AbortSignal.timeout(5000),
     });
     return r.status;

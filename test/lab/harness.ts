@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import * as net from 'node:net';
 
-export { VipguardProcess, startVipguard, stopVipguard, vgStatus } from '../../src/lab/vipguard-process';
+export { VipguardProcess, authHeader, startVipguard, stopVipguard, vgStatus } from '../../src/lab/vipguard-process';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

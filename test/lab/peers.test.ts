@@ -7,6 +7,7 @@
 // Weights are read back with ipvsadm; latencies are printed from vipguard's own log timestamps (same clock).
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -95,6 +96,10 @@ describe('real peers: Debian\'s Prometheus and Alertmanager drive the actuator',
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-peers-'));
     for (const k of Object.keys(port) as (keyof typeof port)[]) port[k] = await freePort();
 
+    // One token file for the three, as deployed: vipguard reads it, Prometheus and Alertmanager send it.
+    const tokenFile = path.join(dir, 'vipguard-token');
+    fs.writeFileSync(tokenFile, `${crypto.randomBytes(24).toString('hex')}\n`, { mode: 0o600 });
+
     // Prometheus: scrape every second, evaluate every second, the actuator as its only alertmanager.
     fs.mkdirSync(path.join(dir, 'prometheus'));
     fs.writeFileSync(path.join(dir, 'rules.yml'), `
@@ -122,13 +127,14 @@ alerting:
   alertmanagers:
     - api_version: v2
       static_configs: [{ targets: ['127.0.0.1:${port.actuator}'] }]
+      authorization: { credentials_file: ${tokenFile} }
 `);
     // Alertmanager: everything to the actuator's webhook at once, resolutions too, re-checked every second.
     fs.mkdirSync(path.join(dir, 'alertmanager'));
     fs.writeFileSync(path.join(dir, 'alertmanager.yml'), `
 route:
   receiver: vipguard
-  group_by: [vipguard_service, backend]
+  group_by: [vipguard_service, vipguard_backend]
   group_wait: 0s
   group_interval: 1s
   repeat_interval: 1h
@@ -137,6 +143,7 @@ receivers:
     webhook_configs:
       - url: http://127.0.0.1:${port.actuator}/webhook
         send_resolved: true
+        http_config: { authorization: { credentials_file: ${tokenFile} } }
 `);
 
     // All three start at once: under TCG each takes seconds.
@@ -153,6 +160,7 @@ actuator:
   listen: 127.0.0.1:${port.actuator}
   otlpListen: 127.0.0.1:0
   stateFile: $DIR/state.json
+  tokenFile: ${tokenFile}
   reconcileInterval: 500ms
   rules: []
 `, { readyTimeoutMs: 120_000 });
@@ -216,6 +224,12 @@ actuator:
       `alert to weight 0 ${kernelAt - activeAt} ms); ${connects} connects`);
     assert.ok(kernelAt - firstRefused < 15_000, `within 15 s of the first failure (1 s scrape and evaluation), got ${kernelAt - firstRefused} ms`);
 
+    // It sent with the token file (credentials_file) and saw no failed notification.
+    const metrics = await (await fetch(`http://127.0.0.1:${port.prometheus}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const sample = (name: string) => Number(new RegExp(`^${name}\\{[^}]*alertmanager="http://127\\.0\\.0\\.1:${port.actuator}/api/v2/alerts"[^}]*\\} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    assert.ok(sample('prometheus_notifications_sent_total') >= 1, 'Prometheus sent alerts to the actuator');
+    assert.equal(sample('prometheus_notifications_errors_total'), 0, 'and none failed (401 without the token, 4xx for alerts not applied)');
+
     // Quiet Prometheus (it would resend the alert every minute) and heal b2 for the next test.
     await prom!.stop();
     await topo.set('b2', 'healthy');
@@ -224,7 +238,7 @@ actuator:
   test('Alertmanager: alerts posted to it reach the webhook and quarantine; their resolution ends the quarantine where the policy allows', async () => {
     const amApi = `http://127.0.0.1:${port.alertmanager}/api/v2/alerts`;
     const startsAt = new Date(Date.now() - 1000).toISOString();
-    const labels = (attempt: string) => ({ alertname: 'VipguardBackendDown', vipguard_service: 'web', backend: key('b3'), attempt });
+    const labels = (attempt: string) => ({ alertname: 'VipguardBackendDown', vipguard_service: 'web', vipguard_backend: key('b3'), attempt });
     const post = async (alerts: object[]) => {
       const r = await fetch(amApi, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(alerts), signal: AbortSignal.timeout(5000) });
       assert.equal(r.status, 200, `Alertmanager accepted the alerts: ${await r.text()}`);

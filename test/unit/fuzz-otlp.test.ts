@@ -1,8 +1,9 @@
 // Seeded, reproducible fuzzing of the actuator's OTLP/gRPC endpoint (issue 8, "Bad input") over real gRPC on
 // 127.0.0.1, with a real Actuator behind it on a fake IPVS table: valid trace requests with random spans (some of
 // them handshake failures naming owned, unowned or unknown backends, fresh or stale, with right or wrong attribute
-// types), random byte edits and truncations of valid requests, random bytes, wrong wire types, AnyValue nested
-// below and beyond the limit, requests that unfold into millions of elements, oversized requests (> 4 MiB), and
+// types), random byte edits and truncations of valid requests, random bytes, wrong wire types (alone, and hiding
+// requests that unfold past the element limit: issue 12), AnyValue nested below and beyond the limit, requests that
+// unfold into millions of elements, oversized requests (> 4 MiB), and
 // metrics requests. For every case: an answer within the deadline, OK or INVALID_ARGUMENT or RESOURCE_EXHAUSTED,
 // and the IPVS table changed only by a request that decoded and named a fresh failure of an owned backend —
 // exactly the one quarantine the policy allows (cap: 1 of 3) for valid requests. Server RSS and retained heap
@@ -160,6 +161,40 @@ function deepAttribute(r: Rng, depth: number): Buffer {
   return field(9, field(2, v));
 }
 
+/** A varint of exactly `bytes` bytes (continuation bits on the padding): decoders accept non-minimal varints. */
+function paddedVarint(n: number, bytes: number): Buffer {
+  const out: number[] = [];
+  for (let i = 0; i < bytes; i++) { out.push((n & 0x7f) | (i < bytes - 1 ? 0x80 : 0)); n = Math.floor(n / 128); }
+  return Buffer.from(out);
+}
+
+/**
+ * A known field written with the wire type of another, whose bytes a wire-type-honest reader skips (or reads as
+ * fields of the outer message, where they mean nothing) while protobufjs reads the field as its declared type and
+ * decodes what follows as elements: `units` two-byte empty messages past the element limit. Before the counter
+ * checked wire types each of these decoded into hundreds of thousands of objects and was answered OK.
+ */
+function wrongWireAmplified(r: Rng): { variant: string; body: Buffer } {
+  const n = r.range(OTLP_LIMITS.maxElements + 1, 2 * OTLP_LIMITS.maxElements);
+  const scopeSpans = Buffer.alloc(n * 2, Buffer.from([0x12, 0x00])); // ResourceSpans.scope_spans, unknown in the request
+  const variant = r.pick(['message-as-varint', 'message-as-fixed32', 'message-as-fixed64', 'fixed64-as-bytes']);
+  switch (variant) {
+    case 'message-as-varint': // resource_spans tagged varint: the varint is its length to protobufjs
+      return { variant, body: Buffer.concat([varint((1 << 3) | 0), paddedVarint(scopeSpans.length, 3), scopeSpans]) };
+    case 'message-as-fixed32': // the 4 bytes a reader skips are protobufjs's length varint
+      return { variant, body: Buffer.concat([varint((1 << 3) | 5), paddedVarint(scopeSpans.length, 4), scopeSpans]) };
+    case 'message-as-fixed64': { // 8 skipped bytes: a 5-byte length, then schema_url "x" inside the message
+      const inner = Buffer.concat([Buffer.from([0x1a, 0x01, 0x78]), scopeSpans]);
+      return { variant, body: Buffer.concat([varint((1 << 3) | 1), paddedVarint(inner.length, 5), inner]) };
+    }
+    default: { // Span.start_time_unix_nano (fixed64) as length-delimited: protobufjs reads 8 bytes, then attributes
+      const attributes = Buffer.alloc(n * 2, Buffer.from([0x4a, 0x00]));
+      const len = 3 + attributes.length;
+      return { variant, body: inSpan(Buffer.concat([varint((7 << 3) | 2), paddedVarint(len, 5), Buffer.from('pad'), attributes])) };
+    }
+  }
+}
+
 interface Case {
   kind: string;
   path: 'trace' | 'metrics';
@@ -168,6 +203,8 @@ interface Case {
   actionable?: string[];
   /** expected gRPC status codes; undefined: any of the allowed ones */
   codes?: grpc.status[];
+  /** what the refusal must say */
+  details?: RegExp;
 }
 
 const S = grpc.status;
@@ -176,7 +213,11 @@ function makeCase(r: Rng): Case {
   const roll = r.int(100);
   const { doc, actionable } = traceRequest(r);
   const body = encode(TRACE_REQUEST, doc);
-  if (roll < 40) return { kind: 'valid', path: 'trace', body, actionable, codes: [S.OK] };
+  if (roll < 36) return { kind: 'valid', path: 'trace', body, actionable, codes: [S.OK] };
+  if (roll < 40) {
+    const w = wrongWireAmplified(r);
+    return { kind: `wrong-wire-amplified ${w.variant}`, path: 'trace', body: w.body, codes: [S.INVALID_ARGUMENT], details: /has wire type [0-7] .*: expected [0-7]/ };
+  }
   if (roll < 55) {
     const b = Buffer.from(body);
     for (let i = r.range(1, 6); i > 0 && b.length; i--) b[r.int(b.length)] = r.chance(0.5) ? r.int(256) : r.pick([0x00, 0x08, 0x0a, 0x12, 0x7f, 0x80, 0xff]);
@@ -292,6 +333,7 @@ describe('fuzzing the OTLP endpoint', { timeout: 180_000 }, () => {
         tally.time(c.kind, ms, `${i} ${c.kind} (${c.body.length} bytes)`);
         assert.ok([S.OK, S.INVALID_ARGUMENT, S.RESOURCE_EXHAUSTED].includes(reply.code), `${where}: ${S[reply.code]} ${reply.details}`);
         if (c.codes) assert.ok(c.codes.includes(reply.code), `${where}: ${S[reply.code]} ${reply.details}, expected ${c.codes.map((x) => S[x])}`);
+        if (c.details) assert.match(reply.details, c.details, `${where}: refused for another reason`);
         const changes = ipvs.calls;
         for (const ch of changes) {
           // weight 0 for an owned destination; back to its weight (1) only when the same request says it answered late

@@ -28,7 +28,7 @@ class FakeTarget implements AlertTarget {
 
   resolveTarget(labels: Record<string, string>): ReturnType<AlertTarget['resolveTarget']> {
     this.labelsSeen.push(labels);
-    if (this.throwOn !== undefined && labels.alertname === this.throwOn) throw new Error('fake target bug');
+    if (this.throwOn !== undefined && labels.vipguard_service === this.throwOn) throw new Error('fake target bug');
     const svc = labels.vipguard_service ?? labels.service;
     if (svc === undefined) return { ok: false, refusal: 'bad-target', error: 'no service label' };
     const canonical = (() => { try { return serviceKey(parseService(svc)); } catch { return undefined; } })();
@@ -99,12 +99,12 @@ async function withServer(opts: Partial<ActuatorHttpOptions>, fn: (port: number,
   }
 }
 
-const webFiring = { alertname: 'VipguardBackendUnanswered', vipguard_service: 'web', backend: '10.200.0.2:80', job: 'vipguard', severity: 'page' };
+const webFiring = { alertname: 'VipguardBackendUnanswered', vipguard_service: 'web', vipguard_backend: '10.200.0.2:80', job: 'vipguard', severity: 'page' };
 
 /** An alert as Prometheus 2.42's notifier marshals it (strfmt.DateTime: milliseconds, UTC). */
 function promAlert(labels: Record<string, string>, endsAt = '2024-05-01T12:04:00.000Z') {
   return {
-    annotations: { summary: `${labels.backend ?? '?'} does not answer SYNs`, description: 'unanswered handshakes' },
+    annotations: { summary: `${labels.vipguard_backend ?? '?'} does not answer SYNs`, description: 'unanswered handshakes' },
     endsAt,
     startsAt: '2024-05-01T11:59:00.000Z',
     generatorURL: 'http://prometheus:9090/graph?g0.expr=sum+by+%28vipguard_service%29+%28x%29&g0.tab=1',
@@ -193,14 +193,14 @@ describe('POST /api/v2/alerts (Alertmanager v2)', () => {
   }));
 
   it('applies a batch of 64 (Prometheus\' batch size) in order', () => withServer({}, async (port, t) => {
-    const alerts = Array.from({ length: 64 }, (_, i) => promAlert({ ...webFiring, backend: `10.200.0.${2 + (i % 2)}:80`, instance: `n${i}` }));
+    const alerts = Array.from({ length: 64 }, (_, i) => promAlert({ ...webFiring, vipguard_backend: `10.200.0.${2 + (i % 2)}:80`, instance: `n${i}` }));
     assert.equal((await v2(port, alerts)).status, 200);
     assert.deepEqual(t.signals.map((s) => s.fingerprint), alerts.map((a) => labelsFingerprint(a.labels)));
   }));
 
   it('accepts vmalert\'s payload: RFC3339Nano with the local offset, no endsAt while firing', () => withServer({}, async (port, t) => {
     const body = '[{"startsAt":"2024-05-01T13:59:00.123456789+02:00","generatorURL":"http://vmalert:8880/vmalert/alert?group_id=1",'
-      + '"labels": {"alertname":"VipguardBackendUnanswered", "vipguard_service":"web", "backend":"10.200.0.3:80"},"annotations": {}}]';
+      + '"labels": {"alertname":"VipguardBackendUnanswered", "vipguard_service":"web", "vipguard_backend":"10.200.0.3:80"},"annotations": {}}]';
     assert.equal((await v2(port, body)).status, 200);
     assert.deepEqual(t.signals.map((s) => [s.state, s.endsAt, s.reason]), [['firing', undefined, 'VipguardBackendUnanswered']]);
   }));
@@ -220,24 +220,54 @@ describe('POST /api/v2/alerts (Alertmanager v2)', () => {
     ]);
   }));
 
-  it('ignores alerts naming no target (Prometheus sends every alert), refuses those it cannot resolve', () => withServer({}, async (port, t, logs) => {
+  it('ignores alerts naming no target (Prometheus sends every alert) or an unknown service, refuses those it cannot resolve', () => withServer({}, async (port, t, logs, server) => {
     const r = await v2(port, [
       promAlert({ alertname: 'HighCPU', instance: 'db1:9100' }),
       promAlert(webFiring),
       promAlert({ ...webFiring, vipguard_service: 'mail' }),
-      promAlert({ ...webFiring, backend: '10.200.0.9:80' }),
-      promAlert({ alertname: 'V6', service: 'udp/[FD00::1]:53', network_peer_address: 'fd00::2', network_peer_port: '53' }, '2024-05-01T11:59:30Z'),
+      promAlert({ ...webFiring, vipguard_backend: '10.200.0.9:80' }),
+      promAlert({ alertname: 'V6', vipguard_service: 'udp/[FD00::1]:53', network_peer_address: 'fd00::2', network_peer_port: '53' }, '2024-05-01T11:59:30Z'),
+      promAlert({ alertname: 'Generic', service: 'web', backend: '10.200.0.3:80' }),
     ]);
     assert.equal(r.status, 200, 'partial success is a success: some alerts were applied');
-    assert.deepEqual({ ...r.json, results: undefined }, { applied: 2, ignored: 1, refused: 2, results: undefined });
-    assert.deepEqual(r.json.results.map((x: { outcome: string; status?: number }) => [x.outcome, x.status]),
-      [['ignored', undefined], ['applied', undefined], ['refused', 404], ['refused', 422], ['applied', undefined]]);
+    assert.deepEqual({ ...r.json, results: undefined }, { applied: 2, ignored: 3, unknownService: 1, refused: 1, results: undefined });
+    assert.deepEqual(r.json.results.map((x: { outcome: string; reason?: string; status?: number }) => [x.outcome, x.reason, x.status]),
+      [['ignored', 'unaddressed', undefined], ['applied', undefined, undefined], ['ignored', 'unknown-service', undefined],
+        ['refused', 'not-owned', 422], ['applied', undefined, undefined], ['ignored', 'unaddressed', undefined]]);
     assert.equal(r.json.results[1].action, 'quarantined');
     assert.equal(r.json.results[1].until, new Date(NOW + 30_000).toISOString());
     assert.equal(r.json.results[4].destination, '[fd00::2]:53');
+    assert.match(r.json.results[5].why, /generic labels such as service or backend count only when listed in actuator\.alertLabels/);
     assert.deepEqual(t.signals.map((s) => [s.service, destinationKey(s.destination), s.state]),
       [['web', '10.200.0.2:80', 'firing'], ['dns6', '[fd00::2]:53', 'resolved']]);
-    assert.ok(logs.some((l) => l.includes('alerts[2] (VipguardBackendUnanswered, firing') && l.includes('refused (404): unknown service "mail"')), logs.join('\n'));
+    assert.ok(logs.some((l) => l.includes('alerts[2] (VipguardBackendUnanswered, firing') && l.includes('ignored: unknown service "mail"')), logs.join('\n'));
+    assert.deepEqual(server.stats.alerts, { applied: 2, ignored: 3, refused: 1, unknownService: 1, invalid: 0 });
+  }));
+
+  it('answers 2xx to alerts for services this host does not have (a fleet-wide route), counted apart', () => withServer({}, async (port, t, _logs, server) => {
+    const r = await v2(port, [promAlert({ ...webFiring, vipguard_service: 'mail' }), promAlert({ ...webFiring, server_address: '10.9.9.9' })]);
+    assert.equal(r.status, 200, 'Prometheus counts anything else as a failed notification');
+    assert.equal(r.text, '', 'nothing refused: the empty body Alertmanager answers');
+    assert.equal(server.stats.alerts.unknownService, 1);
+    const w = await hook(port, amMessage([amAlert('firing', { ...webFiring, vipguard_service: 'mail' })]));
+    assert.equal(w.status, 200);
+    assert.deepEqual([w.json.unknownService, w.json.results[0].outcome, w.json.results[0].reason, w.json.results[0].why],
+      [1, 'ignored', 'unknown-service', 'unknown service "mail"']);
+    assert.equal(server.stats.alerts.unknownService, 2);
+    assert.equal(t.signals.length, 1, 'only the alert naming web applied');
+  }));
+
+  it('acts on generic label keys only when configured (actuator.alertLabels), after its own', () => withServer({
+    alertLabels: { service: ['service'], destination: ['backend', 'instance'] },
+  }, async (port, t) => {
+    const r = await v2(port, [
+      promAlert({ alertname: 'A', service: 'web', backend: '10.200.0.3:80' }),
+      promAlert({ alertname: 'B', service: 'web', instance: '10.200.0.2:80' }),
+      promAlert({ alertname: 'C', vipguard_service: 'web', service: 'mail', vipguard_backend: '10.200.0.2:80', backend: '10.200.0.9:80' }),
+    ]);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(t.signals.map((s) => [s.name, s.service, destinationKey(s.destination)]),
+      [['A', 'web', '10.200.0.3:80'], ['B', 'web', '10.200.0.2:80'], ['C', 'web', '10.200.0.2:80']]);
   }));
 
   it('answers 200 with nothing applied when every alert is someone else\'s, and to an empty array', () => withServer({}, async (port, t) => {
@@ -247,12 +277,13 @@ describe('POST /api/v2/alerts (Alertmanager v2)', () => {
   }));
 
   it('answers 4xx when alerts were refused and none applied: their status, or 422 when they differ', () => withServer({}, async (port, t) => {
-    const unknown = await v2(port, [promAlert({ ...webFiring, vipguard_service: 'mail' }), promAlert({ alertname: 'HighCPU' })]);
-    assert.equal(unknown.status, 404);
-    assert.equal(unknown.json.error, 'no alert was applied: alerts[0]: unknown service "mail"');
-    const mixed = await v2(port, [promAlert({ ...webFiring, vipguard_service: 'mail' }), promAlert({ ...webFiring, backend: '1.2.3.4:80' })]);
+    const owned = await v2(port, [promAlert({ ...webFiring, vipguard_backend: '1.2.3.4:80' }), promAlert({ alertname: 'HighCPU' })]);
+    assert.equal(owned.status, 422);
+    assert.equal(owned.json.error, 'no alert was applied: alerts[0]: 1.2.3.4:80 is not owned by web');
+    const mixed = await v2(port, [promAlert({ ...webFiring, vipguard_service: 'mail' }), promAlert({ ...webFiring, vipguard_backend: '1.2.3.4:80' }),
+      promAlert({ ...webFiring, vipguard_backend: 1 as unknown as string })]);
     assert.equal(mixed.status, 422);
-    assert.match(mixed.json.error, /^no alert was applied: alerts\[0\]: unknown service "mail" \(and 1 more refused\)$/);
+    assert.match(mixed.json.error, /^no alert was applied: alerts\[1\]: 1\.2\.3\.4:80 is not owned by web \(and 1 more refused\)$/);
     t.verdict = () => ({ accepted: false, refusal: 'rate-limited', error: 'quarantine actions rate-limited: retry in 1 s' });
     const limited = await v2(port, [promAlert(webFiring)]);
     assert.equal(limited.status, 429);
@@ -267,25 +298,25 @@ describe('POST /api/v2/alerts (Alertmanager v2)', () => {
     assert.equal(new Set(t.signals.map((s) => s.fingerprint)).size, 1);
   }));
 
-  it('passes labels without empty values on a null-prototype object (a label named __proto__ is just a label)', () => withServer({}, async (port, t) => {
-    const body = `[{"labels":{"__proto__":"x","constructor":"y","vipguard_service":"web","backend":"10.200.0.3:80","empty":""}}]`;
+  it('hands the target only the target labels, on a null-prototype object (a label named __proto__ is just a label)', () => withServer({}, async (port, t) => {
+    const body = `[{"labels":{"__proto__":"x","constructor":"y","vipguard_service":"web","vipguard_backend":"10.200.0.3:80","empty":""}}]`;
     assert.equal((await v2(port, body)).status, 200);
     const seen = t.labelsSeen[0];
     assert.equal(Object.getPrototypeOf(seen), null);
-    assert.deepEqual(Object.keys(seen), ['__proto__', 'constructor', 'vipguard_service', 'backend']);
+    assert.deepEqual({ ...seen }, { vipguard_service: 'web', backend: '10.200.0.3:80' });
     assert.equal(({} as Record<string, unknown>).x, undefined);
-    assert.equal(t.signals[0].fingerprint, labelsFingerprint(JSON.parse('{"__proto__":"x","constructor":"y","vipguard_service":"web","backend":"10.200.0.3:80"}')));
+    assert.equal(t.signals[0].fingerprint, labelsFingerprint(JSON.parse('{"__proto__":"x","constructor":"y","vipguard_service":"web","vipguard_backend":"10.200.0.3:80"}')));
   }));
 
   it('keeps log lines single lines whatever the labels hold', () => withServer({}, async (port, _t, logs) => {
-    await v2(port, [promAlert({ alertname: 'Evil\nactuator http: forged line', vipguard_service: 'nope\r\nx', backend: '1.1.1.1:1' })]);
+    await v2(port, [promAlert({ alertname: 'Evil\nactuator http: forged line', vipguard_service: 'nope\r\nx', vipguard_backend: '1.1.1.1:1' })]);
     assert.ok(logs.length > 0);
     for (const l of logs) assert.ok(!/[\r\n]/.test(l), JSON.stringify(l));
   }));
 
   it('answers 500 for an alert the actuator itself failed on, and still applies the others', () => withServer({}, async (port, t) => {
     t.throwOn = 'Boom';
-    const r = await v2(port, [promAlert({ ...webFiring, alertname: 'Boom' }), promAlert(webFiring)]);
+    const r = await v2(port, [promAlert({ ...webFiring, vipguard_service: 'Boom' }), promAlert(webFiring)]);
     assert.equal(r.status, 200);
     assert.equal(r.json.results[0].status, 500);
     assert.match(r.json.results[0].error, /the actuator failed on this alert: fake target bug/);
@@ -297,7 +328,7 @@ describe('POST /api/v2/alerts (Alertmanager v2)', () => {
 
 describe('POST /webhook (Alertmanager webhook, version "4")', () => {
   it('applies firing and resolved alerts as Alertmanager sends them, with a result per alert', () => withServer({}, async (port, t) => {
-    const resolvedLabels = { ...webFiring, backend: '10.200.0.3:80' };
+    const resolvedLabels = { ...webFiring, vipguard_backend: '10.200.0.3:80' };
     const r = await hook(port, amMessage([amAlert('firing', webFiring), amAlert('resolved', resolvedLabels, '2024-05-01T11:59:50.5Z')]));
     assert.equal(r.status, 200);
     assert.deepEqual(r.json.results.map((x: { outcome: string; action: string; destination: string }) => [x.outcome, x.action, x.destination]),
@@ -323,7 +354,7 @@ describe('POST /webhook (Alertmanager webhook, version "4")', () => {
   it('refuses alerts naming no target (a webhook is routed on purpose): 422 when nothing else applied', () => withServer({}, async (port, t) => {
     const only = await hook(port, amMessage([amAlert('firing', { alertname: 'HighCPU' })]));
     assert.equal(only.status, 422);
-    assert.match(only.json.error, /^no alert was applied: alerts\[0\]: names no service or destination: expected labels among vipguard_service, service, /);
+    assert.match(only.json.error, /^no alert was applied: alerts\[0\]: names no service or destination: expected labels among vipguard_service, server_address\+server_port, vipguard_backend, network_peer_address\+network_peer_port \(generic labels/);
     const mixed = await hook(port, amMessage([amAlert('firing', { alertname: 'HighCPU' }), amAlert('firing', webFiring)]));
     assert.equal(mixed.status, 200);
     assert.deepEqual([mixed.json.applied, mixed.json.refused], [1, 1]);
@@ -346,33 +377,13 @@ describe('POST /webhook (Alertmanager webhook, version "4")', () => {
 
 // ---- malformed payloads: the exact errors ----
 
-describe('malformed payloads get 400 with path, expectation and what came, and change nothing', () => {
+describe('malformed payloads: the request refused whole (400) only for its envelope; a malformed alert alone', () => {
   const long = 'x'.repeat(5000);
-  const v2Cases: [string, unknown, string[]][] = [
+  const requestCases: [string, unknown, string[]][] = [
     ['object instead of array', {}, ['alerts: must be array, got object with 0 properties']],
-    ['alert not an object', [5], ['alerts[0]: must be object, got number 5']],
-    ['labels missing', [{ annotations: {} }], ['alerts[0].labels: is required, got nothing']],
-    ['labels empty', [{ labels: {} }], ['alerts[0].labels: must have at least 1 property, got object with 0 properties']],
-    ['number as label value', [promAlert(webFiring), promAlert(webFiring), { labels: { ...webFiring, backend: 42 } }],
-      ['alerts[2].labels.backend: must be string, got number 42']],
-    ['null label value', [{ labels: { a: null } }], ['alerts[0].labels.a: must be string, got null']],
-    ['odd label name', [{ labels: { 'a b': true } }], ['alerts[0].labels["a b"]: must be string, got boolean true']],
-    ['label value too long', [{ labels: { backend: long } }],
-      [`alerts[0].labels.backend: must be at most 4096 characters, got string "${'x'.repeat(40)}…" (5000 characters)`]],
-    ['label name too long', [{ labels: { [long]: 'v' } }],
-      [`alerts[0].labels: property names must be 1-256 characters, got string "${'x'.repeat(40)}…" (5000 characters)`]],
-    ['unknown property', [{ labels: { a: 'b' }, endAt: 'x' }],
-      ['alerts[0].endAt: unknown property, expected only labels, annotations, startsAt, endsAt, generatorURL']],
-    ['time not RFC 3339', [{ labels: { a: 'b' }, startsAt: 'yesterday', endsAt: '2024-02-30T00:00:00Z' }], [
-      'alerts[0].startsAt: must be an RFC 3339 date-time such as 2024-05-01T12:00:00Z, got string "yesterday"',
-      'alerts[0].endsAt: must be an RFC 3339 date-time such as 2024-05-01T12:00:00Z, got string "2024-02-30T00:00:00Z"']],
-    ['epoch seconds as time', [{ labels: { a: 'b' }, startsAt: 1714564800 }], ['alerts[0].startsAt: must be string, got number 1714564800']],
-    ['ends before it starts', [{ labels: { a: 'b' }, startsAt: '2024-05-01T12:00:00Z', endsAt: '2024-05-01T11:00:00Z' }],
-      ['alerts[0].endsAt: must not be before startsAt (2024-05-01T12:00:00Z), got string "2024-05-01T11:00:00Z"']],
-    ['annotation not a string', [{ labels: { a: 'b' }, annotations: { summary: ['x'] } }], ['alerts[0].annotations.summary: must be string, got array of 1 items']],
     ['too many alerts', Array.from({ length: 5001 }, () => ({ labels: { a: 'b' } })), ['alerts: must have at most 5000 items, got array of 5001 items']],
   ];
-  for (const [name, body, errors] of v2Cases) {
+  for (const [name, body, errors] of requestCases) {
     it(`v2: ${name}`, () => withServer({}, async (port, t) => {
       const r = await v2(port, body);
       assert.equal(r.status, 400, r.text);
@@ -381,6 +392,59 @@ describe('malformed payloads get 400 with path, expectation and what came, and c
       assert.equal(t.labelsSeen.length, 0, 'nothing of a refused request reaches the target');
     }));
   }
+
+  // Each bad alert sits after a good one (which still applies) and names vipguard's target, so it is refused.
+  const target = { vipguard_service: 'web', vipguard_backend: '10.200.0.3:80' };
+  const alertCases: [string, unknown, string[]][] = [
+    ['number as label value', { labels: { ...webFiring, vipguard_backend: 42 } }, ['alerts[1].labels.vipguard_backend: must be string, got number 42']],
+    ['null label value', { labels: { ...target, a: null } }, ['alerts[1].labels.a: must be string, got null']],
+    ['odd label name', { labels: { ...target, 'a b': true } }, ['alerts[1].labels["a b"]: must be string, got boolean true']],
+    ['label value too long', { labels: { ...target, summary: long } },
+      [`alerts[1].labels.summary: must be at most 4096 characters, got string "${'x'.repeat(40)}…" (5000 characters)`]],
+    ['label name too long', { labels: { ...target, [long]: 'v' } },
+      [`alerts[1].labels: property names must be 1-256 characters, got string "${'x'.repeat(40)}…" (5000 characters)`]],
+    ['time not RFC 3339', { labels: target, startsAt: 'yesterday', endsAt: '2024-02-30T00:00:00Z' }, [
+      'alerts[1].startsAt: must be an RFC 3339 date-time such as 2024-05-01T12:00:00Z, got string "yesterday"',
+      'alerts[1].endsAt: must be an RFC 3339 date-time such as 2024-05-01T12:00:00Z, got string "2024-02-30T00:00:00Z"']],
+    ['epoch seconds as time', { labels: target, startsAt: 1714564800 }, ['alerts[1].startsAt: must be string, got number 1714564800']],
+    ['ends before it starts', { labels: target, startsAt: '2024-05-01T12:00:00Z', endsAt: '2024-05-01T11:00:00Z' },
+      ['alerts[1].endsAt: must not be before startsAt (2024-05-01T12:00:00Z), got string "2024-05-01T11:00:00Z"']],
+    ['annotation not a string', { labels: target, annotations: { summary: ['x'] } }, ['alerts[1].annotations.summary: must be string, got array of 1 items']],
+  ];
+  for (const [name, bad, errors] of alertCases) {
+    it(`v2: ${name}: that alert refused, the other applied`, () => withServer({}, async (port, t) => {
+      const r = await v2(port, [promAlert(webFiring), bad]);
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual([r.json.applied, r.json.refused], [1, 1]);
+      assert.deepEqual(r.json.errors, errors);
+      assert.deepEqual({ ...r.json.results[1], alertname: undefined },
+        { index: 1, alertname: undefined, outcome: 'refused', reason: 'invalid', status: 400, error: errors.join('; ') });
+      assert.deepEqual(t.signals.map((x) => destinationKey(x.destination)), ['10.200.0.2:80']);
+      assert.equal(t.labelsSeen.length, 1, 'nothing of the malformed alert reached the target');
+      const alone = await v2(port, [bad]);
+      assert.equal(alone.status, 400, 'nothing applied, the one alert malformed');
+      assert.equal(alone.json.error, `no alert was applied: ${errors.join('; ').replace(/alerts\[1\]/g, 'alerts[0]')}`);
+    }));
+  }
+
+  it('v2: accepts fields it does not know, as Alertmanager\'s API does', () => withServer({}, async (port, t) => {
+    const r = await v2(port, [{ ...promAlert(webFiring), endAt: 'x', receivedAt: { nested: [1] } }]);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(t.signals.length, 1);
+  }));
+
+  it('v2: ignores a malformed alert that names no vipguard target (someone else\'s), and says why', () => withServer({}, async (port, t) => {
+    const r = await v2(port, [5, { annotations: {} }, { labels: {} }, { labels: { alertname: 'Disk', description: long } }, promAlert(webFiring)]);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual([r.json.applied, r.json.ignored, r.json.refused], [1, 4, 0]);
+    assert.deepEqual(r.json.results.slice(0, 4).map((x: { why: string }) => x.why), [
+      'not for vipguard, and invalid: alerts[0]: must be object, got number 5',
+      'not for vipguard, and invalid: alerts[1].labels: is required, got nothing',
+      'not for vipguard, and invalid: alerts[2].labels: must have at least 1 property, got object with 0 properties',
+      `not for vipguard, and invalid: alerts[3].labels.description: must be at most 4096 characters, got string "${'x'.repeat(40)}…" (5000 characters)`,
+    ]);
+    assert.equal(t.signals.length, 1);
+  }));
 
   const ok = amMessage([amAlert('firing', webFiring)]);
   const webhookCases: [string, unknown, string[]][] = [
@@ -421,14 +485,16 @@ describe('malformed payloads get 400 with path, expectation and what came, and c
     assert.equal(r.status, 200, r.text);
   }));
 
-  it('lists up to 20 errors and counts the rest; a huge invalid payload gets its first error', () => withServer({}, async (port) => {
-    const many = await v2(port, Array.from({ length: 30 }, () => ({ labels: { a: 1 } })));
+  it('lists up to 20 errors and counts the rest; a huge invalid payload gets each alert\'s first error', () => withServer({}, async (port) => {
+    const many = await v2(port, Array.from({ length: 30 }, () => ({ labels: { vipguard_service: 1 } })));
+    assert.equal(many.status, 400);
     assert.equal(many.json.errors.length, 20);
     assert.equal(many.json.errorCount, 30);
-    assert.match(many.json.error, /\(and 10 more\)$/);
-    const huge = await v2(port, Array.from({ length: 4000 }, () => ({ labels: { a: 1, b: 2 } })));
-    assert.deepEqual(huge.json.errors, ['alerts[0].labels.a: must be string, got number 1']);
-    assert.match(huge.json.error, /\(first error only: the payload is too large to list every error\)$/);
+    assert.equal(many.json.error, 'no alert was applied: alerts[0].labels.vipguard_service: must be string, got number 1 (and 29 more refused)');
+    const huge = await v2(port, Array.from({ length: 4000 }, () => ({ labels: { vipguard_service: 1, b: 2 } })));
+    assert.equal(huge.status, 400);
+    assert.deepEqual(huge.json.errors.slice(0, 2), ['alerts[0].labels.vipguard_service: must be string, got number 1', 'alerts[1].labels.vipguard_service: must be string, got number 1']);
+    assert.equal(huge.json.errorCount, 4000, 'past EXPLAIN_MAX_VALUES, one error per alert');
   }));
 });
 

@@ -3,9 +3,10 @@
 //   - Alertmanager API v2 `postableAlerts` (prometheus/alertmanager api/v2/openapi.yaml), as Prometheus' notifier,
 //     vmalert, the Mimir and Thanos rulers POST them: [{labels, annotations, startsAt, endsAt, generatorURL}].
 //   - Alertmanager's webhook message (notify/webhook): template.Data plus version "4", groupKey, truncatedAlerts.
-// The v2 alert is closed (additionalProperties: false): its fields have been fixed since Alertmanager 0.16, so an
-// unknown one is a sender's typo (endAt) worth a 400. The webhook message stays open: Alertmanager has added fields
-// to version "4" before (truncatedAlerts) and a new one must not make every notification fail.
+// Both are checked in two steps, as Alertmanager's own API does: the envelope (an array; the webhook's message
+// fields) refuses the request as a whole, then each alert on its own, so one malformed or oversized alert is that
+// alert's refusal and the others still apply. Alerts stay open to fields they do not declare (Alertmanager's API
+// ignores unknown fields too): a newer sender's addition must not make every notification fail.
 //
 // Every string and collection is bounded, so nothing in a valid payload is larger than the limits say; nesting
 // needs at most 4 levels (message > alerts > alert > labels), and deeper values only ever meet a `type` check.
@@ -52,7 +53,8 @@ export interface WebhookAlert {
 export interface WebhookMessage {
   version: '4';
   status: 'firing' | 'resolved';
-  alerts: WebhookAlert[];
+  /** each checked on its own by WEBHOOK_ALERT_SCHEMA */
+  alerts: unknown[];
   receiver?: string;
   groupLabels?: LabelSet;
   commonLabels?: LabelSet;
@@ -80,21 +82,40 @@ const status = { type: 'string', enum: ['firing', 'resolved'] };
 const labels = labelSet(LIMITS.labels, LIMITS.labelValue, 1);
 const annotations = labelSet(LIMITS.annotations, LIMITS.annotationValue);
 
+/** One v2 alert; `alerts[i]` of POSTABLE_ALERTS_SCHEMA, checked alone. */
+export const POSTABLE_ALERT_SCHEMA = {
+  $id: 'vipguard:alertmanager-v2-postable-alert',
+  type: 'object',
+  required: ['labels'],
+  properties: {
+    labels,
+    annotations,
+    startsAt: time,
+    endsAt: time,
+    generatorURL: text(LIMITS.url),
+  },
+} as const;
+
+/** The v2 request: an array of alerts, each checked by POSTABLE_ALERT_SCHEMA on its own. */
 export const POSTABLE_ALERTS_SCHEMA = {
   $id: 'vipguard:alertmanager-v2-postable-alerts',
   type: 'array',
   maxItems: LIMITS.alerts,
-  items: {
-    type: 'object',
-    additionalProperties: false,
-    required: ['labels'],
-    properties: {
-      labels,
-      annotations,
-      startsAt: time,
-      endsAt: time,
-      generatorURL: text(LIMITS.url),
-    },
+} as const;
+
+/** One webhook alert; `alerts[i]` of WEBHOOK_SCHEMA, checked alone. */
+export const WEBHOOK_ALERT_SCHEMA = {
+  $id: 'vipguard:alertmanager-webhook-v4-alert',
+  type: 'object',
+  required: ['status', 'labels'],
+  properties: {
+    status,
+    labels,
+    annotations,
+    startsAt: time,
+    endsAt: time,
+    generatorURL: text(LIMITS.url),
+    fingerprint: text(64),
   },
 } as const;
 
@@ -106,23 +127,7 @@ export const WEBHOOK_SCHEMA = {
     version: { type: 'string', const: '4' },
     status,
     receiver: text(LIMITS.shortText),
-    alerts: {
-      type: 'array',
-      maxItems: LIMITS.alerts,
-      items: {
-        type: 'object',
-        required: ['status', 'labels'],
-        properties: {
-          status,
-          labels,
-          annotations,
-          startsAt: time,
-          endsAt: time,
-          generatorURL: text(LIMITS.url),
-          fingerprint: text(64),
-        },
-      },
-    },
+    alerts: { type: 'array', maxItems: LIMITS.alerts },
     groupLabels: labelSet(LIMITS.labels, LIMITS.labelValue),
     commonLabels: labelSet(LIMITS.labels, LIMITS.labelValue),
     commonAnnotations: annotations,

@@ -4,22 +4,23 @@
 //
 // Each request passes, in order: route (404) > method (405) > Host on an unauthenticated loopback bind (403) >
 // bearer token (401) > Content-Type (415) > size, declared then streamed (413) > UTF-8, nesting, JSON (400) >
-// schema (400) > per-alert target resolution and policy. Nothing reaches the AlertTarget unless the whole request
-// passed the schema, and no input can produce a 5xx: those are kept for the actuator's own failures.
+// the envelope's schema (400: an array; the webhook's message fields) > each alert's schema, target labels
+// (../labels.ts), target resolution and policy, one alert at a time: a malformed alert is refused on its own and
+// the others apply. Nothing of an alert reaches the AlertTarget unless it passed its schema, and no input can
+// produce a 5xx: those are kept for the actuator's own failures.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AlertTarget } from '../alerts';
-import { bearer, isLoopback, tokenMatches } from '../../common/token';
+import { AlertLabelConfig, AlertLabels } from '../labels';
+import { MIN_TOKEN_LENGTH, bearer, isLoopback, tokenMatches } from '../../common/token';
 import { HttpError, checkContentType, parseJson, readBody } from './body';
-import { AlertOutcome, batchStatus, deliver, fromPostable, fromWebhook, InboundAlert } from './ingest';
+import { AlertOutcome, batchStatus, deliver, fromPostable, fromWebhook, Inbound } from './ingest';
 import { MAX_JSON_DEPTH } from './schemas';
-import { Checked, checkPostableAlerts, checkWebhookMessage, compileValidators, summarizeErrors } from './validate';
+import { Checked, MAX_REPORTED_ERRORS, checkEachAlert, checkPostableAlerts, checkWebhookMessage, compileValidators, summarizeErrors } from './validate';
 
 export const DEFAULT_LISTEN = '127.0.0.1:9095';
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 export const DEFAULT_WEBHOOK_PATH = '/webhook';
-/** Same floor as the configuration's actuator.token: a short token is guessable at HTTP speed. */
-export const MIN_TOKEN_LENGTH = 16;
 
 export interface ActuatorHttpOptions {
   /** HOST:PORT ([::1]:9095 for IPv6); port 0 picks a free one. Anything but loopback requires `token`. */
@@ -30,6 +31,8 @@ export interface ActuatorHttpOptions {
   maxBodyBytes?: number;
   /** where the Alertmanager webhook receiver listens (default /webhook) */
   webhookPath?: string;
+  /** generic label keys that also name a target (actuator.alertLabels); vipguard's own keys always do */
+  alertLabels?: AlertLabelConfig;
   target: AlertTarget;
   /** the content of GET /api/vipguard/status */
   status: () => object;
@@ -48,7 +51,8 @@ export interface ActuatorHttpStats {
   requests: number;
   /** responses by HTTP status */
   responses: Record<number, number>;
-  alerts: { applied: number; ignored: number; refused: number };
+  /** per alert; `unknownService` and `invalid` are also counted in `ignored` and `refused` */
+  alerts: { applied: number; ignored: number; refused: number; unknownService: number; invalid: number };
   /** log lines dropped by the log rate limit */
   logSuppressed: number;
 }
@@ -118,13 +122,16 @@ class LogLimiter {
 }
 
 export class ActuatorHttpServer {
-  readonly stats: ActuatorHttpStats = { requests: 0, responses: {}, alerts: { applied: 0, ignored: 0, refused: 0 }, logSuppressed: 0 };
+  readonly stats: ActuatorHttpStats = {
+    requests: 0, responses: {}, alerts: { applied: 0, ignored: 0, refused: 0, unknownService: 0, invalid: 0 }, logSuppressed: 0,
+  };
   private readonly host: string;
   private readonly port: number;
   private readonly maxBodyBytes: number;
   private readonly webhookPath: string;
   private readonly routes = new Map<string, Route>();
   private readonly logger: LogLimiter;
+  private labels: AlertLabels;
   private server?: http.Server;
 
   constructor(private readonly opts: ActuatorHttpOptions) {
@@ -141,6 +148,7 @@ export class ActuatorHttpServer {
     }
     this.webhookPath = opts.webhookPath ?? DEFAULT_WEBHOOK_PATH;
     this.logger = new LogLimiter(opts.log, this.stats);
+    this.labels = new AlertLabels(opts.alertLabels);
     compileValidators(); // now rather than on the first alert, whose latency counts
 
     const get = ['GET', 'HEAD'];
@@ -153,6 +161,11 @@ export class ActuatorHttpServer {
       throw new Error(`invalid webhookPath '${this.webhookPath}': expected a path like ${DEFAULT_WEBHOOK_PATH} that no other endpoint uses`);
     }
     this.routes.set(this.webhookPath, { methods: ['POST'], auth: true, handler: (q, s) => this.postWebhook(q, s) });
+  }
+
+  /** On reload: which generic label keys name a target from now on. */
+  setAlertLabels(config: AlertLabelConfig): void {
+    this.labels = new AlertLabels(config);
   }
 
   /** Listens; resolves to the bound port. */
@@ -241,7 +254,7 @@ export class ActuatorHttpServer {
     }
   }
 
-  /** Content-Type, size, UTF-8, depth, JSON, then the schema: a 400 means nothing of the request was applied. */
+  /** Content-Type, size, UTF-8, depth, JSON, then the envelope's schema: a 400 here means nothing was applied. */
   private async readChecked<T>(req: http.IncomingMessage, expected: string, check: (d: unknown) => Checked<T>): Promise<T> {
     checkContentType(req);
     const data = parseJson(await readBody(req, this.maxBodyBytes), MAX_JSON_DEPTH, expected);
@@ -252,7 +265,7 @@ export class ActuatorHttpServer {
 
   private async postAlerts(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const alerts = await this.readChecked(req, 'a JSON array of Alertmanager v2 alerts', checkPostableAlerts);
-    const inbound = fromPostable(alerts, (this.opts.now ?? Date.now)());
+    const inbound = fromPostable(alerts, checkEachAlert('v2', alerts), (this.opts.now ?? Date.now)(), this.labels);
     this.answer(req, res, inbound, 'alertmanager', 'ignore', {});
   }
 
@@ -263,37 +276,42 @@ export class ActuatorHttpServer {
       this.logger.line(`webhook from receiver ${JSON.stringify((msg.receiver ?? '').slice(0, 100))}: Alertmanager left out `
         + `${truncated} alerts (max_alerts); they reach the actuator only once the group shrinks — raise max_alerts or group by backend`);
     }
-    this.answer(req, res, fromWebhook(msg), 'webhook', 'refuse', truncated > 0 ? { truncatedAlerts: truncated } : {});
+    const inbound = fromWebhook(msg.alerts, checkEachAlert('webhook', msg.alerts), this.labels);
+    this.answer(req, res, inbound, 'webhook', 'refuse', truncated > 0 ? { truncatedAlerts: truncated } : {});
   }
 
   /**
-   * 200 with an empty body when no alert was refused on the v2 API (as Alertmanager answers, which is all Prometheus
-   * reads); otherwise, and always on the webhook, a JSON body with one result per alert. See batchStatus for the
-   * status when alerts were refused.
+   * 200 with an empty body when no alert was refused or malformed on the v2 API (as Alertmanager answers, which is
+   * all Prometheus reads); otherwise, and always on the webhook, a JSON body with one result per alert, and every schema error of
+   * the invalid ones under `errors`. See batchStatus for the status when alerts were refused.
    */
-  private answer(req: http.IncomingMessage, res: http.ServerResponse, inbound: InboundAlert[],
+  private answer(req: http.IncomingMessage, res: http.ServerResponse, inbound: Inbound[],
     source: 'alertmanager' | 'webhook', unaddressed: 'ignore' | 'refuse', extra: Record<string, unknown>): void {
-    const outcomes: AlertOutcome[] = deliver(this.opts.target, inbound, { source, unaddressed, log: (l) => this.logger.line(l) });
+    const outcomes: AlertOutcome[] = deliver(this.opts.target, inbound, { source, unaddressed, keys: this.labels, log: (l) => this.logger.line(l) });
     const r = batchStatus(outcomes);
-    this.stats.alerts.applied += r.applied;
-    this.stats.alerts.ignored += r.ignored;
-    this.stats.alerts.refused += r.refused;
-    if (r.applied > 0 || r.refused > 0) {
+    for (const k of ['applied', 'ignored', 'refused', 'unknownService', 'invalid'] as const) this.stats.alerts[k] += r[k];
+    if (r.applied > 0 || r.refused > 0 || r.unknownService > 0) {
       this.logger.line(`${req.method} ${req.url?.slice(0, 100)} from ${req.socket.remoteAddress}: ${r.status}, `
-        + `${inbound.length} alerts: ${r.applied} applied, ${r.ignored} ignored, ${r.refused} refused`);
+        + `${inbound.length} alerts: ${r.applied} applied, ${r.ignored} ignored (${r.unknownService} for unknown services), ${r.refused} refused`);
     }
-    if (source === 'alertmanager' && r.refused === 0) {
+    if (source === 'alertmanager' && r.refused === 0 && !inbound.some((a) => 'invalid' in a)) {
       sendJson(res, 200, undefined);
       return;
     }
-    const counts = { applied: r.applied, ignored: r.ignored, refused: r.refused, ...extra, results: outcomes };
+    const errors = inbound.flatMap((a) => ('invalid' in a && outcomes[a.index].outcome === 'refused' ? a.invalid.errors : []));
+    const errorCount = inbound.reduce((n, a) => n + ('invalid' in a && outcomes[a.index].outcome === 'refused' ? a.invalid.total : 0), 0);
+    const counts = {
+      applied: r.applied, ignored: r.ignored, unknownService: r.unknownService, refused: r.refused, ...extra,
+      ...(errors.length ? { errors: errors.slice(0, MAX_REPORTED_ERRORS), errorCount } : {}), results: outcomes,
+    };
     if (r.status === 200) {
       sendJson(res, 200, counts);
       return;
     }
     const first = outcomes.find((o) => o.outcome === 'refused') as Extract<AlertOutcome, { outcome: 'refused' }>;
     const more = r.refused > 1 ? ` (and ${r.refused - 1} more refused)` : '';
-    sendJson(res, r.status, { error: `no alert was applied: alerts[${first.index}]: ${first.error}${more}`, ...counts });
+    const where = first.reason === 'invalid' ? '' : `alerts[${first.index}]: `; // schema errors name their path already
+    sendJson(res, r.status, { error: `no alert was applied: ${where}${first.error}${more}`, ...counts });
   }
 
   private getStatus(res: http.ServerResponse): void {

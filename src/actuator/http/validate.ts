@@ -5,8 +5,12 @@
 // as values: a 1 MiB body of `1,` gives half a million, ~0.4 s and ~50 MB in ajv. So each payload is checked by a
 // validator that stops at the first error, and only an invalid payload small enough (EXPLAIN_MAX_VALUES) is checked
 // again by one that lists all of them. A larger one is told its first error and that it was too large to list all.
+// The envelope (the array, the webhook message) and each alert are checked apart: see ./schemas.ts.
 import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
-import { LIMITS, POSTABLE_ALERTS_SCHEMA, PostableAlert, TIME_FORMAT, WEBHOOK_SCHEMA, WebhookMessage } from './schemas';
+import {
+  LIMITS, POSTABLE_ALERT_SCHEMA, POSTABLE_ALERTS_SCHEMA, PostableAlert, TIME_FORMAT, WEBHOOK_ALERT_SCHEMA, WEBHOOK_SCHEMA,
+  WebhookAlert, WebhookMessage,
+} from './schemas';
 import { GO_ZERO_TIME_MS, parseRfc3339 } from './time';
 
 /** Invalid payloads with at most this many JSON values get every error listed. */
@@ -24,16 +28,18 @@ function makeAjv(allErrors: boolean): Ajv {
 }
 
 interface Validators { first: ValidateFunction; all: ValidateFunction }
-let compiled: { v2: Validators; webhook: Validators } | undefined;
+interface Compiled { v2: Validators; v2Alert: Validators; webhook: Validators; webhookAlert: Validators }
+let compiled: Compiled | undefined;
 
 /** Compiles the schemas once (tens of milliseconds); later calls return the same validators. */
-export function compileValidators(): { v2: Validators; webhook: Validators } {
+export function compileValidators(): Compiled {
   if (!compiled) {
     const first = makeAjv(false);
     const all = makeAjv(true);
+    const both = (schema: object) => ({ first: first.compile(schema), all: all.compile(schema) });
     compiled = {
-      v2: { first: first.compile(POSTABLE_ALERTS_SCHEMA), all: all.compile(POSTABLE_ALERTS_SCHEMA) },
-      webhook: { first: first.compile(WEBHOOK_SCHEMA), all: all.compile(WEBHOOK_SCHEMA) },
+      v2: both(POSTABLE_ALERTS_SCHEMA), v2Alert: both(POSTABLE_ALERT_SCHEMA),
+      webhook: both(WEBHOOK_SCHEMA), webhookAlert: both(WEBHOOK_ALERT_SCHEMA),
     };
   }
   return compiled;
@@ -119,36 +125,47 @@ function message(e: ErrorObject, data: unknown, root: string): string | undefine
 interface Timed { startsAt?: string; endsAt?: string }
 
 /** What JSON Schema cannot say: an alert must not end before it starts (Alertmanager refuses those too). */
-function timeOrder(alerts: readonly Timed[]): string[] {
-  const errors: string[] = [];
-  alerts.forEach((a, i) => {
-    const s = a.startsAt === undefined ? undefined : parseRfc3339(a.startsAt);
-    const e = a.endsAt === undefined ? undefined : parseRfc3339(a.endsAt);
-    if (s === undefined || e === undefined || s === GO_ZERO_TIME_MS || e === GO_ZERO_TIME_MS || e >= s) return;
-    errors.push(`alerts[${i}].endsAt: must not be before startsAt (${a.startsAt}), got string ${JSON.stringify(a.endsAt)}`);
-  });
-  return errors;
+function timeOrder(a: Timed, root: string): string | undefined {
+  const s = a.startsAt === undefined ? undefined : parseRfc3339(a.startsAt);
+  const e = a.endsAt === undefined ? undefined : parseRfc3339(a.endsAt);
+  if (s === undefined || e === undefined || s === GO_ZERO_TIME_MS || e === GO_ZERO_TIME_MS || e >= s) return undefined;
+  return `${root}.endsAt: must not be before startsAt (${a.startsAt}), got string ${JSON.stringify(a.endsAt)}`;
 }
 
-function check<T>(v: Validators, data: unknown, root: string, alertsOf: (t: T) => readonly Timed[]): Checked<T> {
+function check<T>(v: Validators, data: unknown, root: string, explain: boolean, extra: (t: T) => string | undefined): Checked<T> {
   if (v.first(data)) {
-    const errors = timeOrder(alertsOf(data as T));
-    if (errors.length === 0) return { ok: true, value: data as T };
-    return { ok: false, errors: errors.slice(0, MAX_REPORTED_ERRORS), total: errors.length, partial: false };
+    const error = extra(data as T);
+    return error === undefined ? { ok: true, value: data as T } : { ok: false, errors: [error], total: 1, partial: false };
   }
-  const small = countValues(data, EXPLAIN_MAX_VALUES) <= EXPLAIN_MAX_VALUES;
-  const raw = small && !v.all(data) ? v.all.errors ?? [] : v.first.errors ?? [];
+  const raw = explain && !v.all(data) ? v.all.errors ?? [] : v.first.errors ?? [];
   const errors = raw.map((e) => message(e, data, root)).filter((m): m is string => m !== undefined);
-  if (errors.length === 0) errors.push(`${root || 'body'}: does not match the ${root ? 'Alertmanager v2 alerts' : 'webhook'} schema`);
-  return { ok: false, errors: errors.slice(0, MAX_REPORTED_ERRORS), total: errors.length, partial: !small };
+  if (errors.length === 0) errors.push(`${root || 'body'}: does not match the schema`);
+  return { ok: false, errors: errors.slice(0, MAX_REPORTED_ERRORS), total: errors.length, partial: !explain };
 }
 
-export function checkPostableAlerts(data: unknown): Checked<PostableAlert[]> {
-  return check<PostableAlert[]>(compileValidators().v2, data, 'alerts', (a) => a);
+/** Small enough to list every error of (see the top of this file). */
+const explainable = (data: unknown) => countValues(data, EXPLAIN_MAX_VALUES) <= EXPLAIN_MAX_VALUES;
+
+/** The v2 request as a whole: a JSON array of at most LIMITS.alerts items. Its alerts are checked by checkEachAlert. */
+export function checkPostableAlerts(data: unknown): Checked<unknown[]> {
+  return check<unknown[]>(compileValidators().v2, data, 'alerts', true, () => undefined);
 }
 
+/** The webhook message without its alerts (checked by checkEachAlert). */
 export function checkWebhookMessage(data: unknown): Checked<WebhookMessage> {
-  return check<WebhookMessage>(compileValidators().webhook, data, '', (m) => m.alerts);
+  return check<WebhookMessage>(compileValidators().webhook, data, '', explainable(data), () => undefined);
+}
+
+/**
+ * Each alert of a request that passed its envelope check, on its own: a valid alert's value, or what is wrong
+ * with it (`alerts[2].labels.backend: must be string, got number 42`).
+ */
+export function checkEachAlert(kind: 'v2', alerts: readonly unknown[]): Checked<PostableAlert>[];
+export function checkEachAlert(kind: 'webhook', alerts: readonly unknown[]): Checked<WebhookAlert>[];
+export function checkEachAlert(kind: 'v2' | 'webhook', alerts: readonly unknown[]): Checked<Timed>[] {
+  const v = kind === 'v2' ? compileValidators().v2Alert : compileValidators().webhookAlert;
+  const explain = explainable(alerts);
+  return alerts.map((a, i) => check<Timed>(v, a, `alerts[${i}]`, explain, (t) => timeOrder(t, `alerts[${i}]`)));
 }
 
 /** One line for a 400 body: the first errors, and how many more there were. */
