@@ -38,9 +38,11 @@ export type SignalVerdict =
   | { accepted: false; refusal: Refusal; error: string };
 
 /**
- * The actuator side of the contract. `resolveTarget` maps labels to a configured service and one of its owned
- * destinations (or says precisely why not: unknown service, destination not owned); `submit` applies signals
- * (idempotently: the same firing alert twice extends, never doubles the backoff).
+ * The actuator side of the contract. `resolveTarget` maps an alert's target labels — already reduced by
+ * `AlertLabels.target()` (labels.ts) to `vipguard_service` or `server_address`+`server_port`, and `backend` or
+ * `network_peer_address`+`network_peer_port` — to a configured service and one of its owned destinations, or says
+ * precisely why not; `submit` applies signals (idempotently: the same firing alert twice extends, never doubles
+ * the backoff).
  */
 export interface AlertTarget {
   resolveTarget(labels: Record<string, string>):
@@ -48,16 +50,3 @@ export interface AlertTarget {
     | { ok: false; refusal: Refusal; error: string };
   submit(signal: AlertSignal): SignalVerdict;
 }
-
-/**
- * Labels that identify a target, in order of preference (Prometheus turns OTel attribute dots into underscores):
- *   service:     `vipguard_service` (config name) | `service` (config name or canonical tcp/10.99.0.1:80)
- *                | `server_address` + `server_port`
- *   destination: `backend` (10.200.0.4:80) | `network_peer_address` + `network_peer_port`
- */
-export const TARGET_LABELS = {
-  service: ['vipguard_service', 'service'],
-  serviceAddress: ['server_address', 'server_port'],
-  destination: ['backend'],
-  destinationAddress: ['network_peer_address', 'network_peer_port'],
-} as const;

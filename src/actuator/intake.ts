@@ -5,7 +5,7 @@
 // nothing and touches no kernel.
 import type { Config, ServiceConfig } from '../config/config';
 import type { FlatSpan } from '../otlp/model';
-import { AlertSignal, AlertTarget, TARGET_LABELS } from './alerts';
+import { AlertSignal, AlertTarget } from './alerts';
 import { DestinationId, destinationKey, parseDestination, parseService, serviceKey } from './ipvs/identity';
 import { KernelTable, destinationIdOf, ownedDestinations, serviceIdOf } from './kernel';
 import { RuleEngine, OwnedAttempt } from './rules';
@@ -49,7 +49,7 @@ export class Intake {
 
   resolveTarget(labels: Record<string, string>): ReturnType<AlertTarget['resolveTarget']> {
     let svc: ServiceConfig | undefined;
-    const named = TARGET_LABELS.service.map((l) => labels[l]).find((v) => v !== undefined);
+    const named = labels.vipguard_service;
     if (named !== undefined) {
       svc = this.serviceByName(named);
       if (!svc) {
@@ -63,7 +63,7 @@ export class Intake {
       svc = this.serviceByVip(labels.server_address, Number(labels.server_port));
       if (!svc) return { ok: false, refusal: 'unknown-service', error: `no configured service at ${labels.server_address}:${labels.server_port}` };
     } else {
-      return { ok: false, refusal: 'bad-target', error: `no service label: expected one of ${[...TARGET_LABELS.service, 'server_address+server_port'].join(', ')}` };
+      return { ok: false, refusal: 'bad-target', error: 'no service label: expected vipguard_service or server_address+server_port' };
     }
     let dest: DestinationId;
     try {

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
 import { ipvsWeights, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
-import { labConfig } from '../../src/lab/vipguard-process';
+import { authHeader, labConfig } from '../../src/lab/vipguard-process';
 import { REPO_ROOT } from '../../src/common/paths';
 import { waitFor, waitForAsync } from '../helpers';
 
@@ -55,8 +55,8 @@ describe('actuator invariants on real IPVS', { skip: SKIP }, () => {
   const alert = async (backend: string, status: 'firing' | 'resolved' = 'firing') => {
     const endsAt = status === 'resolved' ? new Date(Date.now() - 1000).toISOString() : undefined;
     const r = await fetch(`http://127.0.0.1:${vg!.httpPort}/api/v2/alerts`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify([{ labels: { alertname: 'BackendDown', vipguard_service: 'web', backend }, ...(endsAt ? { endsAt } : {}) }]),
+      method: 'POST', headers: { 'content-type': 'application/json', ...authHeader(vg!.dir) },
+      body: JSON.stringify([{ labels: { alertname: 'BackendDown', vipguard_service: 'web', vipguard_backend: backend }, ...(endsAt ? { endsAt } : {}) }]),
       signal: AbortSignal.timeout(10_000),
     });
     return r.status;

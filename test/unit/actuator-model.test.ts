@@ -201,7 +201,9 @@ const SOURCES = ['alertmanager', 'webhook'] as const;
 
 const fireCmd = (svc: string, dest: string, source: 'alertmanager' | 'webhook', name: string, firing: boolean) =>
   cmd(`${firing ? 'fire' : 'resolve'} ${source}/${name} ${dest} in ${svc}`, (w) => {
-    const r = w.act.resolveTarget({ service: svc, backend: dest });
+    const r = w.act.resolveTarget({ vipguard_service: svc, backend: dest });
+    // Not vacuous: the only refusals here are targets the configuration in force does not give vipguard.
+    assert.ok(r.ok || r.refusal === 'not-owned' || r.refusal === 'unknown-service', `${svc} ${dest}: ${!r.ok && r.error}`);
     if (r.ok) w.act.submit({ source, name, service: r.service, serviceId: r.serviceId, destination: r.destination, state: firing ? 'firing' : 'resolved', fingerprint: `${source}${name}${dest}`, reason: 'model' });
   });
 const probeCmd = (dest: string, mode: ProbeMode) => cmd(`probes of ${dest} ${mode}`, (w) => { w.probe.set(dest, mode); });

@@ -142,8 +142,8 @@ test('stale spans (a replayed backlog) and unowned or unknown targets do nothing
   act.ingestSpans([span('10.200.0.4', 'unanswered', clock.wall() - 60_000), span('10.200.0.77', 'unanswered', clock.wall())]);
   await act.reconcile();
   assert.deepEqual(ipvs.calls, []);
-  assert.equal(act.resolveTarget({ service: 'web', backend: '10.200.0.9:80' }).ok, false);
-  assert.equal(act.resolveTarget({ service: 'nope', backend: '10.200.0.4:80' }).ok, false);
+  assert.equal(act.resolveTarget({ vipguard_service: 'web', backend: '10.200.0.9:80' }).ok, false);
+  assert.equal(act.resolveTarget({ vipguard_service: 'nope', backend: '10.200.0.4:80' }).ok, false);
   const r = act.resolveTarget({ vipguard_service: 'web', network_peer_address: '10.200.0.4', network_peer_port: '80' });
   assert.ok(r.ok);
   await act.stop({ restore: false });
@@ -227,7 +227,7 @@ services:
   assert.equal(ipvs.weight('tcp/10.99.0.2:8080', '10.200.0.2:8080'), 2);
   const svc: ServiceId = { kind: 'address', protocol: 'tcp', family: 4, address: '10.99.0.2', port: 8080 };
   await ipvs.addDestination(svc, v4('10.200.0.8', 8080), { weight: 1, forward: 'nat' });
-  const r = act.resolveTarget({ service: 'api', backend: '10.200.0.2:8080' });
+  const r = act.resolveTarget({ vipguard_service: 'api', backend: '10.200.0.2:8080' });
   assert.ok(r.ok);
   if (r.ok) act.submit({ source: 'alertmanager', name: 'Down', service: r.service, serviceId: r.serviceId, destination: r.destination, state: 'firing', fingerprint: 'x', reason: 'test' });
   await act.reconcile();
