@@ -122,7 +122,7 @@ function nodeTestArgs(dir: string, tapFile: string): string[] {
 
 async function runLocal(name: string, dir: string, node: string): Promise<Result> {
   const start = Date.now();
-  if (!fs.existsSync(dir)) return { name, ok: false, pass: 0, fail: 0, skipped: 0, ms: 0, note: `${dir} missing — run npm run build` };
+  if (!fs.existsSync(path.join(REPO_ROOT, dir))) return { name, ok: false, pass: 0, fail: 0, skipped: 0, ms: 0, note: `${dir} missing — run npm run build` };
   const tap = path.join(os.tmpdir(), `vipguard-${name.replace(/\W+/g, '-')}-${process.pid}.tap`);
   const code = await new Promise<number>((resolve) => {
     process.stdout.write(`\n=== ${name} (${node}) ===\n`);
@@ -167,7 +167,9 @@ async function main(): Promise<void> {
   const wanted = (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')).vipguard?.testNode ?? []) as string[];
   const nodes = testNodes({ version: process.versions.node, path: process.execPath }, wanted, cacheRoot())
     .filter((n) => !o.nodes.length || o.nodes.includes(Number(n.version.split('.')[0])));
-  if (o.nodes.length && !nodes.length) usage(`--node ${o.nodes.join(',')}: none of these is the running node nor in package.json's vipguard.testNode`);
+  for (const m of o.nodes) {
+    if (!nodes.some((n) => Number(n.version.split('.')[0]) === m)) usage(`--node ${m}: neither the running node nor in package.json's vipguard.testNode`);
+  }
   for (const stage of ['unit', 'host'] as const) {
     if (!o.only.includes(stage)) continue;
     for (const n of nodes) {
