@@ -83,7 +83,7 @@ test('the Debian archives are told from third-party repositories by their suites
 test('a machine configuration: sources.list first, then sources.list.d in order; disabled files ignored', () => {
   const root = aptRoot({
     'etc/apt/sources.list.d/debian.sources': DEB822,
-    'etc/apt/sources.list.d/nodesource.sources.disabled-by-farm': 'Types: deb\nURIs: http://x.example/debian\nSuites: bookworm\n',
+    'etc/apt/sources.list.d/vendor.sources.disabled-by-farm': 'Types: deb\nURIs: http://x.example/debian\nSuites: bookworm\n',
     'etc/apt/sources.list.d/cloud.list': 'deb https://cloud.example/apt cloud-sdk-bookworm main\n',
   });
   try {
