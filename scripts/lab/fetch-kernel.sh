@@ -1,30 +1,34 @@
 #!/usr/bin/env bash
 # Fetches one Debian kernel image package through a *private* apt configuration and unpacks it.
 #
-#   scripts/lab/fetch-kernel.sh --name 6.1 --abi 6.1 --dest DIR --source "URI SUITE" [--source …]
+#   scripts/lab/fetch-kernel.sh --name 6.1 --abi 6.1 --dest DIR --mirror URI --source "URI SUITE" [--source …]
+#
+# --mirror is the Debian archive (the one the machine's apt uses, found by src/lab/apt-mirrors.ts), read only when
+# the installed keyring is too old and the newest debian-archive-keyring must be fetched from its bookworm suite.
 #
 # Writes DIR/root/ (dpkg -x of the package: boot/vmlinuz-*, lib/modules/<release>/ with a fresh depmod index) and
 # DIR/manifest.env (package, version, release; its presence means "cached"). Does nothing if DIR/manifest.env
 # exists. Works in DIR.partial and renames it into place, under a lock, so concurrent runs fetch once and a
 # half-fetched kernel is never mistaken for a cached one.
 #
-# Why a private configuration: the machine's own /etc/apt stays untouched (it tracks bookworm only), while the lab
+# Why a private configuration: the machine's own /etc/apt stays untouched (it tracks one release), while the lab
 # needs bullseye, bullseye-security and trixie. apt still does all the verification — InRelease signatures against
 # debian-archive-keyring, Packages hashes, then the .deb's hash — so nothing here trusts the network.
 set -euo pipefail
 
-name="" abi="" dest="" sources=()
+name="" abi="" dest="" mirror="" sources=()
 while (($#)); do
   case "$1" in
     --name) name="$2"; shift 2 ;;
     --abi) abi="$2"; shift 2 ;;
     --dest) dest="$2"; shift 2 ;;
+    --mirror) mirror="$2"; shift 2 ;;
     --source) sources+=("$2"); shift 2 ;;
     *) echo "fetch-kernel: unknown argument '$1' (see the usage at the top of $0)" >&2; exit 2 ;;
   esac
 done
-[[ -n "$name" && -n "$abi" && -n "$dest" && ${#sources[@]} -gt 0 ]] ||
-  { echo "fetch-kernel: need --name, --abi, --dest and at least one --source" >&2; exit 2; }
+[[ -n "$name" && -n "$abi" && -n "$dest" && -n "$mirror" && ${#sources[@]} -gt 0 ]] ||
+  { echo "fetch-kernel: need --name, --abi, --dest, --mirror and at least one --source" >&2; exit 2; }
 log() { echo "fetch-kernel[$name]: $*" >&2; }
 
 mkdir -p "$(dirname "$dest")"
@@ -88,7 +92,7 @@ if ! update "$keyring"; then
     saved=("${sources[@]}")
     # bookworm alone (not -updates): point releases carry keyring updates, and its Release is signed by the
     # stable key as well as the automatic one, so the fewest installed keys still verify it.
-    sources=("${VIPGUARD_DEBIAN_MIRROR:-http://deb.debian.org/debian} bookworm")
+    sources=("$mirror bookworm")
     update "$system_keyring" || { cat "$aptdir/update.log" >&2; log "could not update bookworm lists to fetch the keyring"; exit 1; }
     mapfile -t opts < <(apt_opts)
     (cd "$aptdir/download" && apt-get "${opts[@]}" download debian-archive-keyring >>"$aptdir/update.log" 2>&1) ||

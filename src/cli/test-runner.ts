@@ -1,14 +1,17 @@
 // `npm test`: every level of vipguard's tests, in order, with one summary CI can read.
-//   unit  pure logic (node --test dist/test/unit)
-//   host  BPF on this machine's kernel with real sockets (root)
-//   lab   real IPVS on Debian 5.10, 6.1 and 6.12 under qemu (root; kernels fetched and cached on first use)
-// Options (after `npm test --`): --only unit,host,lab   --kernel 6.1[,5.10]   --timeout SEC (per lab kernel)
+//   unit  pure logic (node --test dist/test/unit), on every supported Node.js line
+//   host  BPF on this machine's kernel with real sockets (root), on every supported Node.js line
+//   lab   real IPVS on Debian 5.10, 6.1 and 6.12 under qemu (root; kernels fetched and cached on first use), on the
+//         node running npm test: the guest sees this machine's / read-only, so the same binary runs there
+// The Node.js lines are the node running npm test plus package.json's vipguard.testNode, which
+// scripts/provision.sh installs into the cache. Each stage's line in the summary names its node.
+// Options (after `npm test --`): --only unit,host,lab   --kernel 6.1[,5.10]   --node 20,22,24   --timeout SEC
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runInLab, labOk } from '../lab/runner';
-import { LAB_KERNELS, LabKernelName, isLabKernel } from '../lab/kernels';
+import { LAB_KERNELS, LabKernelName, cacheRoot, isLabKernel } from '../lab/kernels';
 import { REPO_ROOT } from '../common/paths';
 
 type Stage = 'unit' | 'host' | 'lab';
@@ -29,16 +32,18 @@ interface Result {
 interface Options {
   only: Stage[];
   kernels: LabKernelName[];
+  /** Node.js majors for the unit and host stages; empty = all */
+  nodes: number[];
   timeoutSec: number;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`npm test: ${msg}\nusage: npm test -- [--only unit,host,lab] [--kernel 5.10,6.1,6.12] [--timeout SEC]\n`);
+  process.stderr.write(`npm test: ${msg}\nusage: npm test -- [--only unit,host,lab] [--kernel 5.10,6.1,6.12] [--node 20,22,24] [--timeout SEC]\n`);
   process.exit(2);
 }
 
 function parse(argv: string[]): Options {
-  const o: Options = { only: [...STAGES], kernels: [...LAB_KERNELS], timeoutSec: 1200 };
+  const o: Options = { only: [...STAGES], kernels: [...LAB_KERNELS], nodes: [], timeoutSec: 1200 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => argv[++i] ?? usage(`${a} needs a value`);
@@ -47,6 +52,9 @@ function parse(argv: string[]): Options {
     } else if (a === '--kernel') {
       const v = val();
       o.kernels = v === 'all' ? [...LAB_KERNELS] : v.split(',').map((k) => (isLabKernel(k) ? k : usage(`unknown kernel '${k}'`)));
+    } else if (a === '--node') {
+      const v = val();
+      o.nodes = v === 'all' ? [] : v.split(',').map((n) => (/^\d+$/.test(n) ? Number(n) : usage(`--node takes Node.js majors (20,22,24) or all, got '${n}'`)));
     } else if (a === '--timeout') {
       o.timeoutSec = Number(val());
       if (!(o.timeoutSec > 0)) usage('--timeout takes a positive number of seconds');
@@ -80,20 +88,45 @@ export function tapFailures(text: string): string[] {
   return out;
 }
 
+export interface NodeBin {
+  version: string;
+  /** the binary, or undefined when it is not installed */
+  path?: string;
+}
+
+/**
+ * The node binaries the unit and host stages run on: `running` (the node of npm test) and every version in
+ * `wanted` (package.json's vipguard.testNode) of another major, from `<cache>/node/<version>/bin/node`, by major.
+ */
+export function testNodes(running: NodeBin, wanted: string[], cache: string, exists: (file: string) => boolean = fs.existsSync): NodeBin[] {
+  const major = (v: string) => Number(v.split('.')[0]);
+  const out = [running];
+  for (const v of wanted) {
+    if (out.some((n) => major(n.version) === major(v))) continue;
+    const bin = path.join(cache, 'node', v, 'bin', 'node');
+    out.push({ version: v, path: exists(bin) ? bin : undefined });
+  }
+  return out.sort((a, b) => major(a.version) - major(b.version));
+}
+
 const TAP_MARK = '--- tap';
 
 function nodeTestArgs(dir: string, tapFile: string): string[] {
+  // The files by name: node 20 searches a directory argument, node 22 and later take arguments as globs (a
+  // directory would be run as one file), and node 20 has no globs.
+  const files = fs.readdirSync(path.join(REPO_ROOT, dir)).filter((f) => f.endsWith('.test.js')).sort().map((f) => path.join(dir, f));
   // One file at a time: lab files share one topology (fixed names), host files share the kernel's hooks.
   return ['--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout',
-    '--test-reporter=tap', `--test-reporter-destination=${tapFile}`, dir];
+    '--test-reporter=tap', `--test-reporter-destination=${tapFile}`, ...files];
 }
 
-async function runLocal(name: string, dir: string): Promise<Result> {
+async function runLocal(name: string, dir: string, node: string): Promise<Result> {
   const start = Date.now();
-  if (!fs.existsSync(dir)) return { name, ok: false, pass: 0, fail: 0, skipped: 0, ms: 0, note: `${dir} missing — run npm run build` };
-  const tap = path.join(os.tmpdir(), `vipguard-${name}-${process.pid}.tap`);
+  if (!fs.existsSync(path.join(REPO_ROOT, dir))) return { name, ok: false, pass: 0, fail: 0, skipped: 0, ms: 0, note: `${dir} missing — run npm run build` };
+  const tap = path.join(os.tmpdir(), `vipguard-${name.replace(/\W+/g, '-')}-${process.pid}.tap`);
   const code = await new Promise<number>((resolve) => {
-    const p = spawn(process.execPath, nodeTestArgs(dir, tap), { cwd: REPO_ROOT, stdio: 'inherit' });
+    process.stdout.write(`\n=== ${name} (${node}) ===\n`);
+    const p = spawn(node, nodeTestArgs(dir, tap), { cwd: REPO_ROOT, stdio: 'inherit' });
     p.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1)));
   });
   const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
@@ -109,7 +142,7 @@ async function runLab(kernel: LabKernelName, timeoutSec: number): Promise<Result
   const r = await runInLab({
     kernel,
     // Inside the VM /tmp is the overlay's; the TAP copy comes back through the output stream.
-    command: ['sh', '-c', `node ${nodeTestArgs('dist/test/lab/', tap).join(' ')}; rc=$?; echo '${TAP_MARK}'; cat ${tap}; exit $rc`],
+    command: ['sh', '-c', `${process.execPath} ${nodeTestArgs('dist/test/lab/', tap).join(' ')}; rc=$?; echo '${TAP_MARK}'; cat ${tap}; exit $rc`],
     timeoutMs: timeoutSec * 1000,
     onLine: (line, stream) => {
       if (line === TAP_MARK) tapFollows = true;
@@ -122,7 +155,7 @@ async function runLab(kernel: LabKernelName, timeoutSec: number): Promise<Result
   const note = r.timedOut ? `timed out after ${timeoutSec} s` : r.error ?? (r.exitCode ? `exit ${r.exitCode}` : undefined);
   const boot = r.bootMs !== null ? `boot ${(r.bootMs / 1000).toFixed(1)} s` : '';
   return {
-    name: `lab ${kernel}`, ok: labOk(r) && s.fail === 0 && s.pass > 0, ...s, ms: Date.now() - start,
+    name: `lab ${kernel} node ${process.versions.node}`, ok: labOk(r) && s.fail === 0 && s.pass > 0, ...s, ms: Date.now() - start,
     note: [note, boot].filter(Boolean).join(', '), failures: tapFailures(tapText),
   };
 }
@@ -131,19 +164,30 @@ async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
   const root = process.getuid?.() === 0;
   const results: Result[] = [];
-  if (o.only.includes('unit')) results.push(await runLocal('unit', 'dist/test/unit/'));
-  if (o.only.includes('host')) {
-    results.push(root ? await runLocal('host', 'dist/test/host/')
-      : { name: 'host', ok: false, pass: 0, fail: 0, skipped: 0, ms: 0, note: 'needs root (BPF, network namespaces): run as root, or --only unit' });
+  const wanted = (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')).vipguard?.testNode ?? []) as string[];
+  const nodes = testNodes({ version: process.versions.node, path: process.execPath }, wanted, cacheRoot())
+    .filter((n) => !o.nodes.length || o.nodes.includes(Number(n.version.split('.')[0])));
+  for (const m of o.nodes) {
+    if (!nodes.some((n) => Number(n.version.split('.')[0]) === m)) usage(`--node ${m}: neither the running node nor in package.json's vipguard.testNode`);
+  }
+  for (const stage of ['unit', 'host'] as const) {
+    if (!o.only.includes(stage)) continue;
+    for (const n of nodes) {
+      const name = `${stage} node ${n.version}`;
+      const missing = { name, ok: false, pass: 0, fail: 0, skipped: 0, ms: 0 };
+      if (!n.path) results.push({ ...missing, note: `node ${n.version} not installed — run scripts/provision.sh` });
+      else if (stage === 'host' && !root) results.push({ ...missing, note: 'needs root (BPF, network namespaces): run as root, or --only unit' });
+      else results.push(await runLocal(name, `dist/test/${stage}/`, n.path));
+    }
   }
   if (o.only.includes('lab')) {
     for (const k of o.kernels) {
       results.push(root ? await runLab(k, o.timeoutSec)
-        : { name: `lab ${k}`, ok: false, pass: 0, fail: 0, skipped: 0, ms: 0, note: 'needs root (qemu, kernel modules in the VM)' });
+        : { name: `lab ${k} node ${process.versions.node}`, ok: false, pass: 0, fail: 0, skipped: 0, ms: 0, note: 'needs root (qemu, kernel modules in the VM)' });
     }
   }
   const lines = results.map((r) =>
-    `${r.ok ? 'PASS' : 'FAIL'}  ${r.name.padEnd(10)} ${String(r.pass).padStart(4)} passed ${String(r.fail).padStart(3)} failed ` +
+    `${r.ok ? 'PASS' : 'FAIL'}  ${r.name.padEnd(24)} ${String(r.pass).padStart(4)} passed ${String(r.fail).padStart(3)} failed ` +
     `${String(r.skipped).padStart(3)} skipped  ${(r.ms / 1000).toFixed(1).padStart(6)} s${r.note ? `  (${r.note})` : ''}`);
   const failed = results.flatMap((r) => (r.failures ?? []).map((f) => `  ${r.name}: ✖ ${f}`));
   process.stdout.write(`\n=== vipguard test summary ===\n${lines.join('\n')}\n${failed.length ? `failed:\n${failed.join('\n')}\n` : ''}`);

@@ -1,7 +1,7 @@
 // The lab's kernel matrix: which Debian kernels, where they come from, and where they are cached.
 //
 // Kernels are fetched by scripts/lab/fetch-kernel.sh (apt through a private configuration, so apt verifies
-// signatures and hashes) and booted with an initramfs built by scripts/lab/build-initramfs.sh. Both land in
+// signatures and hashes) from the Debian mirror this machine's apt uses (apt-mirrors.ts) and booted with an initramfs built by scripts/lab/build-initramfs.sh. Both land in
 // ${VIPGUARD_CACHE:-~/.cache/vipguard}/kernels/<name>/, outside the repo, and are reused: a cached kernel needs no
 // network at all.
 import { spawn } from 'node:child_process';
@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { debianMirrors } from './apt-mirrors';
 
 export const LAB_KERNELS = ['5.10', '6.1', '6.12'] as const;
 export type LabKernelName = (typeof LAB_KERNELS)[number];
@@ -16,21 +17,27 @@ export type LabKernelName = (typeof LAB_KERNELS)[number];
 interface KernelSpec {
   /** Upstream series; the image package is linux-image-<abi>.*-amd64. */
   abi: string;
-  /** "URI SUITE" pairs for the private sources.list (component main). */
-  sources: (mirrors: Mirrors) => string[];
-}
-
-interface Mirrors {
-  debian: string;
-  security: string;
+  /** Suites of the Debian archive and of its security archive, for the private sources.list (component main). */
+  suites: string[];
+  securitySuites: string[];
 }
 
 const SPECS: Record<LabKernelName, KernelSpec> = {
   // bullseye's own 5.10 is frozen at its last point release; the newer 5.10 builds are in bullseye-security.
-  '5.10': { abi: '5.10', sources: (m) => [`${m.debian} bullseye`, `${m.security} bullseye-security`] },
-  '6.1': { abi: '6.1', sources: (m) => [`${m.debian} bookworm`] },
-  '6.12': { abi: '6.12', sources: (m) => [`${m.debian} trixie`] },
+  '5.10': { abi: '5.10', suites: ['bullseye'], securitySuites: ['bullseye-security'] },
+  '6.1': { abi: '6.1', suites: ['bookworm'], securitySuites: [] },
+  '6.12': { abi: '6.12', suites: ['trixie'], securitySuites: [] },
 };
+
+/** "URI SUITE" pairs for fetch-kernel.sh, from the mirrors this machine's apt uses (or the overrides). */
+export function kernelSources(name: LabKernelName, env = process.env, aptRoot = '/'): { mirror: string; sources: string[] } {
+  const spec = SPECS[name];
+  const m = debianMirrors({ security: spec.securitySuites.length > 0 }, env, aptRoot);
+  return {
+    mirror: m.debian,
+    sources: [...spec.suites.map((s) => `${m.debian} ${s}`), ...spec.securitySuites.map((s) => `${m.security} ${s}`)],
+  };
+}
 
 export function isLabKernel(name: string): name is LabKernelName {
   return (LAB_KERNELS as readonly string[]).includes(name);
@@ -80,14 +87,10 @@ export async function prepareKernel(name: LabKernelName, opts: PrepareOptions = 
   const scripts = path.join(repoRoot(), 'scripts', 'lab');
 
   if (!fs.existsSync(manifestPath)) {
-    const spec = SPECS[name];
-    const mirrors: Mirrors = {
-      debian: process.env.VIPGUARD_DEBIAN_MIRROR || 'http://deb.debian.org/debian',
-      security: process.env.VIPGUARD_DEBIAN_SECURITY_MIRROR || 'http://deb.debian.org/debian-security',
-    };
+    const { mirror, sources } = kernelSources(name);
     log(`fetching Debian kernel ${name} into ${dir}`);
-    const args = [path.join(scripts, 'fetch-kernel.sh'), '--name', name, '--abi', spec.abi, '--dest', dir];
-    for (const s of spec.sources(mirrors)) args.push('--source', s);
+    const args = [path.join(scripts, 'fetch-kernel.sh'), '--name', name, '--abi', SPECS[name].abi, '--dest', dir, '--mirror', mirror];
+    for (const s of sources) args.push('--source', s);
     await runScript('bash', args, log, `fetching kernel ${name}`);
   }
 

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { tapFailures, tapSummary } from '../../src/cli/test-runner';
+import { tapFailures, tapSummary, testNodes } from '../../src/cli/test-runner';
 
 test('failed tests and their first error line are read from a real TAP stream; failing suites are not repeated', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipguard-tap-'));
@@ -36,4 +36,20 @@ test('skipped', { skip: 'no IPVS' }, () => {});
 
 test('a passing stream has no failures', () => {
   assert.deepEqual(tapFailures('TAP version 13\nok 1 - a\n  ---\n  duration_ms: 1\n  ...\n1..1\n# pass 1\n# fail 0\n'), []);
+});
+
+test('unit and host run on the running node plus one installed binary per other major, in major order', () => {
+  const installed = new Set(['/c/node/22.23.5/bin/node']);
+  const exists = (p: string) => installed.has(p);
+  assert.deepEqual(testNodes({ version: '20.20.2', path: '/usr/bin/node' }, ['22.23.5', '24.22.3'], '/c', exists), [
+    { version: '20.20.2', path: '/usr/bin/node' },
+    { version: '22.23.5', path: '/c/node/22.23.5/bin/node' },
+    // not installed: reported, never silently left out
+    { version: '24.22.3', path: undefined },
+  ]);
+  // npm test run by a node 24: that node stands for its major, the cached 24 is not run twice.
+  assert.deepEqual(testNodes({ version: '24.1.0', path: '/opt/node24' }, ['22.23.5', '24.22.3'], '/c', exists), [
+    { version: '22.23.5', path: '/c/node/22.23.5/bin/node' },
+    { version: '24.1.0', path: '/opt/node24' },
+  ]);
 });
