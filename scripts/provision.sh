@@ -58,3 +58,4 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   npm ci --no-audit --no-fund --loglevel=error >/tmp/vipguard-npm.log 2>&1 ||
     { tail -20 /tmp/vipguard-npm.log >&2; log "npm ci failed (full log: /tmp/vipguard-npm.log)"; exit 1; }
 fi
+scripts/collector.sh  # the OpenTelemetry Collector of otel-config/otelcol/, cached under ~/.cache/vipguard/otelcol/
