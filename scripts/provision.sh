@@ -80,3 +80,5 @@ for v in "${test_node[@]}"; do
   mv -T "$tmp/root" "$node_cache/$v" 2>/dev/null || [[ -x "$node_cache/$v/bin/node" ]]
   rm -rf "$tmp"
 done
+
+scripts/collector.sh  # the OpenTelemetry Collector of otel-config/otelcol/, cached under ~/.cache/vipguard/otelcol/

@@ -62,14 +62,17 @@ export async function startVipguard(yaml: string, opts: { dir?: string; args?: s
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 90_000);
   let httpPort = 0;
+  // `--only receiver` has no HTTP endpoint (httpPort stays 0); `--only actuator` no tracing line.
+  const only = (opts.args ?? [])[(opts.args ?? []).indexOf('--only') + 1];
+  let ready = false;
   while (Date.now() < deadline) {
     const m = lines.map((l) => /alerts on http:\/\/\S+ \(port (\d+)\)/.exec(l)).find(Boolean);
-    const recv = lines.some((l) => /receiver: tracing/.test(l)) || (opts.args ?? []).includes('actuator');
-    if (m && recv) { httpPort = Number(m[1]); break; }
+    const recv = lines.some((l) => /receiver: tracing/.test(l)) || only === 'actuator';
+    if ((m || only === 'receiver') && recv) { httpPort = m ? Number(m[1]) : 0; ready = true; break; }
     if (proc.exitCode !== null) throw new Error(`vipguard exited ${proc.exitCode}:\n${lines.join('\n')}`);
     await sleep(50);
   }
-  if (!httpPort) {
+  if (!ready) {
     proc.kill('SIGKILL');
     throw new Error(`vipguard did not become ready:\n${lines.join('\n')}`);
   }
