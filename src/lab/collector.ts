@@ -75,10 +75,11 @@ export interface SidecarPorts {
 }
 
 /**
- * otel-config/collector.yaml with only its loopback ports moved to the given ones — every other setting (batching,
- * queues, retries, memory limits) is the one shipped.
+ * otel-config/collector.yaml with only its loopback ports moved to the given ones, and the actuator's token read
+ * from `tokenFile` (the lab actuator writes it beside its state) — every other setting (batching, queues,
+ * retries, memory limits) is the one shipped.
  */
-export function sidecarConfig(ports: SidecarPorts): string {
+export function sidecarConfig(ports: SidecarPorts, tokenFile: string): string {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const cfg: any = parse(fs.readFileSync(SIDECAR_CONFIG, 'utf8'));
   const hostOf = (ep: string) => ep.slice(0, ep.lastIndexOf(':'));
@@ -87,6 +88,7 @@ export function sidecarConfig(ports: SidecarPorts): string {
   const act = cfg.exporters['otlp_grpc/actuator'];
   act.endpoint = `${hostOf(act.endpoint)}:${ports.actuator}`;
   cfg.service.telemetry.metrics.readers[0].pull.exporter.prometheus.port = ports.telemetry;
+  cfg.extensions['bearertokenauth/vipguard'].filename = tokenFile;
   return stringify(cfg);
 }
 

@@ -4,6 +4,7 @@
 // process. No in-process path exists between them: a quarantine here was decided from spans that crossed the
 // collector. Then the collector is stopped, frozen and restarted: the receiver keeps tracing, the kernel's table is
 // never left half-changed, and decisions resume through the new collector.
+import * as path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
@@ -57,7 +58,7 @@ describe('the control path through the real collector', { skip: SKIP }, () => {
     // Quarantines of 60 s: the first test's outlasts the second, whose checks compare the whole table.
     actuator = await startVipguard(labConfig(service, { actuator: { otlpListen: `127.0.0.1:${ports.actuator}`, quarantine: { base: '60s' } } }),
       { args: ['--only', 'actuator'] });
-    collector = await startCollector(sidecarConfig(ports), { env: collectorEnv });
+    collector = await startCollector(sidecarConfig(ports, path.join(actuator.dir, 'token')), { env: collectorEnv });
     receiver = await startVipguard(labConfig(service, {
       receiver: { export: { enabled: true, endpoint: `127.0.0.1:${ports.otlp}` }, prometheus: { enabled: true, listen: `127.0.0.1:${receiverMetrics}` } },
     }), { args: ['--only', 'receiver'] });
@@ -139,7 +140,7 @@ describe('the control path through the real collector', { skip: SKIP }, () => {
     assert.equal(table(), before, 'nothing changed in the IPVS table while no signal could arrive');
 
     // Frozen (a collector that accepts connections and never answers): SIGSTOP, 4 s, SIGCONT.
-    collector = await startCollector(sidecarConfig(ports), { env: collectorEnv });
+    collector = await startCollector(sidecarConfig(ports, path.join(actuator!.dir, 'token')), { env: collectorEnv });
     collector.proc.kill('SIGSTOP');
     await sleep(4000);
     const n2 = await attempts();
@@ -151,7 +152,7 @@ describe('the control path through the real collector', { skip: SKIP }, () => {
 
     // Restarted: a fresh collector process on the same ports; the next failure is acted upon through it.
     await stopCollector(collector);
-    collector = await startCollector(sidecarConfig(ports), { env: collectorEnv });
+    collector = await startCollector(sidecarConfig(ports, path.join(actuator!.dir, 'token')), { env: collectorEnv });
     const quarantinesBefore = actuator!.lines.filter((l) => /vipguard: quarantine /.test(l)).length;
     const r = await blackholeAndRescue('b3');
     const q = actuator!.lines.filter((l) => /vipguard: quarantine /.test(l)).slice(quarantinesBefore);
