@@ -1,6 +1,6 @@
 // Where the actuator's bearer token comes from. Any local user can reach loopback, so a token is required by
 // default: configured inline, read from a file, or — at first start — generated into that file, mode 0600, for
-// Prometheus (`authorization.credentials_file`), Alertmanager, the collector (bearertokenauth `filename`) and
+// Prometheus (`authorization.credentials_file`), Alertmanager, the collector (its actuator exporter's headers, through `${file:…}`) and
 // `vipguard status` to read. A token never appears on a command line (visible in /proc/*/cmdline to every user).
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';

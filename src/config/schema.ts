@@ -165,7 +165,7 @@ export const CONFIG_SCHEMA = {
         token: { type: 'string', minLength: 16, description: 'Bearer token required by the alert, status and OTLP rules endpoints, written here inline. Prefer `tokenFile`.' },
         tokenFile: {
           type: 'string',
-          description: 'File holding the bearer token required by the alert, status and OTLP rules endpoints (`Authorization: Bearer <token>`). Default: `token` beside `stateFile` (/var/lib/vipguard/token). When neither `token` is set nor the file exists, vipguard generates one (32 random bytes, hex) into it at start, mode 0600. Give the same file to Prometheus (`authorization.credentials_file`), Alertmanager and the collector (bearertokenauth `filename`); `vipguard status` reads it.',
+          description: 'File holding the bearer token required by the alert, status and OTLP rules endpoints (`Authorization: Bearer <token>`). Default: `token` beside `stateFile` (/var/lib/vipguard/token). When neither `token` is set nor the file exists, vipguard generates one (32 random bytes, hex) into it at start, mode 0600. Give the same file to Prometheus (`authorization.credentials_file`), Alertmanager and the collector (the actuator exporter `headers`, through `${file:…}`); `vipguard status` reads it.',
         },
         allowLoopbackWithoutToken: {
           type: 'boolean', default: false,

@@ -88,7 +88,8 @@ export function sidecarConfig(ports: SidecarPorts, tokenFile: string): string {
   const act = cfg.exporters['otlp_grpc/actuator'];
   act.endpoint = `${hostOf(act.endpoint)}:${ports.actuator}`;
   cfg.service.telemetry.metrics.readers[0].pull.exporter.prometheus.port = ports.telemetry;
-  cfg.extensions['bearertokenauth/vipguard'].filename = tokenFile;
+  const act2 = cfg.exporters['otlp_grpc/actuator'];
+  act2.headers.authorization = act2.headers.authorization.replace(/\$\{file:[^}]*\}/, `\${file:${tokenFile}}`);
   return stringify(cfg);
 }
 

@@ -21,10 +21,15 @@ const read = (rel: string): Doc => parse(fs.readFileSync(path.join(REPO_ROOT, re
 const typeOf = (id: string) => id.split('/')[0];
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'otel-config-'));
 
-/** Writes a configuration to a file and asks the collector about it. */
+/**
+ * Writes a configuration to a file and asks the collector about it. The collector resolves `${file:…}` (the
+ * actuator's token) while validating, so the shipped path is pointed at a token written here.
+ */
 async function validate(cfg: Doc, name: string): Promise<{ ok: boolean; output: string }> {
   const file = path.join(tmp, `${name}.yaml`);
-  fs.writeFileSync(file, stringify(cfg));
+  const token = path.join(tmp, 'token');
+  fs.writeFileSync(token, '0123456789abcdef0123456789abcdef');
+  fs.writeFileSync(file, stringify(cfg).replace(/\$\{file:\/var\/lib\/vipguard\/token\}/g, `\${file:${token}}`));
   return validateConfig(file);
 }
 
