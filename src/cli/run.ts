@@ -22,6 +22,8 @@ import type { ActuatorTelemetry } from '../actuator/telemetry';
 import type { ActuatorHttpServer } from '../actuator/http';
 import type { OtlpServer } from '../otlp/server';
 import type { SynTimeoutController } from '../actuator/synrto';
+import { RefusalHold, afterActuatorEvents, inServiceOf } from '../actuator/rsthold';
+import { serviceIdOf } from '../actuator/reconcile';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 
 export type Part = 'receiver' | 'actuator';
@@ -48,6 +50,7 @@ export class Vipguard {
   private http?: ActuatorHttpServer;
   private sysctl?: Sysctl;
   private synTimeout?: SynTimeoutController;
+  private holdRefusals?: RefusalHold;
   private httpPort?: number;
   private stopping = false;
 
@@ -102,7 +105,11 @@ export class Vipguard {
       metricIntervalMs: e.metricIntervalMs, spanDelayMs: e.spanDelayMs,
       snapshot: () => this.snapshot(),
     });
-    actuator.setEvents(this.actuatorTelemetry);
+    if (a.holdRefusals.enabled) this.holdRefusals = new RefusalHold(a.holdRefusals, this.log);
+    const hold = this.holdRefusals;
+    hold?.start(this.config.services.map(serviceIdOf));
+    hold?.setInService(inServiceOf(actuator.status()));
+    actuator.setEvents(hold ? afterActuatorEvents(this.actuatorTelemetry, () => hold.setInService(inServiceOf(actuator.status()))) : this.actuatorTelemetry);
     if (a.synTimeout.enabled) {
       const { SynTimeoutController } = await import('../actuator/synrto');
       this.synTimeout = new SynTimeoutController(a.synTimeout, { ...DEFAULT_DEADLINE, ...this.config.receiver.deadline }, this.log);
@@ -179,6 +186,7 @@ export class Vipguard {
       } : undefined,
       reactionMs: this.actuatorTelemetry ? summarize(this.actuatorTelemetry.reactionsMs) : undefined,
       synTimeout: this.synTimeout?.status,
+      holdRefusals: this.holdRefusals?.status(),
     };
   }
 
@@ -197,6 +205,7 @@ export class Vipguard {
     this.receiver?.setServices(next.services);
     this.actuator?.setConfig(next);
     this.synTimeout?.setServices(next.services);
+    this.holdRefusals?.setServices(next.services.map(serviceIdOf));
     this.log(`reloaded ${this.opts.configPath}: ${next.services.length} service(s)${restartNeeded ? ' (receiver/listener/export settings change on restart)' : ''}`);
     return true;
   }
@@ -211,6 +220,7 @@ export class Vipguard {
     await this.http?.stop();
     await this.otlp?.stop();
     this.synTimeout?.close();
+    this.holdRefusals?.close();
     await this.actuator?.stop({ restore: true });
     this.sysctl?.restore();
     this.ipvs?.close();
