@@ -6,6 +6,7 @@ import { BpfObject, LibbpfError, openBpfObject, records } from '../native/bpf';
 import { bpfObjectPath } from '../common/paths';
 import { parseAddr } from '../common/addr';
 import { cgroup2Root } from '../common/cgroup';
+import { hasCap, parseCapEff } from '../common/privileges';
 import { COUNTERS, CounterName, decodeEvent, KernelEvent } from './events';
 
 export interface HookStatus {
@@ -61,6 +62,15 @@ export function kernelHasKprobes(): boolean {
     fs.existsSync('/sys/kernel/tracing/kprobe_events') || fs.existsSync('/sys/kernel/debug/tracing/kprobe_events');
 }
 
+function canNetAdmin(): boolean {
+  try {
+    const eff = parseCapEff(fs.readFileSync('/proc/self/status', 'utf8'));
+    return hasCap(eff, 'CAP_NET_ADMIN') || hasCap(eff, 'CAP_SYS_ADMIN');
+  } catch {
+    return true; // let the kernel decide, and say why if it refuses
+  }
+}
+
 export function ipvsLoaded(): boolean {
   return fs.existsSync('/sys/module/ip_vs');
 }
@@ -91,11 +101,19 @@ export class ReceiverProbe {
       if (opts.ringBufferBytes) this.obj.setMapMaxEntries('events', opts.ringBufferBytes);
       const kprobes = kernelHasKprobes();
       if (!kprobes) this.obj.setAutoload(KPROBE, false);
+      // bpf_prog_load() refuses a cgroup_skb program without CAP_NET_ADMIN (is_net_admin_prog_type()): without it,
+      // load everything else rather than nothing.
+      const netAdmin = canNetAdmin();
+      if (!netAdmin) this.obj.setAutoload(RST_OBSERVER, false);
       this.obj.load();
       for (const p of this.obj.programs()) {
         const hook = HOOKS[p.name] ?? p.section;
         if (p.name === KPROBE && !kprobes) {
           this.hooks.push({ program: p.name, hook, active: false, reason: 'this kernel has no kprobes (CONFIG_KPROBES off): backends will be unknown' });
+          continue;
+        }
+        if (p.name === RST_OBSERVER && !netAdmin) {
+          this.hooks.push({ program: p.name, hook, active: false, reason: 'no CAP_NET_ADMIN (needed to load a cgroup_skb program): a refusal the actuator holds back is reported unanswered at its deadline instead' });
           continue;
         }
         this.hooks.push(this.tryAttach(p.name, hook));
