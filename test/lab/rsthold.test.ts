@@ -15,6 +15,8 @@ import { ConnectResult, Load, connectOnce, ipvsWeights, percentile, sleep, start
 import { waitFor } from '../helpers';
 import { labConfig } from '../../src/lab/vipguard-process';
 import { RefusalHold } from '../../src/actuator/rsthold';
+import { SynTimeoutController } from '../../src/actuator/synrto';
+import { DEFAULT_DEADLINE } from '../../src/common/rtt';
 import { parseService } from '../../src/actuator/ipvs/identity';
 import { Receiver } from '../../src/receiver/receiver';
 import { Attempt } from '../../src/receiver/lifecycle';
@@ -116,6 +118,26 @@ describe('proof: an RST held back at cgroup_skb ingress lets IPVS reschedule the
         [[0, 'refused', b('b2')], [1, 'established', b('b1')]]);
     });
   }
+
+  test('with a lowered initial SYN RTO (synTimeout, 300 ms) the held connect completes at that retransmit', async () => {
+    sysctl('expire_nodest_conn', '1');
+    sysctl('conn_reuse_mode', '1');
+    hold.setInService([{ service: service(), inService: 2 }]);
+    const rto = new SynTimeoutController({ marginMs: 100, floorMs: 300, ceilingMs: 300 }, DEFAULT_DEADLINE, () => {});
+    try {
+      assert.equal(rto.start([{ name: 'web', address: topo.vip.host, port: topo.vip.port }]).active, true);
+      await waitFor(() => rto.status.hz !== undefined && rto.status.services.length === 1, 15_000, 'HZ measured and the timeout written');
+      const { r, socketAttempts } = await throughRefuser();
+      console.log(`[${KERNEL}] synTimeout 300 ms: held connect ${r.outcome} after ${r.ms.toFixed(0)} ms (client side); kernel ` +
+        `${(Number(socketAttempts[socketAttempts.length - 1].endNs - socketAttempts[0].socket.startNs) / 1e6).toFixed(0)} ms`);
+      assert.equal(r.outcome, 'ok');
+      assert.deepEqual(socketAttempts.map((a) => [a.index, a.outcome]), [[0, 'refused'], [1, 'established']]);
+      const kernelMs = Number(socketAttempts[1].endNs - socketAttempts[0].socket.startNs) / 1e6;
+      assert.ok(kernelMs > 250 && kernelMs < 700, `at the lowered retransmit (~300 ms), kernel time ${kernelMs.toFixed(0)} ms`);
+    } finally {
+      rto.close();
+    }
+  });
 
   test('conn_reuse_mode=0: the retransmit goes to b2 again; the second RST reaches the application', async () => {
     sysctl('expire_nodest_conn', '1');
