@@ -145,6 +145,8 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
     await waitFor(() => {
       const reset = cap.events.slice(mark).find((e) => e.dst.port === topo.vip.port && e.kind === 'reset');
       evs = reset ? cap.events.slice(mark).filter((e) => e.sk === reset.sk && e.dst.port === topo.vip.port) : [];
+      // The kernel may reuse the address of a socket that closed a moment ago: start at this one's SynSent.
+      evs = evs.slice(Math.max(0, evs.findIndex((e) => e.kind === 'state' && e.oldState === TcpState.CLOSE && e.newState === TcpState.SYN_SENT)));
       return evs.some((e) => e.newState === TcpState.CLOSE);
     }, 3000, 'the reset and the close');
     // rst_in: the RST seen arriving at cgroup_skb ingress (already carrying the VIP), before the socket takes it.

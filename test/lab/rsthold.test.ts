@@ -171,7 +171,7 @@ describe('proof: an RST held back at cgroup_skb ingress lets IPVS reschedule the
 });
 
 /** Per socket that entered SYN-SENT at or after `sinceNs`: its last attempt's outcome and the kernel's connect time. */
-function sockets(attempts: Attempt[], sinceNs: bigint): { outcome: string; ms: number; backends: (string | undefined)[]; outcomes: string[] }[] {
+function sockets(attempts: Attempt[], sinceNs: bigint): { startNs: bigint; outcome: string; ms: number; backends: (string | undefined)[]; outcomes: string[] }[] {
   const by = new Map<string, Attempt[]>();
   for (const a of attempts) {
     if (a.socket.startNs < sinceNs) continue;
@@ -180,7 +180,7 @@ function sockets(attempts: Attempt[], sinceNs: bigint): { outcome: string; ms: n
   }
   return [...by.values()].map((as) => {
     const last = as.reduce((x, y) => (y.index >= x.index ? y : x));
-    return { outcome: last.outcome, ms: Number(last.endNs - last.socket.startNs) / 1e6, backends: as.map((a) => a.backend?.addr), outcomes: as.map((a) => a.outcome) };
+    return { startNs: last.socket.startNs, outcome: last.outcome, ms: Number(last.endNs - last.socket.startNs) / 1e6, backends: as.map((a) => a.backend?.addr), outcomes: as.map((a) => a.outcome) };
   });
 }
 
@@ -275,16 +275,19 @@ describe('vipguard run: a restarting backend among three', { skip: SKIP }, () =>
       `quarantined by the rule:\n${vg.lines.filter((l) => /quarantine/.test(l)).join('\n')}`);
 
     // b3 stays quarantined (30 s); now b1 and b2 refuse too. The cap (50 %) keeps them in service: panic.
+    let switched = 0n;
     const all = await underLoad(async () => {
       await topo.set('b1', 'refuse');
       await topo.set('b2', 'refuse');
+      switched = monotonicNow();
       await sleep(4000);
     });
     st = await vgStatus(vg);
-    const settled = all.kernel.slice(Math.floor(all.kernel.length / 2));
+    // Once both refuse (the fixture takes seconds under emulation) and the actuator has seen it (1 s).
+    const settled = all.kernel.filter((s) => s.startNs > switched + 1_000_000_000n);
     console.log(`[${KERNEL}] then every backend refuses: ${all.clients.length} connects (${all.clients.filter((r) => r.outcome === 'refused').length} refused, ` +
       `${all.clients.filter((r) => r.outcome === 'ok').length} ok while the switch ran); kernel times: all ${fmt(all.kernel.map((s) => s.ms))}, ` +
-      `second half ${fmt(settled.map((s) => s.ms))}; hold counters ${JSON.stringify(st.holdRefusals.counters)}; panic ${st.services[0].panic}, inService ${st.holdRefusals.services[0].inService}`);
+      `from 1 s after the switch ${fmt(settled.map((s) => s.ms))}; hold counters ${JSON.stringify(st.holdRefusals.counters)}; panic ${st.services[0].panic}, inService ${st.holdRefusals.services[0].inService}`);
     for (const r of all.clients) assert.ok(r.outcome === 'ok' || r.outcome === 'refused', `no timeouts: ${r.outcome} after ${r.ms.toFixed(0)} ms`);
     for (const s of all.kernel) assert.ok(s.ms < 1500, `held at most once: ${s.outcome} after ${s.ms.toFixed(0)} ms`);
     assert.ok(settled.length >= 5);
