@@ -12,6 +12,13 @@
  * ip_vs_conn_new() finds the socket through `connecting` (thread -> socket, verified against the 4-tuple).
  * A SYN retransmit that IPVS reschedules (destination quarantined, expire_nodest_conn=1) runs from the
  * retransmit timer, so it finds the socket through `tuples` (4-tuple -> socket) filled on the first SYN.
+ *
+ * Refusals: tcp:tcp_receive_reset fires only for an RST the socket processes. The actuator may hold back the RST
+ * that refuses a connect (rsthold.bpf.c, a cgroup_skb ingress program) so that IPVS can reschedule the SYN; the
+ * refusal must still be reported, against the backend that refused. So a cgroup_skb ingress *observer* of our own
+ * sees every such RST first: the kernel runs every program of a cgroup's effective array and ANDs their verdicts
+ * (BPF_PROG_RUN_ARRAY / bpf_prog_run_array_cg), so it sees the RST whether or not another program drops it, and
+ * it never drops anything itself. It depends on nothing of the actuator's.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -20,6 +27,7 @@
 #include <bpf/bpf_endian.h>
 #include "vipguard.h"
 #include "core_fixes.bpf.h"
+#include "rst.bpf.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -399,4 +407,31 @@ int BPF_KPROBE(vg_ip_vs_conn_new, const void *param, int dest_af, const union nf
 	/* pid only when IPVS ran inside connect(); a rescheduled retransmit runs from a timer. */
 	emit(VG_EV_IPVS_CONN, sk, &t, TCP_SYN_SENT, TCP_SYN_SENT, hs, flags, (flags & VG_F_RESCHEDULED) ? 0 : id >> 32);
 	return 0;
+}
+
+/*
+ * Every RST that will refuse a SYN-SENT socket's connect (rst.bpf.h), as VG_EV_RST_IN with the socket's address as
+ * its identity (the same pointer the tracepoints carry as skaddr). Always returns 1: an observer, never a filter.
+ */
+SEC("cgroup_skb/ingress")
+int vg_rst_in(struct __sk_buff *skb)
+{
+	struct vg_rst r;
+	__u32 isn = 0;
+	struct bpf_sock *sk = vg_refusing_rst(skb, &r, &isn);
+	if (!sk)
+		return 1;
+	struct vg_tuple t = {};
+	t.family = r.family;
+	t.sport = r.local_port;
+	t.dport = r.peer_port;
+	__builtin_memcpy(t.saddr, r.local, 16);
+	__builtin_memcpy(t.daddr, r.peer, 16);
+	bool svc = is_service(&t);
+	if (!svc && !cfg_trace_all)
+		return 1;
+	__u64 key = (__u64)sk;
+	struct vg_handshake *hs = bpf_map_lookup_elem(&handshakes, &key);
+	emit(VG_EV_RST_IN, key, &t, TCP_SYN_SENT, TCP_SYN_SENT, hs, svc ? VG_F_SERVICE : 0, 0);
+	return 1;
 }

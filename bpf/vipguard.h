@@ -16,6 +16,8 @@ enum vg_event_kind {
 	VG_EV_RETRANSMIT = 2, /* tcp:tcp_retransmit_skb; new_state = the socket's state */
 	VG_EV_RESET = 3,      /* tcp:tcp_receive_reset; new_state = the socket's state */
 	VG_EV_IPVS_CONN = 4,  /* kprobe ip_vs_conn_new: IPVS chose backend_* for this socket */
+	VG_EV_RST_IN = 5,     /* cgroup_skb ingress: an RST refusing this SYN-SENT socket's connect arrived (it may
+	                       * be held back by the actuator, and then never reaches tcp:tcp_receive_reset) */
 };
 
 enum vg_event_flags {

@@ -10,13 +10,15 @@
 // Side effect worth knowing: the kernel gives up on a SYN after a *number* of retransmits (tcp_syn_retries),
 // each doubling the timeout, so a lower initial timeout also shortens how long a connect to a service whose
 // every backend is dead waits before ETIMEDOUT (≈ 127 × timeout instead of 127 s on 5.10/6.1).
-import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { BpfObject, LibbpfError, openBpfObject } from '../native/bpf';
 import { bpfObjectPath } from '../common/paths';
 import { DeadlinePolicy, RttTracker } from '../common/rtt';
 import { serviceKey } from '../common/service-key';
 import { readConnectSpan } from '../telemetry/connect-span';
+import { cgroup2Root } from '../common/cgroup';
+
+export { cgroup2Root };
 import type { FlatSpan } from '../otlp/model';
 
 export interface SynTimeoutPolicy {
@@ -42,15 +44,6 @@ export interface SynTimeoutStatus {
   services: { name: string; timeoutMs: number; rttMs?: number }[];
   calls?: number;
   lowered?: number;
-}
-
-/** The cgroup2 mount point (/sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones). */
-export function cgroup2Root(mounts = fs.readFileSync('/proc/self/mounts', 'utf8')): string | undefined {
-  for (const line of mounts.split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === 'cgroup2') return f[1];
-  }
-  return undefined;
 }
 
 /** Nearest usual CONFIG_HZ to a measured tick rate (within 5%), else the measurement rounded. */

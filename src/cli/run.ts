@@ -24,6 +24,8 @@ import type { ActuatorTelemetry } from '../actuator/telemetry';
 import type { ActuatorHttpServer } from '../actuator/http';
 import type { OtlpServer } from '../otlp/server';
 import type { SynTimeoutController } from '../actuator/synrto';
+import { RefusalHold, afterActuatorEvents, inServiceOf } from '../actuator/rsthold';
+import { serviceIdOf } from '../actuator/kernel';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 
 export type Part = 'receiver' | 'actuator';
@@ -50,6 +52,7 @@ export class Vipguard {
   private http?: ActuatorHttpServer;
   private sysctl?: Sysctl;
   private synTimeout?: SynTimeoutController;
+  private holdRefusals?: RefusalHold;
   private httpPort?: number;
   /** the bearer token the actuator's endpoints require (undefined only with allowLoopbackWithoutToken) */
   private token?: string;
@@ -121,7 +124,11 @@ export class Vipguard {
       metricIntervalMs: e.metricIntervalMs, spanDelayMs: e.spanDelayMs,
       snapshot: () => this.snapshot(),
     });
-    actuator.setEvents(this.actuatorTelemetry);
+    if (a.holdRefusals.enabled) this.holdRefusals = new RefusalHold(a.holdRefusals, this.log);
+    const hold = this.holdRefusals;
+    hold?.start(this.config.services.map(serviceIdOf));
+    hold?.setInService(inServiceOf(actuator.status()));
+    actuator.setEvents(hold ? afterActuatorEvents(this.actuatorTelemetry, () => hold.setInService(inServiceOf(actuator.status()))) : this.actuatorTelemetry);
     if (a.synTimeout.enabled) {
       const { SynTimeoutController } = await import('../actuator/synrto');
       this.synTimeout = new SynTimeoutController(a.synTimeout, { ...DEFAULT_DEADLINE, ...this.config.receiver.deadline }, this.log);
@@ -200,6 +207,7 @@ export class Vipguard {
       synTimeout: this.synTimeout?.status,
       // per alert since start: unknownService counts alerts for services this host does not have (answered 2xx)
       alerts: this.http ? { ...this.http.stats.alerts } : undefined,
+      holdRefusals: this.holdRefusals?.status(),
     };
   }
 
@@ -220,6 +228,7 @@ export class Vipguard {
     this.actuator?.setConfig(next);
     this.synTimeout?.setServices(next.services);
     this.http?.setAlertLabels(next.actuator.alertLabels);
+    this.holdRefusals?.setServices(next.services.map(serviceIdOf));
     this.log(`reloaded ${this.opts.configPath}: ${next.services.length} service(s)${restartNeeded ? ' (receiver/listener/export settings change on restart)' : ''}`);
     return true;
   }
@@ -234,6 +243,7 @@ export class Vipguard {
     await this.http?.stop();
     await this.otlp?.stop();
     this.synTimeout?.close();
+    this.holdRefusals?.close();
     await this.actuator?.stop({ restore: true });
     this.sysctl?.restore();
     this.ipvs?.close();

@@ -21,7 +21,11 @@
 //   CAP_NET_ADMIN the IPVS generic netlink family (every command is GENL_ADMIN_PERM, listing too), the sysctl
 //                 net.ipv4.vs.expire_nodest_conn (net sysctls are writable with CAP_NET_ADMIN in the netns's user
 //                 namespace), and attaching the synTimeout cgroup sock_ops program
-//   CAP_BPF       loading that sock_ops program (actuator.synTimeout.enabled only)
+//   CAP_BPF       loading that sock_ops program (actuator.synTimeout.enabled only) and the holdRefusals cgroup_skb
+//                 program (actuator.holdRefusals.enabled, the default; loading a cgroup_skb program also takes
+//                 CAP_NET_ADMIN: is_net_admin_prog_type() in bpf_prog_load())
+// The receiver's cgroup_skb RST observer needs CAP_NET_ADMIN as well; without it the receiver runs without that
+// one hook and says so (a refusal the actuator holds back is then reported unanswered at its deadline).
 // Both: a listen port below net.ipv4.ip_unprivileged_port_start needs CAP_NET_BIND_SERVICE (the defaults are not).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -90,6 +94,8 @@ export interface PrivilegeNeeds {
   actuator: boolean;
   expireNodestConn: boolean;
   synTimeout: boolean;
+  /** actuator.holdRefusals: a cgroup_skb program to load (CAP_BPF) and attach (CAP_NET_ADMIN) */
+  holdRefusals?: boolean;
   /** ports vipguard will listen on (0: any) */
   listenPorts: number[];
 }
@@ -114,6 +120,7 @@ export function needsOf(config: Config, parts: { receiver: boolean; actuator: bo
     actuator: parts.actuator,
     expireNodestConn: parts.actuator && config.actuator.expireNodestConn,
     synTimeout: parts.actuator && config.actuator.synTimeout.enabled,
+    holdRefusals: parts.actuator && config.actuator.holdRefusals.enabled,
     listenPorts,
   };
 }
@@ -176,10 +183,13 @@ export function missingPrivileges(needs: PrivilegeNeeds, f: PrivilegeFacts): Mis
       const uses = ['change IPVS over netlink'];
       if (needs.expireNodestConn) uses.push('set net.ipv4.vs.expire_nodest_conn');
       if (needs.synTimeout) uses.push('attach the synTimeout sock_ops program');
+      if (needs.holdRefusals) uses.push('load and attach the holdRefusals cgroup_skb program');
       out.push({ what: 'CAP_NET_ADMIN', neededBy: `the actuator to ${listing(uses)}`, fix: grant });
     }
-    if (needs.synTimeout && !bpfOk && !(needs.receiver && out.some((m) => m.what === bpfCap))) {
-      out.push({ what: bpfCap, neededBy: 'the actuator to load the synTimeout sock_ops program (actuator.synTimeout)', fix: grant });
+    const programs = [needs.synTimeout && 'the synTimeout sock_ops program (actuator.synTimeout)', needs.holdRefusals && 'the holdRefusals cgroup_skb program (actuator.holdRefusals)']
+      .filter((x): x is string => !!x);
+    if (programs.length && !bpfOk && !(needs.receiver && out.some((m) => m.what === bpfCap))) {
+      out.push({ what: bpfCap, neededBy: `the actuator to load ${listing(programs)}`, fix: grant });
     }
   }
   const start = f.unprivilegedPortStart ?? 1024;

@@ -49,7 +49,9 @@ export function resolveToken(s: TokenSettings, log: (line: string) => void = () 
   const token = randomBytes(32).toString('hex');
   fs.mkdirSync(path.dirname(s.tokenFile), { recursive: true, mode: 0o700 });
   try {
-    fs.writeFileSync(s.tokenFile, `${token}\n`, { flag: 'wx', mode: 0o600 });
+    // No trailing newline: the collector embeds the file's bytes as they are in its `authorization` header
+    // (`Bearer ${file:…}`), and gRPC refuses a header value with a newline in it.
+    fs.writeFileSync(s.tokenFile, token, { flag: 'wx', mode: 0o600 });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return { token: readTokenFile(s.tokenFile), source: 'file', file: s.tokenFile };
     throw new Error(`writing a new token to ${s.tokenFile}: ${(e as Error).message} — set actuator.tokenFile to a writable path`);

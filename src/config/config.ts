@@ -88,6 +88,7 @@ export interface Config {
     quarantine: QuarantinePolicy;
     rateLimit: { perSecond: number; burst: number };
     synTimeout: { enabled: boolean; marginMs: number; floorMs: number; ceilingMs: number; cgroup?: string };
+    holdRefusals: { enabled: boolean; cgroup?: string };
   };
 }
 
@@ -312,6 +313,7 @@ function build(raw: Raw): Config {
         enabled: a.synTimeout.enabled, marginMs: durationMs(a.synTimeout.margin), floorMs: durationMs(a.synTimeout.floor),
         ceilingMs: durationMs(a.synTimeout.ceiling), cgroup: a.synTimeout.cgroup,
       },
+      holdRefusals: { enabled: a.holdRefusals.enabled, cgroup: a.holdRefusals.cgroup },
     },
   };
 }

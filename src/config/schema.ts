@@ -217,6 +217,16 @@ export const CONFIG_SCHEMA = {
             cgroup: { type: 'string', description: 'cgroup v2 directory whose processes get it; default: the cgroup2 root (every process).' },
           },
         },
+        holdRefusals: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Rescue refused connects (a restarting backend answers SYNs with RST): a cgroup_skb ingress program holds back the RST that refuses a connect to a configured service, so the socket stays in SYN-SENT; the receiver still reports the refusal, the rules quarantine that destination, and IPVS sends the SYN retransmit (after 1 s, or actuator.synTimeout) to another destination. At most one RST per connect attempt; never while the service has fewer than 2 destinations in service (weight > 0), nor while it is in panic, nor for 2 s after a held connect was refused again — then the application gets its ECONNREFUSED at once, as without vipguard. Kernels without cgroup BPF keep refusing at once and vipguard says so.',
+          properties: {
+            enabled: { type: 'boolean', default: true },
+            cgroup: { type: 'string', description: 'cgroup v2 directory whose processes get it; default: the cgroup2 root (every process).' },
+          },
+        },
         rateLimit: {
           type: 'object',
           additionalProperties: false,

@@ -4,8 +4,9 @@ import { formatAddr, Family } from '../common/addr';
 
 export const VG_EVENT_SIZE = 96;
 
-export type EventKind = 'state' | 'retransmit' | 'reset' | 'ipvs_conn';
-const KINDS: Record<number, EventKind> = { 1: 'state', 2: 'retransmit', 3: 'reset', 4: 'ipvs_conn' };
+/** rst_in: an RST refusing the socket's connect arrived (cgroup_skb ingress) — it may never reach `reset`, if held back */
+export type EventKind = 'state' | 'retransmit' | 'reset' | 'ipvs_conn' | 'rst_in';
+const KINDS: Record<number, EventKind> = { 1: 'state', 2: 'retransmit', 3: 'reset', 4: 'ipvs_conn', 5: 'rst_in' };
 
 /** include/net/tcp_states.h */
 export const TcpState = {

@@ -3,7 +3,9 @@
 // A socket is known from Close->SynSent on (by its kernel address). Each SYN it sends is one *attempt*:
 // attempt n is the n-th retransmit's SYN (0 = the original). An attempt ends as soon as its outcome is known:
 //   established  SynSent -> Established
-//   refused      RST received in SynSent (tcp_receive_reset), or Close with ECONNREFUSED
+//   refused      RST received in SynSent: seen arriving (rst_in, a cgroup_skb ingress observer — it may be held
+//                back by the actuator so that IPVS reschedules the SYN, and then the socket stays in SynSent and
+//                tcp_receive_reset never fires), or tcp_receive_reset, or Close with ECONNREFUSED
 //   unanswered   no SYN-ACK within the handshake deadline (learned from the backend's RTTs, well under the
 //                kernel's 1 s initial RTO), or the next SYN went out, or the kernel gave up (ETIMEDOUT)
 //   unreachable  Close with an ICMP error (EHOSTUNREACH, ENETUNREACH, EHOSTDOWN)
@@ -100,6 +102,8 @@ interface SocketRecord {
   last?: Attempt;
   connection?: { attempt: Attempt; startNs: bigint; reset: boolean };
   lastNs: bigint;
+  /** rst_in ended the last attempt: the tcp_receive_reset of the same RST, if it comes, is already reported */
+  rstSeen?: boolean;
 }
 
 const ECONNREFUSED = 111;
@@ -155,6 +159,8 @@ export class Lifecycle {
         return this.onReset(ev);
       case 'ipvs_conn':
         return this.onIpvsConn(ev);
+      case 'rst_in':
+        return this.onRstIn(ev);
     }
   }
 
@@ -202,6 +208,7 @@ export class Lifecycle {
 
   private open(r: SocketRecord, a: OpenAttempt): void {
     r.attempt = a;
+    r.rstSeen = false;
     this.pending.add(r.info.sk);
   }
 
@@ -279,10 +286,28 @@ export class Lifecycle {
     this.open(r, { index: n, startNs: ev.tsNs, backend: r.last?.backend, confirmed: false });
   }
 
+  /**
+   * An RST refusing the connect arrived. Whether the socket takes it (tcp_receive_reset follows, then Close) or it
+   * is held back (the socket stays in SynSent and retransmits) is not known yet, so the attempt ends refused but
+   * not final; a rescheduled retransmit opens the next attempt as usual.
+   */
+  private onRstIn(ev: KernelEvent): void {
+    const r = this.recordOf(ev);
+    if (!r || !r.synSent) return;
+    if (r.attempt) this.endAttempt(r, ev.tsNs, 'refused', ev.synRetransmits, ECONNREFUSED, false);
+    else this.lateAnswer(r, ev.tsNs, 'refused', ev.synRetransmits, ECONNREFUSED);
+    r.rstSeen = true;
+  }
+
   private onReset(ev: KernelEvent): void {
     const r = this.recordOf(ev);
     if (!r) return;
     if (r.synSent && ev.newState === TcpState.SYN_SENT) {
+      // The same RST, seen arriving a moment ago (same softirq, so in order in the ring buffer).
+      if (r.rstSeen) {
+        r.rstSeen = false;
+        return;
+      }
       if (r.attempt) this.endAttempt(r, ev.tsNs, 'refused', ev.synRetransmits, ECONNREFUSED, true);
       else this.lateAnswer(r, ev.tsNs, 'refused', ev.synRetransmits, ECONNREFUSED);
     } else if (r.connection) {

@@ -5,6 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { BpfObject, LibbpfError, openBpfObject, records } from '../native/bpf';
 import { bpfObjectPath } from '../common/paths';
 import { serviceKey } from '../common/service-key';
+import { cgroup2Root } from '../common/cgroup';
+import { hasCap, parseCapEff } from '../common/privileges';
 import { COUNTERS, CounterName, decodeEvent, KernelEvent } from './events';
 
 export interface HookStatus {
@@ -29,6 +31,8 @@ export interface ProbeOptions {
   objectPath?: string;
   /** retry attaching the ip_vs kprobe this often while ip_vs is not loaded (0: never) */
   kprobeRetryMs?: number;
+  /** cgroup v2 directory the RST observer attaches to; default: the root of the cgroup2 mount (every process) */
+  cgroup?: string;
 }
 
 const HOOKS: Record<string, string> = {
@@ -36,8 +40,10 @@ const HOOKS: Record<string, string> = {
   vg_tcp_retransmit_skb: 'tracepoint tcp:tcp_retransmit_skb',
   vg_tcp_receive_reset: 'tracepoint tcp:tcp_receive_reset',
   vg_ip_vs_conn_new: 'kprobe ip_vs_conn_new',
+  vg_rst_in: 'cgroup_skb ingress (refusals, also those the actuator holds back)',
 };
 const KPROBE = 'vg_ip_vs_conn_new';
+const RST_OBSERVER = 'vg_rst_in';
 
 /** libbpf finds tracepoints through tracefs; many hosts do not mount it. */
 export function ensureTracefs(): void {
@@ -56,6 +62,15 @@ export function kernelHasKprobes(): boolean {
     fs.existsSync('/sys/kernel/tracing/kprobe_events') || fs.existsSync('/sys/kernel/debug/tracing/kprobe_events');
 }
 
+function canNetAdmin(): boolean {
+  try {
+    const eff = parseCapEff(fs.readFileSync('/proc/self/status', 'utf8'));
+    return hasCap(eff, 'CAP_NET_ADMIN') || hasCap(eff, 'CAP_SYS_ADMIN');
+  } catch {
+    return true; // let the kernel decide, and say why if it refuses
+  }
+}
+
 export function ipvsLoaded(): boolean {
   return fs.existsSync('/sys/module/ip_vs');
 }
@@ -68,20 +83,30 @@ export class ReceiverProbe {
   private services = new Map<string, ServiceKey>();
   private retryTimer?: NodeJS.Timeout;
   private closed = false;
+  private readonly cgroup?: string;
 
   constructor(private readonly onEvents: (events: KernelEvent[]) => void, opts: ProbeOptions = {}) {
     ensureTracefs();
+    this.cgroup = opts.cgroup ?? cgroup2Root();
     this.obj = openBpfObject(opts.objectPath ?? bpfObjectPath('receiver'));
     try {
       this.obj.setGlobal('cfg_trace_all', Buffer.from([opts.traceAll ? 1 : 0]));
       if (opts.ringBufferBytes) this.obj.setMapMaxEntries('events', opts.ringBufferBytes);
       const kprobes = kernelHasKprobes();
       if (!kprobes) this.obj.setAutoload(KPROBE, false);
+      // bpf_prog_load() refuses a cgroup_skb program without CAP_NET_ADMIN (is_net_admin_prog_type()): without it,
+      // load everything else rather than nothing.
+      const netAdmin = canNetAdmin();
+      if (!netAdmin) this.obj.setAutoload(RST_OBSERVER, false);
       this.obj.load();
       for (const p of this.obj.programs()) {
         const hook = HOOKS[p.name] ?? p.section;
         if (p.name === KPROBE && !kprobes) {
           this.hooks.push({ program: p.name, hook, active: false, reason: 'this kernel has no kprobes (CONFIG_KPROBES off): backends will be unknown' });
+          continue;
+        }
+        if (p.name === RST_OBSERVER && !netAdmin) {
+          this.hooks.push({ program: p.name, hook, active: false, reason: 'no CAP_NET_ADMIN (needed to load a cgroup_skb program): a refusal the actuator holds back is reported unanswered at its deadline instead' });
           continue;
         }
         this.hooks.push(this.tryAttach(p.name, hook));
@@ -110,9 +135,12 @@ export class ReceiverProbe {
     if (program === KPROBE && !ipvsLoaded()) {
       return { program, hook, active: false, reason: 'ip_vs is not loaded (modprobe ip_vs): backends unknown until it is' };
     }
+    if (program === RST_OBSERVER && !this.cgroup) {
+      return { program, hook, active: false, reason: 'no cgroup2 mount (mount -t cgroup2 none /sys/fs/cgroup): a refusal the actuator holds back is reported unanswered at its deadline instead' };
+    }
     try {
-      this.obj.attach(program);
-      return { program, hook, active: true };
+      this.obj.attach(program, program === RST_OBSERVER ? { cgroup: this.cgroup } : undefined);
+      return { program, hook: program === RST_OBSERVER ? `${hook} on ${this.cgroup}` : hook, active: true };
     } catch (e) {
       const err = e as LibbpfError;
       return { program, hook, active: false, reason: `${err.message}${err.logTail ? ` (${err.logTail.trim().split('\n').pop()})` : ''}` };

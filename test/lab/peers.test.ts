@@ -163,6 +163,8 @@ actuator:
   tokenFile: ${tokenFile}
   reconcileInterval: 500ms
   rules: []
+  # The reaction is timed from the first connect a client sees refused: let the refusals through.
+  holdRefusals: { enabled: false }
 `, { readyTimeoutMs: 120_000 });
     prom = Daemon.start('prometheus', [PROMETHEUS, `--config.file=${dir}/prometheus.yml`, `--storage.tsdb.path=${dir}/prometheus`,
       `--web.listen-address=127.0.0.1:${port.prometheus}`, '--storage.tsdb.retention.time=1h', '--log.level=warn']);

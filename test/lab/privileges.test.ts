@@ -131,7 +131,8 @@ describe('least privilege: an unprivileged user with CAP_BPF, CAP_PERFMON and CA
     assert.equal(parseCapEff(status), (1n << 39n) | (1n << 38n) | (1n << 12n), 'no other capability at all');
 
     // Every hook attached (no "INACTIVE"), the sock_ops program too, and the sysctl was set.
-    assert.equal(run.lines.filter((l) => /receiver: active /.test(l)).length, 4, `all four hooks attached:\n${run.lines.join('\n')}`);
+    assert.equal(run.lines.filter((l) => /receiver: active /.test(l)).length, 5, `all five hooks attached:\n${run.lines.join('\n')}`);
+    assert.ok(run.lines.some((l) => /holdRefusals: active on cgroup/.test(l)), `holdRefusals attached:\n${run.lines.join('\n')}`);
     assert.ok(!run.lines.some((l) => /INACTIVE|inactive/.test(l)), `nothing inactive:\n${run.lines.join('\n')}`);
     // synTimeout says "active" once it has measured the kernel's tick rate (a second or two), "inactive: …" if
     // loading or attaching its sock_ops program failed.

@@ -63,6 +63,38 @@ test('refused: RST in SynSent ends the attempt at the reset, with the backend', 
   assert.equal(r.ended.length, 0);
 });
 
+const rstIn = (t: number, o: Partial<KernelEvent> = {}) => ev('rst_in', t, { oldState: TcpState.SYN_SENT, newState: TcpState.SYN_SENT, ...o });
+const reset = (t: number) => ev('reset', t, { oldState: TcpState.SYN_SENT, newState: TcpState.SYN_SENT });
+
+test('refused, RST seen arriving and then taken by the socket: one refused attempt, not two', () => {
+  const r = run([synSent(0), ipvs(0, B1), rstIn(1), reset(1), st(1, TcpState.SYN_SENT, TcpState.CLOSE, { skErr: 111 })]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:refused+']);
+  assert.equal(r.attempts[0].endNs, ms(1));
+  assert.equal(r.attempts[0].skErr, 111);
+});
+
+test('refused and held back: refused on B1, then the rescheduled retransmit established on B2 (either order)', () => {
+  for (const order of [[ipvs(1000, B2, { rescheduled: true, synRetransmits: 1 }), retx(1000, 1)], [retx(1000, 1), ipvs(1000, B2, { rescheduled: true, synRetransmits: 1 })]]) {
+    const r = run([synSent(0), ipvs(0, B1), rstIn(1), ...order, st(1002, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 1 })]);
+    assert.deepEqual(r.brief, ['0:10.200.0.2:refused+', '1:10.200.0.4:established']);
+    assert.equal(r.attempts[1].late, false, 'a rescue is not a late answer');
+    assert.equal(r.ended.length, 0);
+    assert.equal(r.started.length, 1);
+  }
+});
+
+test('held once, refused again by the next backend: the second RST is one refusal, reported once', () => {
+  const r = run([synSent(0), ipvs(0, B1), rstIn(1), ipvs(1000, B2, { rescheduled: true, synRetransmits: 1 }), retx(1000, 1),
+    rstIn(1001, { synRetransmits: 1 }), reset(1001), st(1001, TcpState.SYN_SENT, TcpState.CLOSE, { skErr: 111, synRetransmits: 1 })]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:refused+', '1:10.200.0.4:refused+']);
+});
+
+test('a reset with no RST seen arriving (observer not attached) is still a refusal', () => {
+  const r = run([synSent(0), ipvs(0, B1), rstIn(1), reset(1), st(2, TcpState.SYN_SENT, TcpState.CLOSE, { skErr: 111 }),
+    synSent(10, { sk: 0xdefn }), ipvs(10, B2, { sk: 0xdefn }), ev('reset', 11, { sk: 0xdefn, oldState: TcpState.SYN_SENT, newState: TcpState.SYN_SENT })]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:refused+', '0:10.200.0.4:refused']);
+});
+
 test('rescheduled by IPVS, kprobe before the retransmit tracepoint: unanswered on B1, established on B2', () => {
   const r = run([synSent(0), ipvs(0, B1), ipvs(1000, B2, { rescheduled: true }), retx(1000, 1),
     st(1001, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 1 }), st(2000, TcpState.ESTABLISHED, TcpState.CLOSE)]);

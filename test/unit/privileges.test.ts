@@ -86,6 +86,11 @@ test('each part asks only for its own', () => {
     'the synTimeout sock_ops program needs CAP_BPF');
   const m = missingPrivileges({ ...BOTH, expireNodestConn: false, synTimeout: true }, facts({ capEff: caps('CAP_BPF', 'CAP_PERFMON') }));
   assert.equal(m[0].neededBy, 'the actuator to change IPVS over netlink and attach the synTimeout sock_ops program');
+  const hold = missingPrivileges({ ...actuatorOnly, synTimeout: true, holdRefusals: true }, facts({ capEff: 0n }));
+  assert.deepEqual(hold.map((x) => [x.what, x.neededBy]), [
+    ['CAP_NET_ADMIN', 'the actuator to change IPVS over netlink, set net.ipv4.vs.expire_nodest_conn, attach the synTimeout sock_ops program and load and attach the holdRefusals cgroup_skb program'],
+    ['CAP_BPF', 'the actuator to load the synTimeout sock_ops program (actuator.synTimeout) and the holdRefusals cgroup_skb program (actuator.holdRefusals)'],
+  ]);
 });
 
 test('CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, and is what kernels before 5.8 ask for', () => {
@@ -132,9 +137,9 @@ test('listen ports below ip_unprivileged_port_start need CAP_NET_BIND_SERVICE', 
 test('needsOf reads the configuration and --only', () => {
   const c = parseConfig('services:\n  - name: web\n    address: 10.99.0.1\n    port: 80\nactuator:\n  listen: 127.0.0.1:80\n  expireNodestConn: false\n');
   assert.deepEqual(needsOf(c, { receiver: true, actuator: true }),
-    { receiver: true, actuator: true, expireNodestConn: false, synTimeout: false, listenPorts: [9464, 80, 4319] });
+    { receiver: true, actuator: true, expireNodestConn: false, synTimeout: false, holdRefusals: true, listenPorts: [9464, 80, 4319] });
   assert.deepEqual(needsOf(c, { receiver: true, actuator: false }),
-    { receiver: true, actuator: false, expireNodestConn: false, synTimeout: false, listenPorts: [9464] });
+    { receiver: true, actuator: false, expireNodestConn: false, synTimeout: false, holdRefusals: false, listenPorts: [9464] });
 });
 
 test('deploy/ grants exactly what the check asks for: the systemd unit and the DaemonSet', async () => {

@@ -18,6 +18,7 @@ test('generates a token at first start into a 0600 file, and reads the same one 
   assert.equal(first.source, 'generated');
   assert.match(first.token ?? '', /^[0-9a-f]{64}$/);
   assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+  assert.equal(fs.readFileSync(file, 'utf8'), first.token, 'exactly the token, no newline: the collector puts the bytes in a header');
   assert.match(logs[0], /generated a bearer token into .*token \(mode 0600\)/);
   const again = resolveToken({ tokenFile: file, allowLoopbackWithoutToken: false });
   assert.deepEqual(again, { token: first.token, source: 'file', file });
