@@ -298,7 +298,8 @@ describe('vipguard run: a restarting backend among three', { skip: SKIP }, () =>
     assert.equal(st.holdRefusals.services[0].inService, 0, 'a service in panic holds nothing');
   });
 
-  test('holdRefusals off: a refusing backend refuses connects at once, as before', async () => {
+  // The feature-off behaviour is today's: checked on one kernel (lab time; peers.test runs with it off everywhere).
+  test('holdRefusals off: a refusing backend refuses connects at once, as before', { skip: KERNEL !== '6.1' && 'checked on 6.1 only (lab time)' }, async () => {
     const vg = await start(false);
     const r = await underLoad(async () => {
       await topo.set('b3', 'refuse');
