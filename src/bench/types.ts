@@ -2,7 +2,7 @@
 // scenarios produce, and what results/<stamp>/results.json holds. Tables and plots are derived from it only.
 import type { Sample } from './stats';
 import type { VipguardDecisions } from './analyze';
-import type { BackendRestartFigures, Outage } from './analyze-restarts';
+import type { Outage, RestartFigures } from './analyze-restarts';
 
 export type Scenario = 'blackout' | 'refusal' | 'far' | 'rolling' | 'flapping' | 'overhead' | 'capacity' | 'latency';
 export const SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'overhead', 'capacity', 'latency'];
@@ -63,8 +63,8 @@ export interface WindowFigures {
   kernelTransitions: number;
 }
 
-export interface FailoverRun extends WindowFigures {
-  scenario: FailoverScenario;
+/** What every run under load records about itself, whichever scenario. */
+export interface LoadRunHead {
   system: SystemName;
   run: number;
   kernel: string;
@@ -74,6 +74,10 @@ export interface FailoverRun extends WindowFigures {
   /** the event loop's worst lateness when starting a connect, ms (TCG can stall it) */
   maxLagMs: number;
   clientTimeoutMs: number;
+}
+
+export interface FailoverRun extends WindowFigures, LoadRunHead {
+  scenario: FailoverScenario;
   failureMs: number;
   /** the fixture's time to inject / recover the failure (bash + nft/kill under TCG), ms */
   injectMs: number;
@@ -95,32 +99,14 @@ export interface FailoverRun extends WindowFigures {
   recoveredAtMs: number;
 }
 
-export interface RestartRun {
+/** The figures of analyzeRestarts (analyze-restarts.ts) and what the run recorded beside them. */
+export interface RestartRun extends LoadRunHead, RestartFigures {
   scenario: RestartScenario;
-  system: SystemName;
-  run: number;
-  kernel: string;
-  rateTarget: number;
-  rateAchieved: number;
-  maxLagMs: number;
-  clientTimeoutMs: number;
-  /** connects started from the first kill until the last return; the next figures count those */
-  connects: number;
-  failed: number;
-  slow2s: number;
-  /** failed or > 2 s */
-  bad: number;
-  p99Ms: number;
-  /** median latency before the first kill, and the p99 of what the restarts added to it */
-  baselineMs: number;
-  addedP99Ms: number;
   /** vipguard in panic at any status poll or log line; null for the other systems */
   panic: boolean | null;
-  backends: BackendRestartFigures[];
   /** listener outages relative to the first kill, ms */
   outages: Outage[];
   systemCpuPct: number;
-  notes: string[];
   /** compact per-connect timeline relative to the first kill: [atMs, latencyMs, outcome index] */
   timeline: [number, number, number][];
   /** kernel view of each backend relative to the first kill: [atMs, weight], -1 = absent */
