@@ -15,3 +15,9 @@ fi
 
 node_modules/.bin/tsc -p tsconfig.json
 chmod +x dist/src/cli/main.js 2>/dev/null || true
+
+# The lab's client load generator (src/lab/load.ts runs it, also inside the lab VMs, which see this tree).
+mkdir -p build
+if [[ ! -x build/connload || src/lab/connload.c -nt build/connload ]]; then
+  cc -O2 -Wall -Wextra -o build/connload src/lab/connload.c
+fi

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import { Topology } from '../lab/topology';
 import { analyzeFailover, outcomeIndex, parseVipguardLog } from './analyze';
 import { killListener, NftSession, restartListener } from './inject';
-import { Load } from './load';
+import { Load } from '../lab/load';
 import { cpuMsOf, parseCpuTotals, parseNetstat, procKey } from './procfs';
 import { sleep, waitUntil } from './proc';
 import { RunningSystem, startSystem, KEEPALIVED_DEFAULTS } from './systems';

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import type { Topology } from '../lab/topology';
 import { topologyUp } from './failover';
-import { connectOnce } from './load';
+import { connectOnce } from '../lab/load';
 import { procKey } from './procfs';
 import { sleep, startVipguard, tempDir, VipguardProc, vipguardStatus, waitUntil } from './proc';
 import type { LatencyRun } from './types';

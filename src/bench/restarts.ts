@@ -10,7 +10,7 @@ import { analyzeRestarts, logShowsPanic, statusShowsPanic, type Outage } from '.
 import { outcomeIndex } from './analyze';
 import { topologyUp } from './failover';
 import { killListener, startListener } from './inject';
-import { Load } from './load';
+import { Load } from '../lab/load';
 import { cpuMsOf, procKey } from './procfs';
 import { sleep, waitUntil } from './proc';
 import { RunningSystem, startSystem } from './systems';

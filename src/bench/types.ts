@@ -35,8 +35,7 @@ export const SYSTEM_LABELS: Record<SystemName, string> = {
 };
 
 /** Outcome codes of one client connect, as stored in the compact timeline. */
-export const OUTCOMES = ['ok', 'refused', 'timeout', 'error'] as const;
-export type ConnectOutcome = (typeof OUTCOMES)[number];
+export { OUTCOMES, type ConnectOutcome } from '../lab/load';
 
 /** What one run's observations come to, inside the failure window (src/bench/analyze.ts). */
 export interface WindowFigures {

@@ -1,7 +1,6 @@
 // Lab test harness: vipguard as a real process (so kill -9 means kill -9), a client load of real connects, and
 // small readers of the kernel's IPVS table. Used by the actuator, fault and benchmark code inside the lab VM.
 import { execFileSync } from 'node:child_process';
-import * as net from 'node:net';
 
 export { VipguardProcess, authHeader, startVipguard, stopVipguard, vgStatus } from '../../src/lab/vipguard-process';
 
@@ -18,69 +17,52 @@ export function ipvsWeights(vip: string, port: number): Record<string, number> {
   return w;
 }
 
-export interface ConnectResult {
-  /** ms since the load started */
-  at: number;
-  ms: number;
-  outcome: 'ok' | 'refused' | 'timeout' | 'error';
-  localPort?: number;
-}
-
-/** One connect with a deadline (the application's patience); closes right away. */
-export function connectOnce(host: string, port: number, timeoutMs: number): Promise<Omit<ConnectResult, 'at'>> {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const s = net.connect({ host, port });
-    const done = (outcome: ConnectResult['outcome']) => {
-      clearTimeout(timer);
-      const localPort = s.localPort;
-      s.destroy();
-      resolve({ ms: performance.now() - t0, outcome, localPort });
-    };
-    const timer = setTimeout(() => done('timeout'), timeoutMs);
-    s.once('connect', () => done('ok'));
-    s.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'refused' : 'error'));
-  });
-}
-
-/** Steady client load: `rate` connects per second for `durationMs`, each with `timeoutMs` of patience. */
-export class Load {
-  readonly results: ConnectResult[] = [];
-  private timer?: NodeJS.Timeout;
-  private pending = new Set<Promise<void>>();
-  private t0 = 0;
-
-  constructor(private readonly host: string, private readonly port: number, private readonly rate: number, private readonly timeoutMs: number) {}
-
-  start(): void {
-    this.t0 = performance.now();
-    const interval = 1000 / this.rate;
-    let n = 0;
-    this.timer = setInterval(() => {
-      // Catch up if the event loop lagged (TCG): keep the rate, not the tick count.
-      const due = Math.floor((performance.now() - this.t0) / interval);
-      for (; n < due; n++) {
-        const at = performance.now() - this.t0;
-        const p = connectOnce(this.host, this.port, this.timeoutMs).then((r) => { this.results.push({ at, ...r }); });
-        this.pending.add(p);
-        void p.finally(() => this.pending.delete(p));
-      }
-    }, Math.max(5, interval / 2));
-  }
-
-  now(): number {
-    return performance.now() - this.t0;
-  }
-
-  async stop(): Promise<ConnectResult[]> {
-    clearInterval(this.timer);
-    await Promise.all(this.pending);
-    return this.results.sort((a, b) => a.at - b.at);
-  }
-}
+export { Load, connectOnce, type Connect as ConnectResult } from '../../src/lab/load';
 
 export function percentile(xs: number[], p: number): number {
   if (!xs.length) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(p * s.length))];
+}
+
+/** When a vipguard process logged a line matching `re` (wall ms), the first at or after `since`. */
+export function loggedAt(lines: readonly string[], re: RegExp, since = 0): number | undefined {
+  for (const l of lines) {
+    const t = Date.parse(l.slice(0, 24));
+    if (t >= since && re.test(l)) return t;
+  }
+  return undefined;
+}
+
+/** Linux's SYN retransmits of a connect started at `at` (initial RTO 1 s, doubling), before its `timeoutMs`. */
+export function synRetransmits(at: number, timeoutMs: number): number[] {
+  const out: number[] = [];
+  for (let rto = 1000, t = at + rto; t < at + timeoutMs && out.length < 8; rto *= 2, t += rto) out.push(t);
+  return out;
+}
+
+export interface RescueVerdict {
+  /** failed or slow although a SYN retransmit was due after the quarantine: the rescue did not work */
+  broken: ConnectResultLike[];
+  /** failed or slow because every retransmit before its deadline came before the quarantine: a late reaction */
+  late: ConnectResultLike[];
+}
+type ConnectResultLike = { at: number; ms: number; outcome: string };
+
+/**
+ * Judges a black hole's connects against the kernel's own schedule rather than the emulator's speed. A connect that
+ * went to the dead backend completes at its first SYN retransmit after the weight 0 (IPVS reschedules it,
+ * expire_nodest_conn); one started after the weight 0 completes at once. If that chance came before the client's
+ * deadline, the connect must be ok by then (within `slackMs`, for timers and the client's own loop under TCG). If it
+ * did not, the reaction came too late for it: counted as late, which the caller bounds and reports separately (how
+ * fast vipguard reacts in an emulator is not what the rescue mechanism is). `quarantinedAt` is on the connects' clock.
+ */
+export function rescueVerdict(results: readonly ConnectResultLike[], quarantinedAt: number, timeoutMs: number, slackMs = 400): RescueVerdict {
+  const v: RescueVerdict = { broken: [], late: [] };
+  for (const r of results) {
+    const chance = r.at >= quarantinedAt ? r.at : synRetransmits(r.at, timeoutMs).find((t) => t >= quarantinedAt + slackMs);
+    if (r.outcome === 'ok' && (chance === undefined || r.at + r.ms <= chance + slackMs)) continue;
+    (chance === undefined ? v.late : v.broken).push(r);
+  }
+  return v;
 }
