@@ -374,7 +374,6 @@ export class Actuator implements AlertTarget {
   }
 
   private report(c: Change, error: Error | undefined): void {
-    if (!error) this.log(describeChange(c));
     const info: ChangeInfo = {};
     if (c.op === 'edit-destination') {
       const k = `${c.name}|${destinationKey(c.destination)}`;
@@ -388,6 +387,9 @@ export class Actuator implements AlertTarget {
         info.holdUntil = this.wallDate(rec.holdUntil);
       }
     }
+    // How long the signal took to become a kernel change is the figure an operator checks first when a
+    // rescue was late (the receiver's event loop, the collector hop, a slow host).
+    if (!error) this.log(describeChange(c) + (info.signalAt !== undefined ? ` (${Math.max(0, this.clock.wall() - info.signalAt).toFixed(0)} ms after the signal)` : ''));
     this.deps.events?.change?.(c, error, info);
   }
 
