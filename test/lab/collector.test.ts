@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
-import { Load, ipvsWeights, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
+import { ConnectResult, Load, ipvsWeights, loggedAt, rescueVerdict, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { waitFor } from '../helpers';
 import { labConfig } from '../../src/lab/vipguard-process';
 import { CollectorProcess, SidecarPorts, collectorBinary, sidecarConfig, startCollector, stopCollector } from '../../src/lab/collector';
@@ -80,30 +80,43 @@ describe('the control path through the real collector', { skip: SKIP }, () => {
    * Black-holes `name` under a steady load and waits for its weight 0: every connect must still succeed (the
    * pending ones at their SYN retransmit, rescheduled by IPVS), and some must have been rescued that way.
    */
-  async function blackholeAndRescue(name: string): Promise<{ toWeight0Ms: number; rescued: number; connects: number }> {
+  async function blackholeAndRescue(name: string): Promise<{ toWeight0Ms: number; rescued: number; connects: number; late: number }> {
     const load = new Load(topo.vip.host, topo.vip.port, 6, 5000);
     load.start();
-    await sleep(3000); // handshakes to every backend, so each backend's deadline is learnt
-    const failAt = load.now();
-    await topo.set(name, 'blackhole');
-    await waitFor(() => ipvsWeights(topo.vip.host, topo.vip.port)[key(name)] === 0, 15_000, `${name} quarantined through the collector`);
-    const toWeight0Ms = load.now() - failAt;
-    await sleep(2500); // the last connects sent to it are rescued at their retransmit, ~1 s after their first SYN
-    const results = (await load.stop()).filter((r) => r.at >= failAt - 100);
+    let results: ConnectResult[] = [];
+    let failAt = 0;
+    let toWeight0Ms = 0;
+    try {
+      await sleep(3000); // handshakes to every backend, so each backend's deadline is learnt
+      failAt = load.now();
+      await topo.set(name, 'blackhole');
+      await waitFor(() => ipvsWeights(topo.vip.host, topo.vip.port)[key(name)] === 0, 15_000, `${name} quarantined through the collector`);
+      toWeight0Ms = load.now() - failAt;
+      await sleep(2500); // the last connects sent to it are rescued at their retransmit, ~1 s after their first SYN
+    } finally {
+      results = (await load.stop()).filter((r) => r.at >= failAt - 100);
+    }
     await topo.set(name, 'healthy');
     const failed = results.filter((r) => r.outcome !== 'ok');
     const st = await vgStatus(actuator!);
+    const decided = loggedAt(actuator!.lines, new RegExp(`vipguard: quarantine ${key(name).replace(/\./g, '\\.')} in web `));
+    assert.ok(decided !== undefined, `the quarantine is logged:\n${actuator!.lines.join('\n')}`);
+    const quarantinedAt = load.fromWall(decided);
+    const verdict = rescueVerdict(results, quarantinedAt, 5000);
     // Said before the assertions, so a failing run still tells where the time went.
-    console.log(`[${KERNEL}] ${name} black-holed at ${failAt.toFixed(0)} ms of the load, at weight 0 ${toWeight0Ms.toFixed(0)} ms later; ` +
-      `actuator reaction (span end -> weight 0) ${JSON.stringify(st.reactionMs)}; failed connects ${JSON.stringify(failed.map((f) => [Math.round(f.at), f.outcome]))}`);
+    console.log(`[${KERNEL}] ${name} black-holed at ${failAt.toFixed(0)} ms of the load, quarantined ${(quarantinedAt - failAt).toFixed(0)} ms later; ` +
+      `actuator reaction (span end -> weight 0) ${JSON.stringify(st.reactionMs)}; failed connects ${JSON.stringify(failed.map((f) => [Math.round(f.at), f.outcome]))}; ` +
+      `too late for the reaction: ${verdict.late.length}`);
     // The dead trace/metric backends' refusals are expected; anything else is worth seeing.
     const complaints = collector!.lines.filter((l) => /\t(warn|error)\t/i.test(l) && !l.includes(deadBackend));
     if (complaints.length) console.log(`[${KERNEL}] collector warnings:\n${complaints.slice(-10).join('\n')}`);
-    assert.deepEqual(failed, [], 'no connect failed: the pending ones were rescued');
+    assert.deepEqual(verdict.broken.map((r) => ({ at: Math.round(r.at - quarantinedAt), ms: Math.round(r.ms), outcome: r.outcome })), [],
+      'no connect failed that a SYN retransmit after the weight 0 could rescue: the pending ones were rescued (at: ms after the quarantine)');
+    assert.ok(verdict.late.length <= 3, `the reaction was in time for all but the first few connects to ${name}: ${verdict.late.length} were not`);
     // A connect whose first SYN met the black hole completes only at its retransmit, ≥ 1 s later.
     const rescued = results.filter((r) => r.ms >= 900).length;
     assert.ok(rescued >= 1, `some connects had gone to ${name} and were rescued (${results.length} connects)`);
-    return { toWeight0Ms, rescued, connects: results.length };
+    return { toWeight0Ms, rescued, connects: results.length, late: verdict.late.length };
   }
 
   test('a black-holed backend is quarantined from spans that crossed the collector; pending connects are rescued', async () => {
@@ -120,7 +133,7 @@ describe('the control path through the real collector', { skip: SKIP }, () => {
     const st = await vgStatus(actuator!);
     console.log(`[${KERNEL}] through the collector: b4 at weight 0 ${r.toWeight0Ms.toFixed(0)} ms after the black hole began (fixture included); ` +
       `detection -> weight 0 (actuator's reaction time) p50 ${st.reactionMs?.p50} ms max ${st.reactionMs?.max} ms; ` +
-      `${r.connects} connects, 0 failed, ${r.rescued} rescued at their retransmit; collector sent ${sent} spans to the actuator`);
+      `${r.connects} connects, ${r.late} too late for the reaction, none other failed, ${r.rescued} rescued at their retransmit; collector sent ${sent} spans to the actuator`);
   });
 
   test('collector down, frozen, restarted: the receiver keeps tracing, the kernel is never half-changed, decisions resume', async () => {

@@ -288,7 +288,12 @@ describe('vipguard run: a restarting backend among three', { skip: SKIP }, () =>
     console.log(`[${KERNEL}] then every backend refuses: ${all.clients.length} connects (${all.clients.filter((r) => r.outcome === 'refused').length} refused, ` +
       `${all.clients.filter((r) => r.outcome === 'ok').length} ok while the switch ran); kernel times: all ${fmt(all.kernel.map((s) => s.ms))}, ` +
       `from 1 s after the switch ${fmt(settled.map((s) => s.ms))}; hold counters ${JSON.stringify(st.holdRefusals.counters)}; panic ${st.services[0].panic}, inService ${st.holdRefusals.services[0].inService}`);
-    for (const r of all.clients) assert.ok(r.outcome === 'ok' || r.outcome === 'refused', `no timeouts: ${r.outcome} after ${r.ms.toFixed(0)} ms`);
+    // A connect established to b1 or b2 in the instant its listener goes away is reset by that backend (ECONNRESET,
+    // seen once on 6.12): the fixture's restart, not a refusal anyone could hold. No connect may wait it out.
+    for (const r of all.clients) {
+      assert.ok(r.outcome === 'ok' || r.outcome === 'refused' || (r.outcome === 'error' && r.errno === 'ECONNRESET'),
+        `no timeouts: ${r.outcome}${r.errno ? ` (${r.errno})` : ''} after ${r.ms.toFixed(0)} ms`);
+    }
     for (const s of all.kernel) assert.ok(s.ms < 1500, `held at most once: ${s.outcome} after ${s.ms.toFixed(0)} ms`);
     assert.ok(settled.length >= 5);
     for (const s of settled) {
