@@ -6,12 +6,13 @@
 // The Node.js lines are the node running npm test plus package.json's vipguard.testNode, which
 // scripts/provision.sh installs into the cache. Each stage's line in the summary names its node.
 // Options (after `npm test --`): --only unit,host,lab   --kernel 6.1[,5.10]   --node 20,22,24   --timeout SEC
+//   --lab-jobs N (lab VMs side by side; default: one per core)
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runInLab, labOk } from '../lab/runner';
-import { LAB_KERNELS, LabKernelName, cacheRoot, isLabKernel } from '../lab/kernels';
+import { LAB_KERNELS, LabKernelName, cacheRoot, isLabKernel, prepareKernel } from '../lab/kernels';
 import { REPO_ROOT } from '../common/paths';
 
 type Stage = 'unit' | 'host' | 'lab';
@@ -35,16 +36,19 @@ interface Options {
   /** Node.js majors for the unit and host stages; empty = all */
   nodes: number[];
   timeoutSec: number;
+  /** lab VMs booted side by side */
+  labJobs: number;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`npm test: ${msg}\nusage: npm test -- [--only unit,host,lab] [--kernel 5.10,6.1,6.12] [--node 20,22,24] [--timeout SEC]\n`);
+  process.stderr.write(`npm test: ${msg}\nusage: npm test -- [--only unit,host,lab] [--kernel 5.10,6.1,6.12] [--node 20,22,24] [--timeout SEC] [--lab-jobs N]\n`);
   process.exit(2);
 }
 
 function parse(argv: string[]): Options {
   // Per lab kernel: 5.10 under TCG took ~1150 s of tests on 2026-12-05; a timeout is a failure, never a cut-off.
-  const o: Options = { only: [...STAGES], kernels: [...LAB_KERNELS], nodes: [], timeoutSec: 1800 };
+  // One VM per core (each TCG VM is one host thread), and never more VMs than there are kernels.
+  const o: Options = { only: [...STAGES], kernels: [...LAB_KERNELS], nodes: [], timeoutSec: 1800, labJobs: Math.max(1, os.availableParallelism()) };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => argv[++i] ?? usage(`${a} needs a value`);
@@ -56,12 +60,26 @@ function parse(argv: string[]): Options {
     } else if (a === '--node') {
       const v = val();
       o.nodes = v === 'all' ? [] : v.split(',').map((n) => (/^\d+$/.test(n) ? Number(n) : usage(`--node takes Node.js majors (20,22,24) or all, got '${n}'`)));
+    } else if (a === '--lab-jobs') {
+      o.labJobs = Number(val());
+      if (!Number.isInteger(o.labJobs) || o.labJobs < 1) usage('--lab-jobs takes a whole number of VMs, at least 1');
     } else if (a === '--timeout') {
       o.timeoutSec = Number(val());
       if (!(o.timeoutSec > 0)) usage('--timeout takes a positive number of seconds');
     } else usage(`unknown argument '${a}'`);
   }
   return o;
+}
+
+/** Runs `f` over `items`, at most `jobs` at a time; results in the items' order. */
+export async function pool<T, R>(items: readonly T[], jobs: number, f: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) out[i] = await f(items[i]);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, worker));
+  return out;
 }
 
 /** node --test's TAP summary lines: "# pass N", "# fail N", "# skipped N". */
@@ -163,6 +181,7 @@ async function runLab(kernel: LabKernelName, timeoutSec: number): Promise<Result
 
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
+  const started = Date.now();
   const root = process.getuid?.() === 0;
   const results: Result[] = [];
   const wanted = (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')).vipguard?.testNode ?? []) as string[];
@@ -182,16 +201,23 @@ async function main(): Promise<void> {
     }
   }
   if (o.only.includes('lab')) {
-    for (const k of o.kernels) {
-      results.push(root ? await runLab(k, o.timeoutSec)
-        : { name: `lab ${k} node ${process.versions.node}`, ok: false, pass: 0, fail: 0, skipped: 0, ms: 0, note: 'needs root (qemu, kernel modules in the VM)' });
+    if (!root) {
+      for (const k of o.kernels) results.push({ name: `lab ${k} node ${process.versions.node}`, ok: false, pass: 0, fail: 0, skipped: 0, ms: 0, note: 'needs root (qemu, kernel modules in the VM)' });
+    } else {
+      // Fetch and build every kernel first (one at a time: they share download caches), then boot them side by
+      // side: a TCG VM runs on one host thread, so the lab's wall time divides by the cores it is given.
+      const prepareStart = Date.now();
+      for (const k of o.kernels) await prepareKernel(k, { log: (l) => process.stdout.write(`[${k}] lab: ${l}\n`) });
+      process.stdout.write(`lab: kernels ready in ${((Date.now() - prepareStart) / 1000).toFixed(1)} s; ${o.labJobs} at a time\n`);
+      results.push(...await pool(o.kernels, o.labJobs, (k) => runLab(k, o.timeoutSec)));
     }
   }
   const lines = results.map((r) =>
     `${r.ok ? 'PASS' : 'FAIL'}  ${r.name.padEnd(24)} ${String(r.pass).padStart(4)} passed ${String(r.fail).padStart(3)} failed ` +
     `${String(r.skipped).padStart(3)} skipped  ${(r.ms / 1000).toFixed(1).padStart(6)} s${r.note ? `  (${r.note})` : ''}`);
   const failed = results.flatMap((r) => (r.failures ?? []).map((f) => `  ${r.name}: ✖ ${f}`));
-  process.stdout.write(`\n=== vipguard test summary ===\n${lines.join('\n')}\n${failed.length ? `failed:\n${failed.join('\n')}\n` : ''}`);
+  const wall = `wall ${((Date.now() - started) / 1000).toFixed(0)} s in all (lab: ${o.labJobs} VM(s) side by side)`;
+  process.stdout.write(`\n=== vipguard test summary ===\n${lines.join('\n')}\n${wall}\n${failed.length ? `failed:\n${failed.join('\n')}\n` : ''}`);
   process.exit(results.every((r) => r.ok) ? 0 : 1);
 }
 

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { tapFailures, tapSummary, testNodes } from '../../src/cli/test-runner';
+import { pool, tapFailures, tapSummary, testNodes } from '../../src/cli/test-runner';
 
 test('failed tests and their first error line are read from a real TAP stream; failing suites are not repeated', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipguard-tap-'));
@@ -52,4 +52,22 @@ test('unit and host run on the running node plus one installed binary per other 
     { version: '22.23.5', path: '/c/node/22.23.5/bin/node' },
     { version: '24.1.0', path: '/opt/node24' },
   ]);
+});
+
+test('lab kernels side by side: never more than the jobs asked for at once, results in the kernels\' order', async () => {
+  let running = 0;
+  let peak = 0;
+  const delays: Record<string, number> = { '5.10': 30, '6.1': 5, '6.12': 10 };
+  const run = async (k: string) => {
+    peak = Math.max(peak, ++running);
+    await new Promise((r) => setTimeout(r, delays[k]));
+    running--;
+    return `ran ${k}`;
+  };
+  assert.deepEqual(await pool(['5.10', '6.1', '6.12'], 2, run), ['ran 5.10', 'ran 6.1', 'ran 6.12']);
+  assert.equal(peak, 2);
+  peak = 0;
+  assert.deepEqual(await pool(['5.10', '6.1', '6.12'], 1, run), ['ran 5.10', 'ran 6.1', 'ran 6.12']);
+  assert.equal(peak, 1);
+  assert.deepEqual(await pool([], 2, run), []);
 });
