@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runInLab, labOk } from '../lab/runner';
+import { killAllVms, runInLab, labOk } from '../lab/runner';
 import { LAB_KERNELS, LabKernelName, cacheRoot, isLabKernel, prepareKernel } from '../lab/kernels';
 import { REPO_ROOT } from '../common/paths';
 
@@ -222,6 +222,13 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
+  // Stopped from outside (Ctrl-C, CI's timeout): the VMs are ours, and would outlive us.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      killAllVms();
+      process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+    });
+  }
   main().catch((e: Error) => {
     process.stderr.write(`npm test: ${e.stack ?? e.message}\n`);
     process.exit(1);
