@@ -259,7 +259,7 @@ export class Actuator implements AlertTarget {
     this.deps.ipvs.editDestination(service, dest, { weight: 0 }).then((before) => {
       const from = (before as Destination | undefined)?.weight;
       if (typeof from === 'number' && from > 0) this.report({ ...change, from }, undefined);
-    }, () => {});
+    }, (e: Error) => this.log(`quarantine: ${describeChange(change)} at once failed (${e.message}); the reconcile that follows retries it`));
   }
 
   // ---- reconcile ---------------------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ export function synRetransmits(at: number, timeoutMs: number): number[] {
   return out;
 }
 
-export interface RescueVerdict {
+export interface RescueVerdict<T extends Attempt = Attempt> {
   /** failed or slow although a SYN retransmit was due after the quarantine: the rescue did not work */
-  broken: Attempt[];
+  broken: T[];
   /** failed or slow because every retransmit before its deadline came before the quarantine: a late reaction */
-  late: Attempt[];
+  late: T[];
 }
 /** a client connect: when it started (ms), how long it took, how it ended */
 export type Attempt = { at: number; ms: number; outcome: string };
@@ -23,8 +23,8 @@ export type Attempt = { at: number; ms: number; outcome: string };
  * did not, the reaction came too late for it: counted as late, which the caller bounds and reports separately (how
  * fast vipguard reacts in an emulator is not what the rescue mechanism is). `quarantinedAt` is on the connects' clock.
  */
-export function rescueVerdict(results: readonly Attempt[], quarantinedAt: number, timeoutMs: number, slackMs = 400): RescueVerdict {
-  const v: RescueVerdict = { broken: [], late: [] };
+export function rescueVerdict<T extends Attempt>(results: readonly T[], quarantinedAt: number, timeoutMs: number, slackMs = 400): RescueVerdict<T> {
+  const v: RescueVerdict<T> = { broken: [], late: [] };
   for (const r of results) {
     // The decision is logged just before its netlink call: a connect within `slackMs` after it may still have
     // met the old weight, and is judged by its retransmits like those before it.

@@ -1,6 +1,8 @@
 // Lab test harness: vipguard as a real process (so kill -9 means kill -9), a client load of real connects, and
 // small readers of the kernel's IPVS table. Used by the actuator, fault and benchmark code inside the lab VM.
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { clientPortsTo, procKey, readIpvsTable } from '../../src/bench/procfs';
 
 export { VipguardProcess, authHeader, startVipguard, stopVipguard, vgStatus } from '../../src/lab/vipguard-process';
 
@@ -35,3 +37,29 @@ export function loggedAt(lines: readonly string[], re: RegExp, since = 0): numbe
 }
 
 export { rescueVerdict, synRetransmits, type RescueVerdict } from '../../src/lab/rescue';
+
+/**
+ * Watches one IPVS destination from /proc every `everyMs` (a read, not an exec of ipvsadm: cheap under TCG): when
+ * its weight was first seen at 0, and which client ports IPVS sent to it — times on `clock` (a Load's now()).
+ */
+export class DestinationWatch {
+  weight0At?: number;
+  /** client port → first time a connection from it to the destination was seen */
+  readonly landed = new Map<number, number>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(vip: { host: string; port: number }, dest: { ip: string; port: number }, clock: () => number, everyMs = 20) {
+    const svc = procKey(vip.host, vip.port);
+    const key = procKey(dest.ip, dest.port);
+    this.timer = setInterval(() => {
+      const t = clock();
+      const d = readIpvsTable().get(svc)?.find((x) => x.key === key);
+      if (this.weight0At === undefined && d?.weight === 0) this.weight0At = t;
+      for (const p of clientPortsTo(fs.readFileSync('/proc/net/ip_vs_conn', 'utf8'), key)) if (!this.landed.has(p)) this.landed.set(p, t);
+    }, everyMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
