@@ -112,9 +112,7 @@ describe('the control path through the real collector', { skip: SKIP }, () => {
     // The dead trace/metric backends' refusals are expected; anything else is worth seeing.
     const complaints = collector!.lines.filter((l) => /\t(warn|error)\t/i.test(l) && !l.includes(deadBackend));
     if (complaints.length) console.log(`[${KERNEL}] collector warnings:\n${complaints.slice(-10).join('\n')}`);
-    const where = (r: ConnectResult) => ({ at: Math.round(r.at - quarantinedAt), ms: Math.round(r.ms), outcome: r.outcome,
-      landed: r.localPort !== undefined && watch.landed.has(r.localPort) ? Math.round(watch.landed.get(r.localPort)! - quarantinedAt) : null });
-    assert.deepEqual(verdict.broken.map(where), [],
+    assert.deepEqual(verdict.broken.map((r) => watch.explain(r, quarantinedAt)), [],
       `no connect failed that a SYN retransmit after the weight 0 could rescue: the pending ones were rescued (at: ms after the weight 0; landed: when IPVS sent it to ${name})`);
     // How fast vipguard reacts is the benchmark's to measure (printed above), not a timed assertion here: a busy
     // emulated guest (CI ran the collector test at a 7.5 s reaction) makes it flake, not fail for a reason.

@@ -62,4 +62,10 @@ export class DestinationWatch {
   stop(): void {
     clearInterval(this.timer);
   }
+
+  /** A connect as an assertion shows it: ms after the weight 0 it started, and when IPVS sent it to the destination. */
+  explain(r: { at: number; ms: number; outcome: string; localPort?: number }, weight0At: number) {
+    const landed = r.localPort === undefined ? undefined : this.landed.get(r.localPort);
+    return { at: Math.round(r.at - weight0At), ms: Math.round(r.ms), outcome: r.outcome, landed: landed === undefined ? null : Math.round(landed - weight0At) };
+  }
 }

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
-import { connectOnce, ipvsWeights, sleep, startVipguard, stopVipguard, VipguardProcess } from './harness';
+import { connectOnce, ipvsWeights, loggedAt, sleep, startVipguard, stopVipguard, VipguardProcess } from './harness';
 import { waitFor, waitForAsync } from '../helpers';
 import { freePort } from '../../src/common/ports';
 
@@ -71,15 +71,8 @@ async function getJson(url: string): Promise<any> { // eslint-disable-line @type
  * shows the change.
  */
 async function logTime(vg: VipguardProcess, re: RegExp, since = 0): Promise<number> {
-  const find = () => {
-    for (const l of vg.lines) {
-      const t = Date.parse(l.slice(0, 24));
-      if (t >= since && re.test(l)) return t;
-    }
-    return undefined;
-  };
-  await waitFor(() => find() !== undefined, 5000, `vipguard to log ${re}:\n${vg.lines.join('\n')}`);
-  return find()!;
+  await waitFor(() => loggedAt(vg.lines, re, since) !== undefined, 5000, `vipguard to log ${re}:\n${vg.lines.join('\n')}`);
+  return loggedAt(vg.lines, re, since)!;
 }
 
 describe('real peers: Debian\'s Prometheus and Alertmanager drive the actuator', { skip: SKIP }, () => {
