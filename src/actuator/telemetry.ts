@@ -12,6 +12,7 @@ import type { AlertSignal, SignalVerdict } from './alerts';
 import type { Change } from './reconcile';
 import type { ChangeInfo } from './actuator';
 import { destinationKey } from './ipvs/identity';
+import type { HoldCounter } from './rsthold';
 
 export interface ActuatorTelemetryOptions {
   spanExporter?: SpanExporter;
@@ -20,7 +21,15 @@ export interface ActuatorTelemetryOptions {
   spanDelayMs: number;
   /** per service: [quarantined now, in panic] */
   snapshot: () => { service: string; quarantined: number; panic: boolean }[];
+  /** the RST hold-back's counters (bpf/rsthold.bpf.c), undefined while it is off or inactive */
+  refusals?: () => Record<HoldCounter, number> | undefined;
 }
+
+/** vipguard.hold's value for each hold-back counter; `refusals` is their sum, so it is not exported itself. */
+const HOLD_VALUES: Record<Exclude<HoldCounter, 'refusals'>, string> = {
+  held: 'held', passedAgain: 'passed_again', passedFewInService: 'passed_few_in_service',
+  passedRescueFailed: 'passed_rescue_failed', passedNoMemory: 'passed_no_memory',
+};
 
 const SCOPE = 'vipguard.actuator';
 
@@ -69,6 +78,12 @@ export class ActuatorTelemetry implements ActuatorEvents {
         obs.observe(panic, s.panic ? 1 : 0, { 'vipguard.service': s.service });
       }
     }, [quarantined, panic]);
+    const refusals = meter.createObservableCounter('vipguard.actuator.refusals', m('vipguard.actuator.refusals'));
+    refusals.addCallback((obs) => {
+      const c = opts.refusals?.();
+      if (!c) return;
+      for (const [k, v] of Object.entries(HOLD_VALUES)) obs.observe(c[k as keyof typeof HOLD_VALUES], { 'vipguard.hold': v });
+    });
   }
 
   change(c: Change, error: Error | undefined, info: ChangeInfo): void {
@@ -101,6 +116,11 @@ export class ActuatorTelemetry implements ActuatorEvents {
 
   reconciled(ms: number): void {
     this.reconcileTime.record(ms / 1000);
+  }
+
+  /** Collects and exports the metrics now (tests; the periodic reader does it on its own). */
+  async flushMetrics(): Promise<void> {
+    await this.meterProvider.forceFlush();
   }
 
   async shutdown(): Promise<void> {

@@ -123,6 +123,7 @@ export class Vipguard {
       metricExporter: e.enabled ? metricExporter(e) : undefined,
       metricIntervalMs: e.metricIntervalMs, spanDelayMs: e.spanDelayMs,
       snapshot: () => this.snapshot(),
+      refusals: () => this.holdRefusals?.counters(),
     });
     if (a.holdRefusals.enabled) this.holdRefusals = new RefusalHold(a.holdRefusals, this.log);
     const hold = this.holdRefusals;

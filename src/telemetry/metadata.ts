@@ -43,6 +43,7 @@ export const ATTRIBUTES = {
   'vipguard.result': { type: 'string', description: 'Whether the kernel accepted the change.', values: ['ok', 'error'] },
   'vipguard.source': { type: 'string', description: 'Which alert input a signal came from.', values: ['rule', 'alertmanager', 'webhook'] },
   'vipguard.verdict': { type: 'string', description: 'What the policy made of a signal.', values: ['quarantined', 'extended', 'released', 'unchanged', 'refused_cap', 'refused_rate', 'refused_unknown'] },
+  'vipguard.hold': { type: 'string', description: 'What the RST hold-back (actuator.holdRefusals) did with a refused connect: held it back once, or let it through and why (refused again after a hold, fewer than 2 destinations in service, a held connect of the service was refused anyway moments ago, no memory to remember it).', values: ['held', 'passed_again', 'passed_few_in_service', 'passed_rescue_failed', 'passed_no_memory'] },
   'vipguard.quarantine.level': { type: 'int', description: 'Backoff level of the quarantine (0 = first offence).', example: 0 },
   'vipguard.quarantine.until': { type: 'string', description: 'When the quarantine ends (RFC 3339).', example: '2026-11-26T08:00:10Z' },
 } as const satisfies Record<string, AttributeSpec>;
@@ -158,6 +159,11 @@ export const METRICS = {
     instrument: 'counter', unit: '{signal}',
     description: 'Alert signals received, by input and by what the policy made of them.',
     attributes: ['vipguard.source', 'vipguard.verdict'],
+  },
+  'vipguard.actuator.refusals': {
+    instrument: 'counter', unit: '{refusal}',
+    description: 'RSTs refusing a connect to a configured service that the hold-back program saw, by what it did with them (host-wide; absent while holdRefusals is off or inactive).',
+    attributes: ['vipguard.hold'],
   },
   'vipguard.actuator.reaction.duration': {
     instrument: 'histogram', unit: 's',

@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
+import { AggregationTemporality, DataPoint, InMemoryMetricExporter } from '@opentelemetry/sdk-metrics';
 import { RefusalHold } from '../../src/actuator/rsthold';
+import { ActuatorTelemetry } from '../../src/actuator/telemetry';
 import { parseService } from '../../src/actuator/ipvs/identity';
 import { Receiver } from '../../src/receiver/receiver';
 import { Attempt } from '../../src/receiver/lifecycle';
@@ -77,6 +79,18 @@ test('refusals are held once per connect, only for configured services with >= 2
     console.log(`loopback refusals: ${few.ms.toFixed(1)} ms (0 in service), ${unconfigured.ms.toFixed(1)} ms (unconfigured), ` +
       `${held.ms.toFixed(0)} ms (held once), ${failing.ms.toFixed(1)} ms (after a failed rescue); counters ${JSON.stringify(c)}`);
     assert.deepEqual(c, { refusals: 4, held: 1, passedAgain: 1, passedFewInService: 1, passedRescueFailed: 1, passedNoMemory: 0 });
+
+    // The same counters reach the actuator's metrics as vipguard.actuator.refusals, one point per vipguard.hold.
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const telemetry = new ActuatorTelemetry({
+      metricExporter: exporter, metricIntervalMs: 60_000, spanDelayMs: 1000, snapshot: () => [], refusals: () => hold.counters(),
+    });
+    await telemetry.flushMetrics();
+    await telemetry.shutdown();
+    const points = exporter.getMetrics().flatMap((r) => r.scopeMetrics).flatMap((s) => s.metrics)
+      .filter((m) => m.descriptor.name === 'vipguard.actuator.refusals').slice(0, 1).flatMap((m) => m.dataPoints as DataPoint<number>[]);
+    assert.deepEqual(Object.fromEntries(points.map((p) => [p.attributes['vipguard.hold'], p.value])),
+      { held: 1, passed_again: 1, passed_few_in_service: 1, passed_rescue_failed: 1, passed_no_memory: 0 });
 
     // The receiver saw every refusal, once each, the held one included (attempt 0, and attempt 1 for its retransmit).
     receiver.drain();
