@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // vipguard command line. Each command lives in its own file; this one only parses arguments.
+import * as fs from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { trace } from './trace';
 import { run } from './run';
@@ -9,6 +10,16 @@ import { parseAddr } from '../common/addr';
 import { ConfigError, loadConfig } from '../config/config';
 import { CONFIG_SCHEMA } from '../config/schema';
 import { writeDocs } from './docs';
+import { DEFAULT_CONFIG, packageVersion } from '../common/paths';
+
+/** --config, else the default path, which must then exist: say so plainly rather than "cannot read". */
+function configOrDefault(given: string | undefined): string {
+  if (given) return given;
+  if (!fs.existsSync(DEFAULT_CONFIG)) {
+    throw new Error(`no configuration at ${DEFAULT_CONFIG} (the default); pass --config FILE (docs/config.md; \`vipguard schema\` prints its JSON Schema)`);
+  }
+  return DEFAULT_CONFIG;
+}
 
 function parseService(spec: string, prev: ReceiverService[] = []): ReceiverService[] {
   // name=addr:port, addr:port, name=[v6]:port
@@ -29,16 +40,17 @@ function parseService(spec: string, prev: ReceiverService[] = []): ReceiverServi
 export function program(): Command {
   const p = new Command('vipguard')
     .description('eBPF sensing and netlink control for IPVS virtual services')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showHelpAfterError();
 
   p.command('run')
     .description('run the receiver and the actuator (sensing and control)')
-    .requiredOption('-c, --config <file>', 'vipguard.yaml')
+    .option('-c, --config <file>', `vipguard.yaml (default ${DEFAULT_CONFIG})`)
     .option('--only <part>', 'run only the receiver or only the actuator (separate processes)', (v) => {
       if (v !== 'receiver' && v !== 'actuator') throw new InvalidArgumentError(`expected receiver or actuator, got '${v}'`);
       return v;
     })
-    .action(async (o) => run({ configPath: o.config, only: o.only }));
+    .action(async (o) => run({ configPath: configOrDefault(o.config), only: o.only }));
 
   p.command('status')
     .description("show the running actuator's view: weights, quarantines, panic, hooks")
@@ -50,8 +62,9 @@ export function program(): Command {
 
   p.command('check-config')
     .description('validate a configuration file; prints every problem with its line:column')
-    .argument('<file>')
-    .action((file: string) => {
+    .argument('[file]', `default ${DEFAULT_CONFIG}`)
+    .action((given: string | undefined) => {
+      const file = given ?? DEFAULT_CONFIG;
       try {
         const c = loadConfig(file);
         process.stdout.write(`${file}: ok (${c.services.length} service(s): ${c.services.map((s) => `${s.name}${s.manage ? ' managed' : ''}`).join(', ')})\n`);
@@ -75,7 +88,8 @@ export function program(): Command {
     });
 
   p.command('trace')
-    .description('stream the TCP lifecycle of connections to virtual services, with the real backend IPVS chose')
+    .description('stream the TCP lifecycle of connections to virtual services, with the real backend IPVS chose; ' +
+      'with no --service, --config or --all: every TCP virtual service the kernel lists')
     .option('-c, --config <file>', 'trace the services of this configuration')
     .option('-s, --service <[name=]addr:port>', 'a virtual service to trace (repeatable)', parseService, [])
     .option('-a, --all', 'trace every TCP connection, not only virtual services', false)
@@ -87,7 +101,7 @@ export function program(): Command {
     })
     .action(async (o) => {
       const services: ReceiverService[] = [...o.service, ...(o.config ? loadConfig(o.config).services : [])];
-      await trace({ services, all: o.all, json: o.json, durationSec: o.duration });
+      await trace({ services, all: o.all, json: o.json, durationSec: o.duration, kernelServices: !services.length && !o.all });
     });
 
   return p;

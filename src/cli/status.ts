@@ -8,6 +8,8 @@ import { readTokenFile, TOKEN_ENV } from '../common/token-file';
 interface DestStatus {
   destination: string; owned: boolean; weight: number; activeConns: number; inactiveConns: number;
   state: string; until?: string; level?: number; reasons?: string[];
+  /** which input the quarantine came from (rule, alertmanager, webhook) */
+  source?: string;
 }
 interface ServiceStatus { name: string; service: string; managed: boolean; present: boolean; panic: boolean; quarantined: number; destinations: DestStatus[] }
 interface Status {
@@ -74,20 +76,35 @@ export async function fetchStatus(opts: StatusOptions): Promise<Status> {
   return (await res.json()) as Status;
 }
 
-export function renderStatus(s: Status): string {
+/**
+ * A time as the operator's clock shows it (TZ), with its offset from UTC: `2026-12-06 05:31:07 +01:00`, or
+ * `2026-12-06 04:31:07 UTC` (numeric, so no zone abbreviation is ambiguous or missing from ICU).
+ */
+export function localTime(iso: string, timeZone?: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-GB', {
+    timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
+    hourCycle: 'h23', timeZoneName: 'longOffset',
+  }).formatToParts(d).map((p) => [p.type, p.value]));
+  const offset = parts.timeZoneName.replace(/^GMT/, '') || '+00:00';
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} ${offset === '+00:00' ? 'UTC' : offset}`;
+}
+
+export function renderStatus(s: Status, timeZone?: string): string {
   const out: string[] = [];
   for (const svc of s.services ?? []) {
     out.push(`${svc.name}  ${svc.service}  ${svc.managed ? 'managed' : 'watched'}${svc.present ? '' : '  (not in the kernel)'}` +
       `${svc.panic ? '  PANIC: more failing destinations than the cap allows' : ''}`);
     for (const d of svc.destinations) {
-      const until = d.until ? ` until ${d.until.slice(11, 19)} (level ${d.level})` : '';
-      const why = d.reasons?.length && d.state !== 'healthy' ? `  ${d.reasons[d.reasons.length - 1]}` : '';
+      const until = d.until ? ` until ${localTime(d.until, timeZone)} (level ${d.level}${d.source ? `, from ${d.source}` : ''})` : '';
+      const why = d.reasons?.length && d.state !== 'healthy' ? `  why: ${d.reasons[d.reasons.length - 1]}` : '';
       out.push(`  ${d.destination.padEnd(24)} weight ${String(d.weight).padStart(3)}  ${d.state}${until}` +
         `  conns ${d.activeConns}/${d.inactiveConns}${d.owned ? '' : '  (not owned)'}${why}`);
     }
   }
   if (s.lastReconcile) {
-    out.push(`last reconcile ${s.lastReconcile.at}: ${s.lastReconcile.changes} change(s) in ${s.lastReconcile.ms} ms` +
+    out.push(`last reconcile ${localTime(s.lastReconcile.at, timeZone)}: ${s.lastReconcile.changes} change(s) in ${s.lastReconcile.ms} ms` +
       `${s.lastReconcile.failures.length ? `, failures: ${s.lastReconcile.failures.join('; ')}` : ''}`);
   }
   if (s.alerts) {

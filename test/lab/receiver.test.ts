@@ -15,6 +15,10 @@ import { ReceiverTelemetry } from '../../src/receiver/telemetry';
 import { DEFAULT_EXPORT, metricExporter, traceExporter } from '../../src/telemetry/export';
 import { OtlpServer } from '../../src/otlp/server';
 import { FlatPoint, FlatSpan, flattenMetrics, flattenSpans } from '../../src/otlp/model';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { REPO_ROOT } from '../../src/common/paths';
 import { waitFor } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
@@ -194,6 +198,35 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
     assert.equal(a.outcome, 'established');
     assert.equal(a.backend?.addr, b1.ip6);
     assert.equal(a.socket.service, 'web6');
+  });
+
+  test('`vipguard trace` with no argument traces the virtual services the kernel lists, with the backend IPVS chose', async () => {
+    await only('b1');
+    const b1 = topo.backend('b1');
+    const vip = `${topo.vip.host}:${topo.vip.port}`;
+    const p = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'trace', '--json', '--duration', '60'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: string[] = [];
+    const err: string[] = [];
+    readline.createInterface({ input: p.stdout! }).on('line', (l) => out.push(l));
+    readline.createInterface({ input: p.stderr! }).on('line', (l) => err.push(l));
+    const exited = new Promise<number | null>((resolve) => p.once('exit', (code) => resolve(code)));
+    try {
+      // The hook lines come once its receiver is attached (start-up takes seconds under TCG).
+      await waitFor(() => err.some((l) => /ip_vs_conn_new/.test(l)) || p.exitCode !== null, 60_000, 'trace attached');
+      const tracing = err.find((l) => /tracing the kernel's virtual services/.test(l));
+      assert.ok(tracing?.includes(vip) && tracing.includes(`[${topo.vip6!.host}]:${topo.vip6!.port}`), `both services named: ${err.join(' | ')}`);
+      const r = await connectOnce(topo.vip.host, topo.vip.port, { waitMs: 3000 });
+      assert.equal(r.kind, 'connected');
+      const mine = () => out.map((l) => JSON.parse(l) as { event: string; src: string; backend: string | null; service: string | null; outcome: string | null })
+        .find((j) => j.event === 'attempt' && j.src.endsWith(`:${r.localPort}`));
+      await waitFor(() => mine() !== undefined, 10_000, 'the attempt traced');
+      const m = mine()!;
+      assert.deepEqual({ service: m.service, backend: m.backend, outcome: m.outcome }, { service: vip, backend: `${b1.ip}:${b1.port}`, outcome: 'established' });
+    } finally {
+      if (p.exitCode === null) p.kill('SIGTERM');
+      assert.equal(await exited, 0, `trace exits 0 on SIGTERM: ${err.join(' | ')}`);
+    }
+    assert.match(err.join('\n'), /\d+ events, 0 lost/, 'a graceful stop prints its counters');
   });
 
   test('end to end over OTLP/gRPC: spans and metrics name the virtual service and the real backend', async () => {
