@@ -13,7 +13,7 @@ import type { Config, QuarantinePolicy, ServiceConfig } from '../config/config';
 import type { FlatSpan } from '../otlp/model';
 import type { AlertSignal, AlertTarget, SignalVerdict } from './alerts';
 import { QuarantineBook, QuarantineRecord, RateLimiter, quarantined, probing } from './policy';
-import { Change, apply, describeChange, diff } from './reconcile';
+import { Change, apply, changeAttributes, describeChange, diff } from './reconcile';
 import { plan, viewOf, overCapReason, Plan } from './desired';
 import { IpvsPort, KernelTable, destinationIdOf, ownedDestinations, readKernel, serviceIdOf } from './kernel';
 import { Intake } from './intake';
@@ -21,6 +21,7 @@ import { Probe, Recovery } from './recovery';
 import type { Destination } from './ipvs/types';
 import { DestinationId, ServiceId, destinationKey, parseService, serviceKey } from './ipvs/identity';
 import { Clock, systemClock, toWall } from '../common/clock';
+import { Logger, lineLogger } from '../common/log';
 
 export type { IpvsPort } from './kernel';
 
@@ -45,7 +46,7 @@ export interface ActuatorDeps {
   probe?: Probe;
   saveState?: (records: QuarantineRecord[]) => void;
   initialRecords?: QuarantineRecord[];
-  log?: (line: string) => void;
+  log?: Logger;
   events?: ActuatorEvents;
 }
 
@@ -67,7 +68,7 @@ export class Actuator implements AlertTarget {
   private readonly intake: Intake;
   private readonly recovery: Recovery;
   private readonly clock: Clock;
-  private readonly log: (line: string) => void;
+  private readonly log: Logger;
   private kernel: KernelTable = new Map();
   /** records vipguard no longer owns whose weight it must still give back (I3) */
   private orphans: QuarantineRecord[] = [];
@@ -84,7 +85,7 @@ export class Actuator implements AlertTarget {
 
   constructor(private config: Config, private readonly deps: ActuatorDeps) {
     this.clock = deps.clock ?? systemClock;
-    this.log = deps.log ?? (() => {});
+    this.log = deps.log ?? lineLogger(() => {});
     const rl = config.actuator.rateLimit;
     this.intake = new Intake(config, () => this.kernel);
     this.book = new QuarantineBook(this.adopt(deps.initialRecords ?? []), new RateLimiter(rl.perSecond, rl.burst, this.clock.mono()));
@@ -92,7 +93,7 @@ export class Actuator implements AlertTarget {
       book: this.book, clock: this.clock, probe: deps.probe,
       policyOf: (s) => this.policyOf(s),
       released: (service, destination, how) => {
-        this.log(`release ${destination} in ${service}: ${how}`);
+        this.log.info(`release ${destination} in ${service}: ${how}`, { 'vipguard.service': service, 'vipguard.destination': destination });
         this.persist();
         void this.reconcile();
       },
@@ -146,7 +147,7 @@ export class Actuator implements AlertTarget {
     try {
       this.deps.saveState?.(records);
     } catch (e) {
-      this.log(`saving quarantine state: ${(e as Error).message}`);
+      this.log.error(`saving quarantine state: ${(e as Error).message}`);
     }
   }
 
@@ -168,7 +169,7 @@ export class Actuator implements AlertTarget {
       this.signalAt.delete(`${r.service}|${r.destination}`);
       if (quarantined(r) || r.pendingRestore) {
         this.orphans.push(r);
-        this.log(`give back ${r.destination} in ${r.service}: no longer in the configuration`);
+        this.log.info(`give back ${r.destination} in ${r.service}: no longer in the configuration`, { 'vipguard.service': r.service, 'vipguard.destination': r.destination });
       }
     }
     this.persist();
@@ -199,7 +200,8 @@ export class Actuator implements AlertTarget {
     if (!firing) {
       const rec = this.book.resolve(svc.name, key, { source: signal.source, alert: signal.name }, now);
       if (!rec) return { accepted: true, action: 'unchanged' };
-      this.log(`resolved ${signal.source} ${signal.name}: ${key} in ${svc.name} ends quarantine at ${this.wallDate(rec.holdUntil).toISOString()}, once a probe answers`);
+      this.log.info(`resolved ${signal.source} ${signal.name}: ${key} in ${svc.name} ends quarantine at ${this.wallDate(rec.holdUntil).toISOString()}, once a probe answers`,
+        { 'vipguard.service': svc.name, 'vipguard.destination': key, 'vipguard.source': signal.source, 'vipguard.verdict': 'released' });
       this.persist();
       this.recovery.kick();
       return { accepted: true, action: 'released' };
@@ -212,7 +214,7 @@ export class Actuator implements AlertTarget {
     switch (r.kind) {
       case 'refused':
         if (r.reason === 'cap') this.panicUntil.set(svc.name, now + PANIC_REPORT_MS);
-        this.log(r.why);
+        this.log.warn(`${r.why} (signal: ${signal.source} ${signal.name}: ${signal.reason})`, { 'vipguard.service': svc.name, 'vipguard.destination': key, 'vipguard.source': signal.source, 'vipguard.verdict': r.reason === 'cap' ? 'refused_cap' : 'refused_rate' });
         return { accepted: false, refusal: r.reason === 'cap' ? 'cap' : 'rate-limited', error: r.why };
       case 'unchanged':
         return { accepted: true, action: 'unchanged', until: r.record ? this.wallDate(r.record.holdUntil) : undefined };
@@ -223,7 +225,11 @@ export class Actuator implements AlertTarget {
         this.persist();
         if (r.kind === 'quarantined') {
           if (this.signalAt.size < 10_000) this.signalAt.set(`${svc.name}|${key}`, observedAt ?? this.clock.wall());
-          this.log(`quarantine ${key} in ${svc.name} (level ${r.record.level}) until ${this.wallDate(r.record.holdUntil).toISOString()}, then probed: ${signal.source} ${signal.name}`);
+          const until = this.wallDate(r.record.holdUntil).toISOString();
+          this.log.info(`quarantine ${key} in ${svc.name} (level ${r.record.level}) until ${until}, then probed: ${signal.source} ${signal.name}: ${signal.reason}`, {
+            'vipguard.service': svc.name, 'vipguard.destination': key, 'vipguard.source': signal.source, 'vipguard.verdict': 'quarantined',
+            'vipguard.quarantine.level': r.record.level, 'vipguard.quarantine.until': until,
+          });
           this.drainNow(svc, signal.destination);
           void this.reconcile(svc.name);
         }
@@ -239,7 +245,8 @@ export class Actuator implements AlertTarget {
     for (const l of late) {
       const rec = this.book.falseAlarm(l.service, l.destination, `answered late (${l.handshakeMs.toFixed(0)} ms): slow, not dead`);
       if (!rec) continue;
-      this.log(`lift quarantine of ${l.destination} in ${l.service}: a handshake declared unanswered was answered after ${l.handshakeMs.toFixed(0)} ms — slow, not dead`);
+      this.log.info(`lift quarantine of ${l.destination} in ${l.service}: a handshake declared unanswered was answered after ${l.handshakeMs.toFixed(0)} ms — slow, not dead`,
+        { 'vipguard.service': l.service, 'vipguard.destination': l.destination, 'vipguard.handshake.late': true });
       this.persist();
       void this.reconcile();
     }
@@ -259,7 +266,8 @@ export class Actuator implements AlertTarget {
     this.deps.ipvs.editDestination(service, dest, { weight: 0 }).then((before) => {
       const from = (before as Destination | undefined)?.weight;
       if (typeof from === 'number' && from > 0) this.report({ ...change, from }, undefined);
-    }, (e: Error) => this.log(`quarantine: ${describeChange(change)} at once failed (${e.message}); the reconcile that follows retries it`));
+    }, (e: Error) => this.log.warn(`quarantine: ${describeChange(change)} at once failed (${e.message}); the reconcile that follows retries it`,
+      { ...changeAttributes(change), 'vipguard.result': 'error' }));
   }
 
   // ---- reconcile ---------------------------------------------------------------------------------------------
@@ -310,7 +318,7 @@ export class Actuator implements AlertTarget {
     } catch (e) {
       failures.push(`listing IPVS: ${(e as Error).message}`);
     }
-    for (const f of failures) this.log(`reconcile: ${f}`);
+    for (const f of failures) this.log.warn(`reconcile: ${f}`);
     const ms = this.clock.mono() - t0;
     this.lastReconcile = { at: this.clock.wall(), ms, changes: changes.length, failures };
     this.deps.events?.reconciled?.(ms, changes.length, failures.length);
@@ -322,12 +330,14 @@ export class Actuator implements AlertTarget {
     let dirty = false;
     for (const o of p.overCap) {
       this.book.release(o.service, o.destination, now, 'released: over the cap (panic)');
-      this.log(`panic in ${o.service}: more destinations failing than the cap allows; releasing the oldest quarantine, ${o.destination}`);
+      this.log.warn(`panic in ${o.service}: more destinations failing than the cap allows; releasing the oldest quarantine, ${o.destination}`,
+        { 'vipguard.service': o.service, 'vipguard.destination': o.destination, 'vipguard.actuator.panic': 1 });
       dirty = true;
     }
     for (const e of p.ownerEdits) {
       this.book.ownerWeight(e.service, e.destination, e.weight);
-      this.log(`owner set the weight of ${e.destination} in ${e.service} to ${e.weight} while vipguard held it at 0: that weight is what comes back`);
+      this.log.info(`owner set the weight of ${e.destination} in ${e.service} to ${e.weight} while vipguard held it at 0: that weight is what comes back`,
+        { 'vipguard.service': e.service, 'vipguard.destination': e.destination });
       dirty = true;
     }
     for (const r of p.restored) {
@@ -354,7 +364,7 @@ export class Actuator implements AlertTarget {
     try {
       kernel = await readKernel([...ids.values()], this.deps.ipvs);
     } catch (e) {
-      this.log(`giving back weights: listing IPVS: ${(e as Error).message}`);
+      this.log.warn(`giving back weights: listing IPVS: ${(e as Error).message}`);
       return records;
     }
     for (const r of records) {
@@ -389,7 +399,11 @@ export class Actuator implements AlertTarget {
     }
     // How long the signal took to become a kernel change is the figure an operator checks first when a
     // rescue was late (the receiver's event loop, the collector hop, a slow host).
-    if (!error) this.log(describeChange(c) + (info.signalAt !== undefined ? ` (${Math.max(0, this.clock.wall() - info.signalAt).toFixed(0)} ms after the signal)` : ''));
+    if (!error) {
+      const ms = info.signalAt !== undefined ? Math.max(0, this.clock.wall() - info.signalAt) : undefined;
+      this.log.info(describeChange(c) + (ms !== undefined ? ` (${ms.toFixed(0)} ms after the signal)` : ''),
+        { ...changeAttributes(c), 'vipguard.result': 'ok', 'vipguard.actuator.reaction.duration': ms !== undefined ? ms / 1000 : undefined });
+    }
     this.deps.events?.change?.(c, error, info);
   }
 
@@ -401,7 +415,7 @@ export class Actuator implements AlertTarget {
     try {
       this.deps.saveState?.(this.book.all());
     } catch (e) {
-      this.log(`saving quarantine state: ${(e as Error).message} — quarantines will not survive a restart`);
+      this.log.error(`saving quarantine state: ${(e as Error).message} — quarantines will not survive a restart`);
     }
   }
 

@@ -91,6 +91,14 @@ export async function apply(changes: Change[], ipvs: IpvsWriter): Promise<ApplyR
   return result;
 }
 
+/** A change's telemetry attributes (its span's and its log record's): service, action, destination. */
+export function changeAttributes(c: Change): { 'vipguard.service': string; 'vipguard.action': string; 'vipguard.destination'?: string } {
+  const action = c.op === 'edit-destination' ? c.why : c.op;
+  return c.op === 'add-service' || c.op === 'edit-service'
+    ? { 'vipguard.service': c.name, 'vipguard.action': action }
+    : { 'vipguard.service': c.name, 'vipguard.action': action, 'vipguard.destination': destinationKey(c.destination) };
+}
+
 export function describeChange(c: Change): string {
   const svc = `${c.name} (${serviceKey(c.service)})`;
   switch (c.op) {

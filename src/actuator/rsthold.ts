@@ -13,6 +13,7 @@ import { cgroup2Root } from '../common/cgroup';
 import { serviceKey as bpfServiceKey } from '../common/service-key';
 import { ServiceId, describeService, parseService, serviceKey } from './ipvs/identity';
 import type { ActuatorEvents } from './actuator';
+import type { Logger } from '../common/log';
 
 export interface HoldRefusalsOptions {
   /** cgroup v2 directory whose sockets it applies to; default: the root of the cgroup2 mount (every process) */
@@ -49,7 +50,7 @@ export class RefusalHold {
   private reason?: string;
   private cgroup?: string;
 
-  constructor(private readonly opts: HoldRefusalsOptions, private readonly log: (line: string) => void) {}
+  constructor(private readonly opts: HoldRefusalsOptions, private readonly log: Logger) {}
 
   /**
    * Loads and attaches, and says what is active. On any failure it stays inactive and says why: refused connects
@@ -76,14 +77,14 @@ export class RefusalHold {
     this.cgroup = cgroup;
     this.reason = undefined;
     const names = [...this.services.values()].map((s) => describeService(s.id)).join(', ');
-    this.log(`holdRefusals: active on cgroup ${cgroup}: the RST refusing a connect to ${names || '(no TCP service)'} is held back once ` +
+    this.log.info(`holdRefusals: active on cgroup ${cgroup}: the RST refusing a connect to ${names || '(no TCP service)'} is held back once ` +
       `while the service has >= ${MIN_IN_SERVICE} destinations in service, so IPVS reschedules the SYN retransmit`);
     return this.status();
   }
 
   private inactive(reason: string): HoldRefusalsStatus {
     this.reason = `${reason} — refused connects reach the application at once`;
-    this.log(`holdRefusals: inactive: ${this.reason}`);
+    this.log.warn(`holdRefusals: inactive: ${this.reason}`);
     return this.status();
   }
 

@@ -4,7 +4,7 @@
 // service and a destination vipguard owns, so every window here is keyed by configuration, never by whatever a
 // span claims — and windows of services that go are dropped (`retain`).
 import type { RuleConfig } from '../config/config';
-import type { ConnectAttempt } from '../telemetry/connect-span';
+import { ConnectAttempt, describeAttempt } from '../telemetry/connect-span';
 
 export interface OwnedAttempt {
   attempt: ConnectAttempt;
@@ -22,6 +22,8 @@ export interface RuleHit {
   /** wall-clock ms of the attempt that tripped the rule (its end: when the failure was known) */
   observedAt: number;
   outcome: string;
+  /** the attempt that tripped the rule, in words (describeAttempt) */
+  last: string;
 }
 
 /** Span ids remembered for de-duplication: one failure must count once even if it arrives twice. */
@@ -70,7 +72,7 @@ export class RuleEngine {
         while (w.length && nowWall - w[0] > r.windowMs) w.shift();
         this.windows.set(key, w);
         if (w.length >= r.threshold) {
-          hits.push({ rule: r.name, service, destination, failures: w.length, windowMs: r.windowMs, observedAt: at, outcome: a.outcome });
+          hits.push({ rule: r.name, service, destination, failures: w.length, windowMs: r.windowMs, observedAt: at, outcome: a.outcome, last: describeAttempt(a) });
         }
       }
     }

@@ -20,6 +20,7 @@ import { cgroup2Root } from '../common/cgroup';
 
 export { cgroup2Root };
 import type { FlatSpan } from '../otlp/model';
+import type { Logger } from '../common/log';
 
 export interface SynTimeoutPolicy {
   marginMs: number;
@@ -62,7 +63,7 @@ export class SynTimeoutController {
   private timer?: NodeJS.Timeout;
   readonly status: SynTimeoutStatus = { active: false, services: [] };
 
-  constructor(private readonly policy: SynTimeoutPolicy, deadline: DeadlinePolicy, private readonly log: (l: string) => void) {
+  constructor(private readonly policy: SynTimeoutPolicy, deadline: DeadlinePolicy, private readonly log: Logger) {
     this.rtt = new RttTracker(deadline);
   }
 
@@ -92,7 +93,7 @@ export class SynTimeoutController {
   private inactive(reason: string): SynTimeoutStatus {
     this.status.active = false;
     this.status.reason = `${reason} — connections keep the kernel's initial SYN timeout (1 s)`;
-    this.log(`synTimeout: inactive: ${this.status.reason}`);
+    this.log.warn(`synTimeout: inactive: ${this.status.reason}`);
     return this.status;
   }
 
@@ -110,11 +111,11 @@ export class SynTimeoutController {
       if (dns > 5e8 && dj > 0) {
         this.hz = roundHz(dj / (dns / 1e9));
         this.status.hz = this.hz;
-        this.log(`synTimeout: active on cgroup ${this.status.cgroup}, kernel HZ measured ${this.hz}`);
+        this.log.info(`synTimeout: active on cgroup ${this.status.cgroup}, kernel HZ measured ${this.hz}`);
         this.update();
       }
     }
-    if (!this.hz) this.log('synTimeout: could not measure the kernel tick rate; timeouts stay at the kernel default');
+    if (!this.hz) this.log.warn('synTimeout: could not measure the kernel tick rate; timeouts stay at the kernel default');
   }
 
   setServices(services: SynTimeoutService[]): void {

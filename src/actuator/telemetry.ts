@@ -9,9 +9,8 @@ import { METRICS, MetricName } from '../telemetry/metadata';
 import { QueueSpanProcessor } from '../telemetry/export';
 import type { ActuatorEvents } from './actuator';
 import type { AlertSignal, SignalVerdict } from './alerts';
-import type { Change } from './reconcile';
+import { Change, changeAttributes } from './reconcile';
 import type { ChangeInfo } from './actuator';
-import { destinationKey } from './ipvs/identity';
 import type { HoldCounter } from './rsthold';
 
 export interface ActuatorTelemetryOptions {
@@ -87,11 +86,12 @@ export class ActuatorTelemetry implements ActuatorEvents {
   }
 
   change(c: Change, error: Error | undefined, info: ChangeInfo): void {
-    const action = c.op === 'edit-destination' ? c.why : c.op;
-    const attrs: Attributes = { 'vipguard.service': c.name, 'vipguard.action': action, 'vipguard.result': error ? 'error' : 'ok' };
+    const { 'vipguard.destination': destination, ...rest } = changeAttributes(c);
+    const action = rest['vipguard.action'];
+    const attrs: Attributes = { ...rest, 'vipguard.result': error ? 'error' : 'ok' };
     this.changes.add(1, attrs);
     const span = this.tracer.startSpan('vipguard.actuator.change', { kind: SpanKind.INTERNAL, attributes: attrs });
-    if (c.op !== 'add-service' && c.op !== 'edit-service') span.setAttribute('vipguard.destination', destinationKey(c.destination));
+    if (destination) span.setAttribute('vipguard.destination', destination);
     if (info.level !== undefined && info.holdUntil && action === 'quarantine') {
       span.setAttribute('vipguard.quarantine.level', info.level);
       span.setAttribute('vipguard.quarantine.until', info.holdUntil.toISOString());

@@ -141,7 +141,7 @@ async function startVipguardSystem(topo: Topology, synTimeout: boolean): Promise
     report: async () => {
       const st = await vipguardStatus(vg);
       // Decisions are parsed from the full log by the caller; here only what says how it ran.
-      const notes = vg.proc.lines.filter((l) => /INACTIVE|SYN timeout|synTimeout|sock_ops/.test(l)).map((l) => l.replace(/^\S+ vipguard: /, ''));
+      const notes = vg.proc.lines.filter((l) => /INACTIVE|SYN timeout|synTimeout|sock_ops/.test(l)).map((l) => l.replace(/^.*? vipguard: /, ''));
       return { reaction: st?.reactionMs as { n: number; p50?: number; p99?: number; max?: number } | undefined, notes };
     },
     log: () => [...vg.proc.lines],

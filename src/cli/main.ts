@@ -11,6 +11,14 @@ import { ConfigError, loadConfig } from '../config/config';
 import { CONFIG_SCHEMA } from '../config/schema';
 import { writeDocs } from './docs';
 import { DEFAULT_CONFIG, packageVersion } from '../common/paths';
+import { LOG_FORMATS, LOG_LEVELS, createLogger } from '../common/log';
+
+function choice<T extends string>(what: string, values: readonly T[]): (v: string) => T {
+  return (v) => {
+    if (!(values as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected a ${what} (${values.join(', ')}), got '${v}'`);
+    return v as T;
+  };
+}
 
 /** --config, else the default path, which must then exist: say so plainly rather than "cannot read". */
 function configOrDefault(given: string | undefined): string {
@@ -50,7 +58,9 @@ export function program(): Command {
       if (v !== 'receiver' && v !== 'actuator') throw new InvalidArgumentError(`expected receiver or actuator, got '${v}'`);
       return v;
     })
-    .action(async (o) => run({ configPath: configOrDefault(o.config), only: o.only }));
+    .option('--log-level <level>', `least severe record written: ${LOG_LEVELS.join(', ')}`, choice('log level', LOG_LEVELS), 'info')
+    .option('--log-format <format>', `${LOG_FORMATS.join(', ')} (default: journal when stderr is the journal, else plain)`, choice('log format', LOG_FORMATS))
+    .action(async (o) => run({ configPath: configOrDefault(o.config), only: o.only, log: createLogger({ level: o.logLevel, format: o.logFormat }) }));
 
   p.command('status')
     .description("show the running actuator's view: weights, quarantines, panic, hooks")

@@ -27,13 +27,15 @@ import type { SynTimeoutController } from '../actuator/synrto';
 import { RefusalHold, afterActuatorEvents, inServiceOf } from '../actuator/rsthold';
 import { serviceIdOf } from '../actuator/kernel';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { Logger, createLogger } from '../common/log';
 
 export type Part = 'receiver' | 'actuator';
 
 export interface RunOptions {
   configPath: string;
   only?: Part;
-  log?: (line: string) => void;
+  /** where the log goes (default: stderr, plain or journal as createLogger decides) */
+  log?: Logger;
   /** file-change polling interval for reloads (ms); 0 disables watching */
   watchMs?: number;
 }
@@ -42,7 +44,7 @@ const exportCfg = (c: Config) => c.receiver.export;
 
 export class Vipguard {
   private config: Config;
-  private readonly log: (line: string) => void;
+  private readonly log: Logger;
   private receiver?: Receiver;
   private receiverTelemetry?: ReceiverTelemetry;
   private actuator?: Actuator;
@@ -59,7 +61,7 @@ export class Vipguard {
   private stopping = false;
 
   constructor(private readonly opts: RunOptions) {
-    this.log = opts.log ?? ((l) => process.stderr.write(`${new Date().toISOString()} vipguard: ${l}\n`));
+    this.log = opts.log ?? createLogger();
     this.config = loadConfig(opts.configPath);
   }
 
@@ -81,8 +83,8 @@ export class Vipguard {
     } catch (e) {
       // Past the first reconcile the kernel holds quarantines and the sysctl: a start that fails after it (a port
       // in use, a BPF load error) must leave the kernel as it found it, like a graceful stop (invariant I3).
-      this.log(`start failed: ${(e as Error).message} — undoing what was applied`);
-      await this.stop().catch((err: Error) => this.log(`undoing a failed start: ${err.message}`));
+      this.log.error(`start failed: ${(e as Error).message} — undoing what was applied`);
+      await this.stop().catch((err: Error) => this.log.error(`undoing a failed start: ${err.message}`));
       throw e;
     }
   }
@@ -94,25 +96,25 @@ export class Vipguard {
     const auth = resolveToken(a, this.log);
     this.token = auth.token;
     if (auth.source === 'none') {
-      this.log('actuator: no token (allowLoopbackWithoutToken): any local user can post alerts and OTLP spans that quarantine or release destinations');
+      this.log.warn('actuator: no token (allowLoopbackWithoutToken): any local user can post alerts and OTLP spans that quarantine or release destinations');
     }
     this.ipvs = await IpvsClient.open();
     if (a.expireNodestConn) {
       this.sysctl = new Sysctl(EXPIRE_NODEST_CONN);
       const r = this.sysctl.set('1');
-      if (r.changed) this.log(`set net.ipv4.vs.expire_nodest_conn=1 (was ${r.previous}): pending connects to quarantined destinations are rescheduled`);
+      if (r.changed) this.log.info(`set net.ipv4.vs.expire_nodest_conn=1 (was ${r.previous}): pending connects to quarantined destinations are rescheduled`);
     }
     const actuatorStart = performance.now();
     const maxHold = Math.max(a.quarantine.maxMs, ...this.config.services.map((s) => s.quarantine.maxMs));
     const state = loadState(a.stateFile, systemClock, maxHold);
-    if (state.problem) this.log(state.problem);
+    if (state.problem) this.log.warn(state.problem);
     this.actuator = new Actuator(this.config, {
       ipvs: this.ipvs, probe: tcpProbe, initialRecords: state.records, log: this.log,
       saveState: (records) => saveState(a.stateFile, records, systemClock),
     });
     await this.actuator.start();
     const resumed = state.records.filter((r) => r.active).length;
-    this.log(`actuator: kernel reconciled ${Math.round(performance.now() - actuatorStart)} ms after the actuator started ` +
+    this.log.info(`actuator: kernel reconciled ${Math.round(performance.now() - actuatorStart)} ms after the actuator started ` +
       `(${Math.round(process.uptime() * 1000)} ms after process start)` +
       `${resumed ? ` (${resumed} quarantine(s) resumed from ${a.stateFile})` : ''}`);
     const actuator = this.actuator;
@@ -148,10 +150,10 @@ export class Vipguard {
     });
     await this.otlp.start();
     this.http = new ActuatorHttpServer({
-      listen: a.listen, token: this.token, target: actuator, status: () => this.status(), log: this.log, alertLabels: a.alertLabels,
+      listen: a.listen, token: this.token, target: actuator, status: () => this.status(), log: (l) => this.log.warn(l), alertLabels: a.alertLabels,
     });
     this.httpPort = await this.http.start();
-    this.log(`actuator: alerts on http://${a.listen} (port ${this.httpPort}), OTLP rules on ${a.otlpListen} (port ${this.otlp.port}), ` +
+    this.log.info(`actuator: alerts on http://${a.listen} (port ${this.httpPort}), OTLP rules on ${a.otlpListen} (port ${this.otlp.port}), ` +
       `${this.config.services.length} service(s), ${resumed} quarantine(s) resumed`);
   }
 
@@ -184,8 +186,10 @@ export class Vipguard {
       sinks: [telemetry], onBatch: (n) => telemetry.countEvents(n),
     });
     this.receiver = receiver;
-    for (const line of receiver.describeHooks()) this.log(`receiver: ${line}`);
-    this.log(`receiver: tracing ${r.traceAll ? 'every TCP connection' : this.config.services.map((s) => `${s.name}=${s.address}:${s.port}`).join(', ')}; ` +
+    for (const h of receiver.hooks) {
+      this.log[h.active ? 'info' : 'warn'](`receiver: ${h.active ? 'active  ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}`);
+    }
+    this.log.info(`receiver: tracing ${r.traceAll ? 'every TCP connection' : this.config.services.map((s) => `${s.name}=${s.address}:${s.port}`).join(', ')}; ` +
       `OTLP to ${e.enabled ? e.endpoint : '(export disabled)'}${otlp ? ' and to the actuator in-process' : ''}` +
       `${r.prometheus.enabled ? `; Prometheus /metrics on ${r.prometheus.listen}` : ''}`);
   }
@@ -218,7 +222,7 @@ export class Vipguard {
     try {
       next = loadConfig(this.opts.configPath);
     } catch (e) {
-      this.log(`reload refused, keeping the running configuration:\n${e instanceof ConfigError ? e.message : (e as Error).message}`);
+      this.log.error(`reload refused, keeping the running configuration: ${e instanceof ConfigError ? e.message : (e as Error).message}`);
       return false;
     }
     const restartKeys = (c: Config) => JSON.stringify([c.receiver, c.actuator.listen, c.actuator.otlpListen, c.actuator.token,
@@ -230,7 +234,7 @@ export class Vipguard {
     this.synTimeout?.setServices(next.services);
     this.http?.setAlertLabels(next.actuator.alertLabels);
     this.holdRefusals?.setServices(next.services.map(serviceIdOf));
-    this.log(`reloaded ${this.opts.configPath}: ${next.services.length} service(s)${restartNeeded ? ' (receiver/listener/export settings change on restart)' : ''}`);
+    this.log.info(`reloaded ${this.opts.configPath}: ${next.services.length} service(s)${restartNeeded ? ' (receiver/listener/export settings change on restart)' : ''}`);
     return true;
   }
 
@@ -249,7 +253,7 @@ export class Vipguard {
     this.sysctl?.restore();
     this.ipvs?.close();
     await this.actuatorTelemetry?.shutdown();
-    this.log('stopped');
+    this.log.info('stopped');
   }
 }
 

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MIN_TOKEN_LENGTH } from './token';
+import { Logger, lineLogger } from './log';
 
 /** The environment variable `vipguard status` reads a token from (never a flag: see above). */
 export const TOKEN_ENV = 'VIPGUARD_TOKEN';
@@ -38,11 +39,11 @@ export function readTokenFile(file: string): string {
  * The token the endpoints require: the inline one, the file's, or a new one written to the file (exclusively, so
  * two starting processes agree on one). With allowLoopbackWithoutToken and no file, none.
  */
-export function resolveToken(s: TokenSettings, log: (line: string) => void = () => {}): ResolvedToken {
+export function resolveToken(s: TokenSettings, log: Logger = lineLogger(() => {})): ResolvedToken {
   if (s.token !== undefined) return { token: s.token, source: 'config' };
   if (fs.existsSync(s.tokenFile)) {
     const mode = fs.statSync(s.tokenFile).mode & 0o777;
-    if (mode & 0o007) log(`token file ${s.tokenFile} is readable by every user (mode ${mode.toString(8)}): chmod 600 (or 640 for a group that needs it)`);
+    if (mode & 0o007) log.warn(`token file ${s.tokenFile} is readable by every user (mode ${mode.toString(8)}): chmod 600 (or 640 for a group that needs it)`);
     return { token: readTokenFile(s.tokenFile), source: 'file', file: s.tokenFile };
   }
   if (s.allowLoopbackWithoutToken) return { token: undefined, source: 'none' };
@@ -56,6 +57,6 @@ export function resolveToken(s: TokenSettings, log: (line: string) => void = () 
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return { token: readTokenFile(s.tokenFile), source: 'file', file: s.tokenFile };
     throw new Error(`writing a new token to ${s.tokenFile}: ${(e as Error).message} — set actuator.tokenFile to a writable path`);
   }
-  log(`actuator: generated a bearer token into ${s.tokenFile} (mode 0600): give this file to Prometheus, Alertmanager and the collector`);
+  log.info(`actuator: generated a bearer token into ${s.tokenFile} (mode 0600): give this file to Prometheus, Alertmanager and the collector`);
   return { token, source: 'generated', file: s.tokenFile };
 }

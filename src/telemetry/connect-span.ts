@@ -21,9 +21,20 @@ export interface ConnectAttempt {
   /** declared unanswered at the deadline (early) / the real answer after that (late) */
   early: boolean;
   late: boolean;
+  /** which SYN of its socket (0 = the original) and the client's port: to name the attempt behind a decision */
+  index?: number;
+  localPort?: number;
 }
 
 const NAME = 'vipguard.connect';
+
+/** One line naming an attempt, for the reason a rule gives: `SYN #1 from port 41234, unanswered at its deadline after 212 ms`. */
+export function describeAttempt(a: ConnectAttempt): string {
+  const syn = a.index !== undefined ? `SYN #${a.index}` : 'a SYN';
+  const from = a.localPort !== undefined ? ` from port ${a.localPort}` : '';
+  const ms = Number.isFinite(a.handshakeMs) ? ` after ${a.handshakeMs.toFixed(0)} ms` : '';
+  return `${syn}${from}, ${a.outcome}${a.early ? ' at its deadline' : ''}${a.late ? ' (late)' : ''}${ms}`;
+}
 const get = (s: FlatSpan, k: AttributeName) => s.attributes[k];
 const canon = (a: string) => { const p = parseAddr(a); return formatAddr(p.family, p.bytes); };
 const isPort = (p: unknown): p is number => typeof p === 'number' && Number.isInteger(p) && p > 0 && p < 65536;
@@ -57,5 +68,7 @@ export function readConnectSpan(s: FlatSpan): ConnectAttempt | undefined {
     handshakeMs: typeof d === 'number' && Number.isFinite(d) ? d * 1000 : NaN,
     early: get(s, 'vipguard.handshake.early') === true,
     late: get(s, 'vipguard.handshake.late') === true,
+    index: typeof get(s, 'vipguard.attempt') === 'number' ? get(s, 'vipguard.attempt') as number : undefined,
+    localPort: isPort(get(s, 'network.local.port')) ? get(s, 'network.local.port') as number : undefined,
   };
 }

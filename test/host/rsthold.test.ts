@@ -12,6 +12,7 @@ import { parseService } from '../../src/actuator/ipvs/identity';
 import { Receiver } from '../../src/receiver/receiver';
 import { Attempt } from '../../src/receiver/lifecycle';
 import { requireRoot, waitFor } from '../helpers';
+import { lineLogger } from '../../src/common/log';
 
 /** A loopback port nobody listens on: the kernel answers its SYNs with RST. */
 function closedPort(): Promise<number> {
@@ -44,7 +45,7 @@ test('refusals are held once per connect, only for configured services with >= 2
     sinks: [{ attemptEnded: (a) => attempts.push(a), connectionStarted: () => {}, connectionEnded: () => {} }],
   });
   const lines: string[] = [];
-  const hold = new RefusalHold({ failOpenMs: 3000 }, (l) => lines.push(l));
+  const hold = new RefusalHold({ failOpenMs: 3000 }, lineLogger((l) => lines.push(l)));
   try {
     const observer = receiver.hooks.find((h) => h.program === 'vg_rst_in');
     assert.equal(observer?.active, true, `receiver's RST observer attached: ${observer?.reason}`);

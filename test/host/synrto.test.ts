@@ -10,6 +10,7 @@ import { DEFAULT_DEADLINE } from '../../src/common/rtt';
 import { ReceiverProbe } from '../../src/receiver/probe';
 import { KernelEvent } from '../../src/receiver/events';
 import { requireRoot, waitFor } from '../helpers';
+import { lineLogger } from '../../src/common/log';
 
 const NS = `vgt-rto-${process.pid}`;
 const sh = (...args: string[]) => execFileSync(args[0], args.slice(1), { stdio: 'pipe' });
@@ -55,7 +56,7 @@ test('sock_ops lowers the initial SYN timeout for configured destinations only',
   setupBlackhole();
   const events: KernelEvent[] = [];
   let probe: ReceiverProbe | undefined;
-  const ctl = new SynTimeoutController({ marginMs: 100, floorMs: 200, ceilingMs: 300 }, DEFAULT_DEADLINE, () => {});
+  const ctl = new SynTimeoutController({ marginMs: 100, floorMs: 200, ceilingMs: 300 }, DEFAULT_DEADLINE, lineLogger(() => {}));
   try {
     probe = new ReceiverProbe((evs) => events.push(...evs), {
       services: [{ address: '10.201.0.2', port: 9, id: 0 }, { address: '10.201.0.2', port: 10, id: 1 }],

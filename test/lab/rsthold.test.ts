@@ -21,6 +21,7 @@ import { parseService } from '../../src/actuator/ipvs/identity';
 import { Receiver } from '../../src/receiver/receiver';
 import { Attempt } from '../../src/receiver/lifecycle';
 import { monotonicNow } from '../../src/native/clock';
+import { lineLogger } from '../../src/common/log';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
@@ -57,7 +58,7 @@ describe('proof: an RST held back at cgroup_skb ingress lets IPVS reschedule the
     for (const k of ['expire_nodest_conn', 'conn_reuse_mode']) saved[k] = sysctl(k);
     topo = await Topology.up({ backends: ['healthy', 'refuse'], ipv6: false });
     recv = watcher(topo.vip, attempts);
-    hold = new RefusalHold({}, () => {});
+    hold = new RefusalHold({}, lineLogger(() => {}));
     const st = hold.start([parseService(`tcp/${topo.vip.host}:${topo.vip.port}`)]);
     assert.equal(st.active, true, st.reason);
     assert.equal(recv.hooks.find((h) => h.program === 'vg_rst_in')?.active, true, 'receiver RST observer attached');
@@ -123,7 +124,7 @@ describe('proof: an RST held back at cgroup_skb ingress lets IPVS reschedule the
     sysctl('expire_nodest_conn', '1');
     sysctl('conn_reuse_mode', '1');
     hold.setInService([{ service: service(), inService: 2 }]);
-    const rto = new SynTimeoutController({ marginMs: 100, floorMs: 300, ceilingMs: 300 }, DEFAULT_DEADLINE, () => {});
+    const rto = new SynTimeoutController({ marginMs: 100, floorMs: 300, ceilingMs: 300 }, DEFAULT_DEADLINE, lineLogger(() => {}));
     try {
       assert.equal(rto.start([{ name: 'web', address: topo.vip.host, port: topo.vip.port }]).active, true);
       await waitFor(() => rto.status.hz !== undefined && rto.status.services.length === 1, 15_000, 'HZ measured and the timeout written');

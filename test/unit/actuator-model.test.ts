@@ -20,6 +20,7 @@ import { capFor } from '../../src/actuator/policy';
 import type { FlatSpan } from '../../src/otlp/model';
 import type { DestinationId, ServiceId } from '../../src/actuator/ipvs/identity';
 import { FakeClock, FakeIpvs } from './fakes';
+import { lineLogger } from '../../src/common/log';
 
 const RUNS = Number(process.env.VIPGUARD_MODEL_RUNS ?? 2000);
 const SEED = Number(process.env.VIPGUARD_MODEL_SEED ?? 20261205);
@@ -110,7 +111,7 @@ class World {
     const loaded = loadState(this.stateFile, this.clock, 8_000);
     this.act = new Actuator(this.config, {
       ipvs: this.ipvs, clock: this.clock, initialRecords: loaded.records,
-      log: (l) => { if (this.log.length < 200) this.log.push(l); },
+      log: lineLogger((l) => { if (this.log.length < 200) this.log.push(l); }),
       saveState: (r) => { if (!this.dead) saveState(this.stateFile, r, this.clock); },
       probe: (d) => {
         const mode = this.probe.get(`${d.address}:${d.port}`) ?? 'pass';

@@ -5,6 +5,7 @@ import * as assert from 'node:assert/strict';
 import { RefusalHold, afterActuatorEvents, inServiceOf } from '../../src/actuator/rsthold';
 import { parseService } from '../../src/actuator/ipvs/identity';
 import { parseConfig } from '../../src/config/config';
+import { lineLogger } from '../../src/common/log';
 
 test('in service: destinations at weight > 0 per service, none for a service in panic', () => {
   const status = {
@@ -32,7 +33,7 @@ test('actuator events pass through, and the hook runs after each reconcile and s
 });
 
 test('setInService: only configured TCP address services; a bad count is refused naming the service', () => {
-  const hold = new RefusalHold({}, () => {});
+  const hold = new RefusalHold({}, lineLogger(() => {}));
   const web = parseService('tcp/10.99.0.1:80');
   hold.setServices([web, parseService('udp/10.99.0.1:53'), parseService('fwmark/7')]);
   hold.setInService([{ service: web, inService: 3 }, { service: parseService('tcp/10.99.0.9:80'), inService: 5 }]);

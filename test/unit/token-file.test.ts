@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { readTokenFile, resolveToken } from '../../src/common/token-file';
 import { statusToken } from '../../src/cli/status';
+import { lineLogger } from '../../src/common/log';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'vg-token-'));
 
@@ -14,7 +15,7 @@ test('generates a token at first start into a 0600 file, and reads the same one 
   const dir = tmp();
   const file = path.join(dir, 'sub', 'token');
   const logs: string[] = [];
-  const first = resolveToken({ tokenFile: file, allowLoopbackWithoutToken: false }, (l) => logs.push(l));
+  const first = resolveToken({ tokenFile: file, allowLoopbackWithoutToken: false }, lineLogger((l) => logs.push(l)));
   assert.equal(first.source, 'generated');
   assert.match(first.token ?? '', /^[0-9a-f]{64}$/);
   assert.equal(fs.statSync(file).mode & 0o777, 0o600);
@@ -45,7 +46,7 @@ test('refuses token files that hold no usable token, and warns when every user c
   fs.writeFileSync(file, `${'a'.repeat(32)}\n`);
   fs.chmodSync(file, 0o644);
   const logs: string[] = [];
-  resolveToken({ tokenFile: file, allowLoopbackWithoutToken: false }, (l) => logs.push(l));
+  resolveToken({ tokenFile: file, allowLoopbackWithoutToken: false }, lineLogger((l) => logs.push(l)));
   assert.match(logs[0], /readable by every user \(mode 644\)/);
   fs.rmSync(dir, { recursive: true });
 });
