@@ -12,6 +12,7 @@ import { CONFIG_SCHEMA } from '../config/schema';
 import { writeDocs } from './docs';
 import { DEFAULT_CONFIG, packageVersion } from '../common/paths';
 import { LOG_FORMATS, LOG_LEVELS, createLogger } from '../common/log';
+import { PrivilegeError } from '../common/privileges';
 
 function choice<T extends string>(what: string, values: readonly T[]): (v: string) => T {
   return (v) => {
@@ -24,7 +25,7 @@ function choice<T extends string>(what: string, values: readonly T[]): (v: strin
 function configOrDefault(given: string | undefined): string {
   if (given) return given;
   if (!fs.existsSync(DEFAULT_CONFIG)) {
-    throw new Error(`no configuration at ${DEFAULT_CONFIG} (the default); pass --config FILE (docs/config.md; \`vipguard schema\` prints its JSON Schema)`);
+    throw new ConfigError(DEFAULT_CONFIG, [{ path: '', message: 'no such file (the default without --config); pass --config FILE (docs/config.md; `vipguard schema` prints its JSON Schema)' }]);
   }
   return DEFAULT_CONFIG;
 }
@@ -117,9 +118,21 @@ export function program(): Command {
   return p;
 }
 
+/**
+ * Exit codes a service manager can act on (sysexits.h): a configuration or privilege problem will not go away by
+ * restarting, so the unit's RestartPreventExitStatus names them; anything else may be transient (exit 1).
+ */
+export const EXIT = { config: 78, noPermission: 77, other: 1 } as const;
+
+export function exitCodeOf(e: unknown): number {
+  if (e instanceof ConfigError) return EXIT.config;
+  if (e instanceof PrivilegeError) return EXIT.noPermission;
+  return EXIT.other;
+}
+
 if (require.main === module) {
   program().parseAsync(process.argv).catch((e: Error) => {
     process.stderr.write(`vipguard: ${e.message}\n`);
-    process.exit(1);
+    process.exit(exitCodeOf(e));
   });
 }
