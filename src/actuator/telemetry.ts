@@ -3,7 +3,9 @@
 import * as os from 'node:os';
 import { Attributes, Counter, Histogram, SpanKind, SpanStatusCode, Tracer } from '@opentelemetry/api';
 import { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { MeterProvider, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { MeterProvider, MetricReader, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { METRICS, MetricName } from '../telemetry/metadata';
 import { QueueSpanProcessor } from '../telemetry/export';
@@ -20,6 +22,8 @@ export interface ActuatorTelemetryOptions {
   spanDelayMs: number;
   /** per service: [quarantined now, in panic] */
   snapshot: () => { service: string; quarantined: number; panic: boolean }[];
+  /** also keep the metrics for scrapes (serveMetrics: GET /metrics on the actuator's HTTP API) */
+  prometheus?: boolean;
   /** the RST hold-back's counters (bpf/rsthold.bpf.c), undefined while it is off or inactive */
   refusals?: () => Record<HoldCounter, number> | undefined;
 }
@@ -40,6 +44,7 @@ export class ActuatorTelemetry implements ActuatorEvents {
   private readonly signals: Counter;
   private readonly reaction: Histogram;
   private readonly reconcileTime: Histogram;
+  private readonly prometheus?: PrometheusExporter;
   /** reaction times seen, for `vipguard status` and the benchmark (bounded) */
   readonly reactionsMs: number[] = [];
 
@@ -54,13 +59,15 @@ export class ActuatorTelemetry implements ActuatorEvents {
       : [];
     this.tracerProvider = new BasicTracerProvider({ resource, spanProcessors: processors });
     this.tracer = this.tracerProvider.getTracer(SCOPE);
-    this.meterProvider = new MeterProvider({
-      resource,
-      readers: opts.metricExporter ? [new PeriodicExportingMetricReader({
-        exporter: opts.metricExporter, exportIntervalMillis: opts.metricIntervalMs,
-        exportTimeoutMillis: Math.min(opts.metricIntervalMs, 10_000),
-      })] : [],
-    });
+    const readers: MetricReader[] = opts.metricExporter ? [new PeriodicExportingMetricReader({
+      exporter: opts.metricExporter, exportIntervalMillis: opts.metricIntervalMs,
+      exportTimeoutMillis: Math.min(opts.metricIntervalMs, 10_000),
+    })] : [];
+    if (opts.prometheus) {
+      this.prometheus = new PrometheusExporter({ preventServerStart: true });
+      readers.push(this.prometheus);
+    }
+    this.meterProvider = new MeterProvider({ resource, readers });
     const meter = this.meterProvider.getMeter(SCOPE);
     const m = (name: MetricName) => ({ description: METRICS[name].description, unit: METRICS[name].unit });
     const buckets = (name: 'vipguard.actuator.reaction.duration' | 'vipguard.actuator.reconcile.duration') =>
@@ -116,6 +123,12 @@ export class ActuatorTelemetry implements ActuatorEvents {
 
   reconciled(ms: number): void {
     this.reconcileTime.record(ms / 1000);
+  }
+
+  /** Answers a scrape (GET /metrics) in Prometheus' text format; 404 when built without `prometheus`. */
+  serveMetrics(req: IncomingMessage, res: ServerResponse): void {
+    if (this.prometheus) this.prometheus.getMetricsRequestHandler(req, res);
+    else res.writeHead(404).end();
   }
 
   /** Collects and exports the metrics now (tests; the periodic reader does it on its own). */

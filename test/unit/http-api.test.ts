@@ -638,3 +638,41 @@ describe('server guards', () => {
     assert.ok(server.stats.logSuppressed >= 150, `${server.stats.logSuppressed} suppressed`);
   }));
 });
+
+describe('GET /metrics: the actuator\'s own metrics for Prometheus', () => {
+  it('served behind the token, in the text format, from the actuator\'s real meter', async () => {
+    const { ActuatorTelemetry } = await import('../../src/actuator/telemetry');
+    const { parseDestination, parseService } = await import('../../src/actuator/ipvs/identity');
+    const telemetry = new ActuatorTelemetry({
+      metricIntervalMs: 60_000, spanDelayMs: 1000, prometheus: true,
+      snapshot: () => [{ service: 'web', quarantined: 1, panic: false }],
+      refusals: () => ({ refusals: 3, held: 2, passedAgain: 1, passedFewInService: 0, passedRescueFailed: 0, passedNoMemory: 0 }),
+    });
+    try {
+      telemetry.change({ op: 'edit-destination', name: 'web', service: parseService('tcp/10.99.0.1:80'), destination: parseDestination('10.200.0.4:8080'),
+        weight: 0, from: 1, why: 'quarantine' }, undefined, {});
+      await withServer({ token: TOKEN, metrics: (q, s) => telemetry.serveMetrics(q, s) }, async (port) => {
+        assert.equal((await request(port, { path: '/metrics' })).status, 401, 'no token, no metrics');
+        const r = await request(port, { path: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } });
+        assert.equal(r.status, 200);
+        assert.match(String(r.headers['content-type']), /^text\/plain/);
+        const sample = (name: string, labels: string, value: number) =>
+          new RegExp(`^${name}\\{${labels},otel_scope_name="vipguard\\.actuator"\\} ${value}$`, 'm');
+        assert.match(r.text, sample('vipguard_actuator_quarantined', 'vipguard_service="web"', 1));
+        assert.match(r.text, sample('vipguard_actuator_changes_total', 'vipguard_service="web",vipguard_action="quarantine",vipguard_result="ok"', 1));
+        assert.match(r.text, sample('vipguard_actuator_refusals_total', 'vipguard_hold="held"', 2));
+        assert.match(r.text, sample('vipguard_actuator_refusals_total', 'vipguard_hold="passed_again"', 1));
+      });
+    } finally {
+      await telemetry.shutdown();
+    }
+  });
+
+  it('absent when not asked for: 404 naming the endpoints there are', async () => {
+    await withServer({}, async (port) => {
+      const r = await request(port, { path: '/metrics' });
+      assert.equal(r.status, 404);
+      assert.ok(!r.text.includes('GET /metrics'), r.text);
+    });
+  });
+});

@@ -36,6 +36,8 @@ export interface ActuatorHttpOptions {
   target: AlertTarget;
   /** the content of GET /api/vipguard/status */
   status: () => object;
+  /** serves GET /metrics (the actuator's own metrics in Prometheus' text format), behind the token like status */
+  metrics?: (req: http.IncomingMessage, res: http.ServerResponse) => void;
   /** GET /-/ready answers 503 with the returned reason until this returns true (default: ready once listening) */
   ready?: () => true | string;
   log: (line: string) => void;
@@ -154,6 +156,8 @@ export class ActuatorHttpServer {
     const get = ['GET', 'HEAD'];
     this.routes.set('/api/v2/alerts', { methods: ['POST'], auth: true, handler: (q, s) => this.postAlerts(q, s) });
     this.routes.set('/api/vipguard/status', { methods: get, auth: true, handler: (_q, s) => this.getStatus(s) });
+    const metrics = opts.metrics;
+    if (metrics) this.routes.set('/metrics', { methods: get, auth: true, handler: (q, s) => metrics(q, s) });
     // Unauthenticated like Alertmanager's, so probes need no token; they say nothing beyond up/ready.
     this.routes.set('/-/healthy', { methods: get, auth: false, handler: (_q, s) => sendText(s, 200, 'OK') });
     this.routes.set('/-/ready', { methods: get, auth: false, handler: (_q, s) => this.getReady(s) });
@@ -211,7 +215,7 @@ export class ActuatorHttpServer {
       const route = this.routes.get(path);
       if (!route) {
         throw new HttpError(404, `no endpoint ${JSON.stringify(path.slice(0, 100))}: the actuator serves POST /api/v2/alerts, `
-          + `POST ${this.webhookPath}, GET /api/vipguard/status, GET /-/healthy and GET /-/ready`);
+          + `POST ${this.webhookPath}, GET /api/vipguard/status, ${this.routes.has('/metrics') ? 'GET /metrics, ' : ''}GET /-/healthy and GET /-/ready`);
       }
       const method = req.method ?? '';
       if (!route.methods.includes(method)) {
