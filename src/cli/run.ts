@@ -151,7 +151,8 @@ export class Vipguard {
     });
     await this.otlp.start();
     this.http = new ActuatorHttpServer({
-      listen: a.listen, token: this.token, target: actuator, status: () => this.status(), metrics: (q, s) => (this.actuatorTelemetry ? this.actuatorTelemetry.serveMetrics(q, s) : void s.writeHead(503).end()), log: (l) => this.log.warn(l), alertLabels: a.alertLabels,
+      listen: a.listen, token: this.token, target: actuator, status: () => this.status(), ready: () => (this.receiver || !this.runs('receiver') ? true : 'the receiver is not attached yet'),
+      metrics: (q, s) => (this.actuatorTelemetry ? this.actuatorTelemetry.serveMetrics(q, s) : void s.writeHead(503).end()), log: (l) => this.log.warn(l), alertLabels: a.alertLabels,
     });
     this.httpPort = await this.http.start();
     this.log.info(`actuator: alerts on http://${a.listen} (port ${this.httpPort}), OTLP rules on ${a.otlpListen} (port ${this.otlp.port}), ` +

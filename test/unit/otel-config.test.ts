@@ -105,7 +105,9 @@ test('kubernetes/sidecar.yaml: an Operator sidecar carrying exactly collector.ya
 
 test('wiring: the receiver exports where the collector listens, the actuator listens where it exports', () => {
   const schema = CONFIG_SCHEMA.properties;
-  assert.equal(collector.receivers.otlp.protocols.grpc.endpoint, schema.receiver.properties.export.properties.endpoint.default);
+  // `${env:VIPGUARD_OTLP_LISTEN:-127.0.0.1:4317}`: its default is vipguard's, the Kubernetes sidecar sets its own.
+  const listen = /^\$\{env:VIPGUARD_OTLP_LISTEN:-(\S+)\}$/.exec(collector.receivers.otlp.protocols.grpc.endpoint);
+  assert.equal(listen?.[1], schema.receiver.properties.export.properties.endpoint.default);
   assert.equal(collector.exporters['otlp_grpc/actuator'].endpoint, schema.actuator.properties.otlpListen.default);
   assert.equal(collector.exporters['otlp_grpc/actuator'].tls.insecure, true, 'vipguard\'s OTLP endpoint is plaintext on loopback');
   assert.equal(collector.receivers.otlp.protocols.http, undefined, 'no OTLP/HTTP port opened for nothing');
