@@ -84,7 +84,9 @@ export function sidecarConfig(ports: SidecarPorts, tokenFile: string): string {
   const cfg: any = parse(fs.readFileSync(SIDECAR_CONFIG, 'utf8'));
   const hostOf = (ep: string) => ep.slice(0, ep.lastIndexOf(':'));
   const grpc = cfg.receivers.otlp.protocols.grpc;
-  grpc.endpoint = `${hostOf(grpc.endpoint)}:${ports.otlp}`;
+  // `${env:VIPGUARD_OTLP_LISTEN:-127.0.0.1:4317}`: the default's host, on the given port
+  const listen = /^\$\{env:VIPGUARD_OTLP_LISTEN:-(\S+)\}$/.exec(grpc.endpoint)?.[1] ?? grpc.endpoint;
+  grpc.endpoint = `${hostOf(listen)}:${ports.otlp}`;
   const act = cfg.exporters['otlp_grpc/actuator'];
   act.endpoint = `${hostOf(act.endpoint)}:${ports.actuator}`;
   cfg.service.telemetry.metrics.readers[0].pull.exporter.prometheus.port = ports.telemetry;
