@@ -3,7 +3,7 @@
 // Times are ms on one clock (the load's); a kernel timeline is [at, weight] on change, -1 = absent, and a backend
 // counts as in service before its first entry.
 import { percentile, Sample } from './stats';
-import type { RawConnect } from './analyze';
+import { describeFailed, type RawConnect } from './analyze';
 
 /** One listener outage: killed between killAt and down (gone from `down` on), restart begun at upAt, accepting
  * connects again from `back` (found by connecting to it directly). */
@@ -115,6 +115,8 @@ export function analyzeRestarts(o: RestartObservations): RestartFigures {
   const isBad = (c: RawConnect) => c.outcome !== 'ok' || c.ms > SLOW_MS;
   const outsideBad = o.connects.filter((c) => (c.at < start || c.at >= stop) && isBad(c)).length;
   if (outsideBad) notes.push(`${outsideBad} failed or slow connects outside the restart window`);
+  const failedWords = describeFailed(win, start);
+  if (failedWords) notes.push(`${failedWords} (from the first kill)`);
 
   const backends: BackendRestartFigures[] = [];
   for (const name of [...new Set(o.outages.map((x) => x.backend))].sort()) {

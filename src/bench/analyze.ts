@@ -8,6 +8,20 @@ export interface RawConnect {
   ms: number;
   outcome: ConnectOutcome;
   localPort?: number;
+  /** for 'error': the socket's errno name */
+  errno?: string;
+}
+
+/**
+ * The failed connects of a window in words, for a run's notes (at most `max`), relative to `t0`:
+ * `+22.73 s error ECONNRESET after 1030 ms (port 41234)` — so a failure can be traced in the system's log.
+ */
+export function describeFailed(connects: readonly RawConnect[], t0: number, max = 5): string | undefined {
+  const failed = connects.filter((c) => c.outcome !== 'ok');
+  if (!failed.length) return undefined;
+  const one = (c: RawConnect) => `+${((c.at - t0) / 1000).toFixed(2)} s ${c.outcome}${c.errno ? ` ${c.errno}` : ''} after ${c.ms.toFixed(0)} ms` +
+    `${c.localPort !== undefined ? ` (port ${c.localPort})` : ''}`;
+  return `failed: ${failed.slice(0, max).map(one).join('; ')}${failed.length > max ? `; and ${failed.length - max} more` : ''}`;
 }
 
 export interface FailoverObservations {
@@ -73,6 +87,8 @@ export function analyzeFailover(o: FailoverObservations): FailoverFigures {
   });
   const suspicious = o.connects.filter((c, i) => inWindow(c) && bad(c) && !dead[i]).length;
   if (suspicious) notes.push(`${suspicious} failed or slow connects not seen going to the failing backend`);
+  const failedWords = describeFailed(win, o.fail0);
+  if (failedWords) notes.push(`${failedWords} (from the injection)`);
 
   let stopKernelMs: Sample = null;
   let stopClientMs: Sample = null;

@@ -76,7 +76,7 @@ test('rolling restart analysis: window figures, added latency against the baseli
     ['b2', [null], 0, 0, 0, false],
     ['b3', [600], 1, 2, 800 + 2400, false],
   ]);
-  assert.deepEqual(f.notes, []);
+  assert.deepEqual(f.notes, ['failed: +0.50 s refused after 3 ms; +5.50 s refused after 3 ms (from the first kill)'], 'the failures, in words');
 });
 
 test('flapping analysis: several outages of one backend, each restore bounded by the next outage; out at the end', () => {

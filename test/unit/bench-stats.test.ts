@@ -334,3 +334,15 @@ test('keepalived configuration: defaults leave every timer out; aggressive sets 
   assert.match(a, /delay_loop 1\n/);
   assert.match(a, /connect_timeout 1\n/);
 });
+
+test('describeFailed: the failed connects of a window, in words, bounded', async () => {
+  const { describeFailed } = await import('../../src/bench/analyze');
+  assert.equal(describeFailed([{ at: 1000, ms: 3, outcome: 'ok', localPort: 1 }], 0), undefined);
+  assert.equal(describeFailed([
+    { at: 23726.4, ms: 1030.4, outcome: 'error', errno: 'ECONNRESET', localPort: 41234 },
+    { at: 1000, ms: 2, outcome: 'ok', localPort: 2 },
+    { at: 1500, ms: 0.4, outcome: 'refused' },
+  ], 1000), 'failed: +22.73 s error ECONNRESET after 1030 ms (port 41234); +0.50 s refused after 0 ms');
+  const many = Array.from({ length: 7 }, (_, i) => ({ at: i * 1000, ms: 10_000, outcome: 'timeout' as const }));
+  assert.match(describeFailed(many, 0, 2)!, /^failed: \+0\.00 s timeout after 10000 ms; \+1\.00 s timeout after 10000 ms; and 5 more$/);
+});
