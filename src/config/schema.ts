@@ -109,7 +109,7 @@ export const CONFIG_SCHEMA = {
           type: 'object',
           additionalProperties: false,
           default: {},
-          description: 'A SYN unanswered for `multiplier` × its backend\'s handshake RTT (the `percentile` of recent handshakes, clamped to [floor, ceiling]) counts as unanswered right then — before the kernel retransmits it at 1 s — so a quarantine can be in place for that retransmit to be sent to a healthy backend. A backend that answers after all is reported `late` (slow, not dead) and its quarantine lifted.',
+          description: 'A SYN unanswered for `multiplier` × its backend\'s handshake RTT (the `percentile` of recent handshakes, clamped to [floor, ceiling]) counts as unanswered right then — before the kernel retransmits it at 1 s — so a quarantine can be in place for that retransmit to be sent to a healthy backend — provided an answer to a later SYN (any backend) has been processed meanwhile, so a stall of this host is not taken for dead backends. A backend that answers after all is reported `late` (slow, not dead) and its quarantine lifted.',
           properties: {
             enabled: { type: 'boolean', default: true },
             multiplier: { type: 'number', minimum: 1, maximum: 100, default: 4 },

@@ -16,6 +16,13 @@
 // kernel retransmits, and IPVS sends that very retransmit to a healthy backend. If the answer comes after all
 // (a slow backend, not a dead one), the attempt is reported a second time with its real outcome and `late`.
 //
+// A deadline passing proves nothing by itself when this host is what stalled: if the kernel processes no answer
+// at all for a while (softirqs starved, a vCPU descheduled — measured in the lab as healthy backends declared
+// unanswered at 200 ms right after a failover's burst of work), every backend looks dead at once. So an attempt
+// past its deadline is declared unanswered only once an answer (SYN-ACK or RST) to a SYN sent *after* its own has
+// been processed: the path works, this backend is silent. Until then it waits — for that corroboration, its own
+// answer, or the kernel's retransmit (then `unanswered` as without a deadline).
+//
 // When a destination is quarantined (weight 0, expire_nodest_conn=1), IPVS reschedules the next SYN
 // retransmit to another backend and ip_vs_conn_new fires again: that SYN is a new attempt on the new backend
 // and the old one ended unanswered — never a success of the dead backend. The kernel may report the
@@ -125,6 +132,10 @@ export class Lifecycle {
   private readonly sockets = new Map<bigint, SocketRecord>();
   /** sockets with an open attempt, for the deadline scan */
   private readonly pending = new Set<bigint>();
+  /** of those, attempts past their deadline waiting for an answer to a later SYN to corroborate the silence */
+  private readonly waiting = new Set<bigint>();
+  /** the latest SYN start (CLOCK_MONOTONIC ns) whose answer, SYN-ACK or RST, was processed */
+  private answeredSynNs = -1n;
   private readonly serviceOf: (dst: Endpoint) => string | undefined;
   private readonly maxSockets: number;
   private readonly handshakeTtlNs: bigint;
@@ -164,20 +175,50 @@ export class Lifecycle {
     }
   }
 
-  /** Ends attempts whose SYN-ACK is overdue at `nowNs` (CLOCK_MONOTONIC). Returns how many. */
+  /**
+   * Ends attempts whose SYN-ACK is overdue at `nowNs` (CLOCK_MONOTONIC) and whose silence an answer to a later SYN
+   * corroborates; the others wait for one (see the header). Returns how many ended.
+   */
   overdue(nowNs: bigint): number {
     if (!this.deadlineNs) return 0;
     let n = 0;
     for (const sk of this.pending) {
+      if (this.waiting.has(sk)) continue;
       const r = this.sockets.get(sk);
       const a = r?.attempt;
       if (!r || !a) continue;
       const d = this.deadlineNs(r.info, a.backend);
       if (d === undefined || nowNs - a.startNs < d) continue;
-      this.endAttempt(r, a.startNs + d, 'unanswered', 0, 0, false, { early: true });
-      n++;
+      if (this.answeredSynNs > a.startNs) {
+        this.endAttempt(r, a.startNs + d, 'unanswered', 0, 0, false, { early: true });
+        n++;
+      } else {
+        this.waiting.add(sk);
+      }
     }
     return n;
+  }
+
+  /** Attempts past their deadline, waiting for an answer to a later SYN (status, tests). */
+  get waitingForCorroboration(): number {
+    return this.waiting.size;
+  }
+
+  /** An answer to the SYN sent at `synNs` was processed: declare the waiting attempts that SYN came after. */
+  private answered(synNs: bigint): void {
+    if (synNs > this.answeredSynNs) this.answeredSynNs = synNs;
+    if (!this.waiting.size || !this.deadlineNs) return;
+    for (const sk of this.waiting) {
+      const r = this.sockets.get(sk);
+      const a = r?.attempt;
+      if (!r || !a) {
+        this.waiting.delete(sk);
+        continue;
+      }
+      if (a.startNs >= synNs) continue;
+      const d = this.deadlineNs(r.info, a.backend) ?? 0n;
+      this.endAttempt(r, a.startNs + d, 'unanswered', 0, 0, false, { early: true });
+    }
   }
 
   /** When the earliest open attempt's deadline falls (CLOCK_MONOTONIC ns), or undefined when none is pending. */
@@ -185,6 +226,7 @@ export class Lifecycle {
     if (!this.deadlineNs) return undefined;
     let next: bigint | undefined;
     for (const sk of this.pending) {
+      if (this.waiting.has(sk)) continue;
       const r = this.sockets.get(sk);
       const a = r?.attempt;
       if (!r || !a) continue;
@@ -210,6 +252,7 @@ export class Lifecycle {
     r.attempt = a;
     r.rstSeen = false;
     this.pending.add(r.info.sk);
+    this.waiting.delete(r.info.sk);
   }
 
   private onState(ev: KernelEvent): void {
@@ -361,6 +404,7 @@ export class Lifecycle {
     const a: Attempt = { ...prev, endNs, outcome, synRetransmits, skErr, final: true, early: false, late: true };
     r.last = undefined;
     this.sink.attemptEnded(a);
+    this.answered(prev.startNs);
     return a;
   }
 
@@ -371,18 +415,21 @@ export class Lifecycle {
     const open = r.attempt!;
     r.attempt = undefined;
     this.pending.delete(r.info.sk);
+    this.waiting.delete(r.info.sk);
     const a: Attempt = {
       socket: r.info, index: open.index, startNs: open.startNs, endNs, backend: open.backend, outcome,
       synRetransmits, skErr, final, early: !!flags.early, late: !!flags.late,
     };
     r.last = final ? undefined : a;
     this.sink.attemptEnded(a);
+    if (outcome === 'established' || outcome === 'refused') this.answered(open.startNs);
     return a;
   }
 
   private remove(sk: bigint): void {
     this.sockets.delete(sk);
     this.pending.delete(sk);
+    this.waiting.delete(sk);
     this.sink.socketGone?.(sk, true);
   }
 
@@ -394,6 +441,7 @@ export class Lifecycle {
   private forget(sk: bigint): void {
     this.sockets.delete(sk);
     this.pending.delete(sk);
+    this.waiting.delete(sk);
     this.untracked++;
     this.sink.socketGone?.(sk, false);
   }

@@ -154,41 +154,74 @@ test('expire drops handshakes whose end was lost, counted', () => {
   assert.equal(r.attempts.length, 0);
 });
 
-function runWithDeadline(events: (KernelEvent | { overdue: number })[], deadlineMs = 200) {
+function runWithDeadline(events: (KernelEvent | KernelEvent[] | { overdue: number })[], deadlineMs = 200) {
   const attempts: Attempt[] = [];
   const started: Omit<Connection, 'endNs' | 'outcome'>[] = [];
   const lc = new Lifecycle({
     attemptEnded: (a) => attempts.push(a), connectionStarted: (c) => started.push(c), connectionEnded: () => {},
   }, { deadlineNs: () => ms(deadlineMs) });
-  for (const e of events) {
+  for (const e of events.flat()) {
     if ('overdue' in e) lc.overdue(ms(e.overdue));
     else lc.handle(e);
   }
-  const brief = attempts.map((a) => `${a.index}:${a.backend?.addr ?? '?'}:${a.outcome}${a.final ? '' : '+'}${a.early ? ' early' : ''}${a.late ? ' late' : ''}`);
-  return { attempts, started, brief };
+  // The main socket's attempts (sk 0xabc); `answeredBy` sockets only corroborate.
+  const brief = attempts.filter((a) => a.socket.sk === 0xabcn)
+    .map((a) => `${a.index}:${a.backend?.addr ?? '?'}:${a.outcome}${a.final ? '' : '+'}${a.early ? ' early' : ''}${a.late ? ' late' : ''}`);
+  return { attempts: attempts.filter((a) => a.socket.sk === 0xabcn), started, brief, lc };
+}
+
+/** Another client socket whose SYN at `syn` ms (to B2) is answered at `answer` ms: the host's path works. */
+let otherSk = 0x1000n;
+function answeredBy(syn: number, answer: number): KernelEvent[] {
+  const o = { sk: otherSk++, src: { addr: '10.200.0.1', port: 50000 + Number(otherSk % 1000n) } };
+  return [synSent(syn, { sk: o.sk }), ipvs(syn, B2, o), st(answer, TcpState.SYN_SENT, TcpState.ESTABLISHED, o)];
 }
 
 test('deadline: a dead backend is declared unanswered before the kernel retransmits; the retransmit is the rescue', () => {
-  const r = runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 150 }, { overdue: 260 },
+  const r = runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 150 }, answeredBy(50, 52), { overdue: 260 },
     ipvs(1000, B2, { rescheduled: true }), retx(1000, 1), st(1002, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 1 })]);
   assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+ early', '1:10.200.0.4:established']);
   assert.equal(r.attempts[0].endNs, ms(200), 'ends at the deadline, not when the scan ran');
-  assert.equal(r.started[0].backend?.addr, B2.addr);
+  assert.equal(r.started.find((c) => c.socket.sk === 0xabcn)?.backend?.addr, B2.addr);
 });
 
 test('deadline: a slow backend answers late — reported again as established, late', () => {
-  const r = runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 250 }, st(300, TcpState.SYN_SENT, TcpState.ESTABLISHED)]);
+  const r = runWithDeadline([synSent(0), ipvs(0, B1), answeredBy(50, 52), { overdue: 250 }, st(300, TcpState.SYN_SENT, TcpState.ESTABLISHED)]);
   assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+ early', '0:10.200.0.2:established late']);
   assert.equal(r.attempts[1].endNs - r.attempts[1].startNs, ms(300), 'the real handshake time');
-  assert.equal(r.started.length, 1);
+  assert.equal(r.started.filter((c) => c.socket.sk === 0xabcn).length, 1);
 });
 
 test('deadline: late refusal, and a retransmit without reschedule after an early verdict', () => {
-  assert.deepEqual(runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 250 },
+  assert.deepEqual(runWithDeadline([synSent(0), ipvs(0, B1), answeredBy(50, 52), { overdue: 250 },
     ev('reset', 400, { oldState: TcpState.SYN_SENT, newState: TcpState.SYN_SENT }), st(400, TcpState.SYN_SENT, TcpState.CLOSE, { skErr: 111 })]).brief,
   ['0:10.200.0.2:unanswered+ early', '0:10.200.0.2:refused late']);
-  assert.deepEqual(runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 250 }, retx(1000, 1), { overdue: 1300 }, retx(3000, 2),
+  assert.deepEqual(runWithDeadline([synSent(0), ipvs(0, B1), answeredBy(50, 52), { overdue: 250 }, retx(1000, 1), answeredBy(1050, 1052), { overdue: 1300 }, retx(3000, 2),
     st(3010, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 2 })]).brief,
   ['0:10.200.0.2:unanswered+ early', '1:10.200.0.2:unanswered+ early', '2:10.200.0.2:established late'],
   'answered by the backend that had been counted unanswered: slow, not dead');
+});
+
+test('deadline: silence is not declared while the host processes no answer to a later SYN (a stall, not a dead backend)', () => {
+  // Nothing answered after our SYN: past the deadline the attempt waits; no timer is armed for it any more.
+  const stalled = runWithDeadline([synSent(10), ipvs(10, B1), { overdue: 250 }]);
+  assert.deepEqual(stalled.brief, []);
+  assert.equal(stalled.lc.waitingForCorroboration, 1);
+  assert.equal(stalled.lc.nextDeadline(), undefined, 'a waiting attempt arms no timer (it would fire at once, again and again)');
+  // An answer to an *earlier* SYN, processed after the stall, corroborates nothing; then ours is answered: no verdict at all.
+  assert.deepEqual(runWithDeadline([synSent(10), ipvs(10, B1), { overdue: 250 }, answeredBy(5, 300),
+    st(301, TcpState.SYN_SENT, TcpState.ESTABLISHED)]).brief, ['0:10.200.0.2:established']);
+  // The kernel retransmits first: unanswered, as without a deadline (not early).
+  assert.deepEqual(runWithDeadline([synSent(10), ipvs(10, B1), { overdue: 250 }, retx(1010, 1)]).brief, ['0:10.200.0.2:unanswered+']);
+});
+
+test('deadline: a waiting attempt is declared the moment a later SYN is answered, as of its deadline', () => {
+  const r = runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 250 }, answeredBy(260, 262)]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+ early']);
+  assert.equal(r.attempts[0].endNs, ms(200), 'ends at its deadline');
+  assert.equal(r.lc.waitingForCorroboration, 0);
+  // A refusal is an answer too (a held-back RST included).
+  const refusal = [synSent(260, { sk: 0x77n }), ipvs(260, B2, { sk: 0x77n, src: { addr: '10.200.0.1', port: 41000 } }),
+    ev('rst_in', 262, { sk: 0x77n, src: { addr: '10.200.0.1', port: 41000 }, oldState: TcpState.SYN_SENT, newState: TcpState.SYN_SENT })];
+  assert.deepEqual(runWithDeadline([synSent(0), ipvs(0, B1), { overdue: 250 }, refusal]).brief, ['0:10.200.0.2:unanswered+ early']);
 });
