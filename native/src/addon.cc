@@ -34,6 +34,8 @@ static const char *ErrnoName(int err)
 	case EPROTO: return "EPROTO";
 	case ENOTSOCK: return "ENOTSOCK";
 	case ECONNREFUSED: return "ECONNREFUSED";
+	case ENOTDIR: return "ENOTDIR";
+	case EPIPE: return "EPIPE";
 	default: return "EUNKNOWN";
 	}
 }
@@ -53,6 +55,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports)
 	InitBpfObject(env, exports);
 	InitNetlink(env, exports);
 	InitClock(env, exports);
+	InitNotify(env, exports);
 	return exports;
 }
 

@@ -28,6 +28,7 @@ import { RefusalHold, afterActuatorEvents, inServiceOf } from '../actuator/rstho
 import { serviceIdOf } from '../actuator/kernel';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { Logger, createLogger } from '../common/log';
+import { NotifyState, monotonicUsec, sdNotify } from '../native/notify';
 
 export type Part = 'receiver' | 'actuator';
 
@@ -44,7 +45,7 @@ const exportCfg = (c: Config) => c.receiver.export;
 
 export class Vipguard {
   private config: Config;
-  private readonly log: Logger;
+  readonly log: Logger;
   private receiver?: Receiver;
   private receiverTelemetry?: ReceiverTelemetry;
   private actuator?: Actuator;
@@ -218,6 +219,12 @@ export class Vipguard {
     };
   }
 
+  /** One line for the service manager's status: what is guarded. */
+  summary(): string {
+    const parts = [this.runs('receiver') && 'receiver', this.runs('actuator') && 'actuator'].filter(Boolean).join(' and ');
+    return `${parts || 'nothing'} running; ${this.config.services.length} service(s): ${this.config.services.map((s) => s.name).join(', ')}`;
+  }
+
   /** Re-reads the configuration; a file with problems is refused and the running configuration stays. */
   reload(): boolean {
     let next: Config;
@@ -283,16 +290,32 @@ export async function run(opts: RunOptions): Promise<void> {
     process.once('SIGTERM', ask);
   });
   await vg.start();
+  // Type=notify: ready now — the kernel reconciled, every listener up, the receiver attached.
+  const log = vg.log;
+  const notify = (state: NotifyState) => {
+    try {
+      sdNotify(state);
+    } catch (e) {
+      log.warn(`telling the service manager ${Object.keys(state).join(', ')}: ${(e as Error).message}`);
+    }
+  };
+  notify({ READY: 1, STATUS: vg.summary() });
+  const reload = () => {
+    notify({ RELOADING: 1, MONOTONIC_USEC: monotonicUsec() });
+    const ok = vg.reload();
+    notify({ READY: 1, STATUS: ok ? vg.summary() : `${vg.summary()}; the last reload was refused (see the log)` });
+  };
   const watchMs = opts.watchMs ?? 2000;
   let mtime = fs.statSync(opts.configPath).mtimeMs;
   const watcher = watchMs > 0 ? setInterval(() => {
     try {
       const m = fs.statSync(opts.configPath).mtimeMs;
-      if (m !== mtime) { mtime = m; vg.reload(); }
+      if (m !== mtime) { mtime = m; reload(); }
     } catch { /* the file is being replaced; next tick */ }
   }, watchMs) : undefined;
-  process.on('SIGHUP', () => vg.reload());
+  process.on('SIGHUP', reload);
   if (!stopAsked) await asked;
   clearInterval(watcher);
+  notify({ STOPPING: 1, STATUS: 'stopping: giving back weights, detaching BPF' });
   await vg.stop();
 }

@@ -60,3 +60,11 @@ test('systemd-analyze verify passes on the unit', { skip: !ANALYZE && 'no system
   assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
   assert.equal(`${r.stdout}${r.stderr}`.trim(), '', 'no warnings');
 });
+
+test('systemd-analyze security rates the unit at most 2.0 (deploy/README.md prints the figure)', { skip: !ANALYZE && 'no systemd-analyze on this host' }, () => {
+  const r = spawnSync(ANALYZE!, ['security', '--offline=true', '--no-pager', path.join(REPO_ROOT, 'deploy/vipguard.service')], { encoding: 'utf8', timeout: 60_000 });
+  const m = /Overall exposure level for vipguard\.service: (\d+(?:\.\d+)?) (\w+)/.exec(r.stdout);
+  assert.ok(m, `${r.stdout}${r.stderr}`);
+  console.log(`systemd-analyze security: exposure ${m[1]} ${m[2]}`);
+  assert.ok(Number(m[1]) <= 2.0, `exposure ${m[1]}`);
+});
