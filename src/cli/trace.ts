@@ -63,12 +63,18 @@ export async function trace(opts: TraceOptions): Promise<void> {
     onEvent: (ev, lc) => printer.event(ev, lc),
   });
   for (const line of receiver.describeHooks()) process.stderr.write(`vipguard trace: ${line}\n`);
+  // Whichever comes first; the other is disarmed, so a signal ends the process now, not when --duration is up.
+  let timer: NodeJS.Timeout | undefined;
+  let stop: () => void = () => {};
   await new Promise<void>((resolve) => {
-    const stop = () => resolve();
+    stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    if (opts.durationSec) setTimeout(stop, opts.durationSec * 1000);
+    if (opts.durationSec) timer = setTimeout(stop, opts.durationSec * 1000);
   });
+  clearTimeout(timer);
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
   receiver.drain();
   const c = receiver.counters();
   receiver.close();

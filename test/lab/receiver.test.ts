@@ -223,8 +223,11 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
       const m = mine()!;
       assert.deepEqual({ service: m.service, backend: m.backend, outcome: m.outcome }, { service: vip, backend: `${b1.ip}:${b1.port}`, outcome: 'established' });
     } finally {
+      const t0 = Date.now();
       if (p.exitCode === null) p.kill('SIGTERM');
       assert.equal(await exited, 0, `trace exits 0 on SIGTERM: ${err.join(' | ')}`);
+      // A signal ends it now, not when --duration (60 s) is up.
+      assert.ok(Date.now() - t0 < 20_000, `trace stopped ${Date.now() - t0} ms after SIGTERM`);
     }
     assert.match(err.join('\n'), /\d+ events, 0 lost/, 'a graceful stop prints its counters');
   });
