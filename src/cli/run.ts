@@ -121,7 +121,7 @@ export class Vipguard {
     const actuator = this.actuator;
     const { ActuatorTelemetry } = await import('../actuator/telemetry');
     const { traceExporter, metricExporter } = await import('../telemetry/export');
-    this.actuatorTelemetry = new ActuatorTelemetry({
+    const telemetry = this.actuatorTelemetry = new ActuatorTelemetry({
       spanExporter: e.enabled ? traceExporter(e) : undefined,
       metricExporter: e.enabled ? metricExporter(e) : undefined,
       metricIntervalMs: e.metricIntervalMs, spanDelayMs: e.spanDelayMs,
@@ -153,7 +153,7 @@ export class Vipguard {
     await this.otlp.start();
     this.http = new ActuatorHttpServer({
       listen: a.listen, token: this.token, target: actuator, status: () => this.status(), ready: () => (this.receiver || !this.runs('receiver') ? true : 'the receiver is not attached yet'),
-      metrics: (q, s) => (this.actuatorTelemetry ? this.actuatorTelemetry.serveMetrics(q, s) : void s.writeHead(503).end()), log: (l) => this.log.warn(l), alertLabels: a.alertLabels,
+      metrics: (q, s) => telemetry.serveMetrics(q, s), log: (l) => this.log.warn(l), alertLabels: a.alertLabels,
     });
     this.httpPort = await this.http.start();
     this.log.info(`actuator: alerts on http://${a.listen} (port ${this.httpPort}), OTLP rules on ${a.otlpListen} (port ${this.otlp.port}), ` +
@@ -189,9 +189,7 @@ export class Vipguard {
       sinks: [telemetry], onBatch: (n) => telemetry.countEvents(n),
     });
     this.receiver = receiver;
-    for (const h of receiver.hooks) {
-      this.log[h.active ? 'info' : 'warn'](`receiver: ${h.active ? 'active  ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}`);
-    }
+    for (const h of receiver.describeHooks()) this.log[h.active ? 'info' : 'warn'](`receiver: ${h.line}`);
     this.log.info(`receiver: tracing ${r.traceAll ? 'every TCP connection' : this.config.services.map((s) => `${s.name}=${s.address}:${s.port}`).join(', ')}; ` +
       `OTLP to ${e.enabled ? e.endpoint : '(export disabled)'}${otlp ? ' and to the actuator in-process' : ''}` +
       `${r.prometheus.enabled ? `; Prometheus /metrics on ${r.prometheus.listen}` : ''}`);

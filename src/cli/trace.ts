@@ -62,7 +62,7 @@ export async function trace(opts: TraceOptions): Promise<void> {
     services: opts.services, traceAll: opts.all, sinks: [printer],
     onEvent: (ev, lc) => printer.event(ev, lc),
   });
-  for (const line of receiver.describeHooks()) process.stderr.write(`vipguard trace: ${line}\n`);
+  for (const { line } of receiver.describeHooks()) process.stderr.write(`vipguard trace: ${line}\n`);
   // Whichever comes first; the other is disarmed, so a signal ends the process now, not when --duration is up.
   let timer: NodeJS.Timeout | undefined;
   let stop: () => void = () => {};

@@ -105,8 +105,8 @@ export class Receiver {
   }
 
   /** One line per hook: what is traced and what is not, and why. */
-  describeHooks(): string[] {
-    return this.probe.hooks.map((h) => `${h.active ? 'active  ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}`);
+  describeHooks(): { active: boolean; line: string }[] {
+    return this.probe.hooks.map((h) => ({ active: h.active, line: `${h.active ? 'active  ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}` }));
   }
 
   counters() {

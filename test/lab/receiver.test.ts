@@ -71,7 +71,7 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
       services: [{ name: 'web', address: topo.vip.host, port: topo.vip.port }, { name: 'web6', address: topo.vip6!.host, port: topo.vip6!.port }],
       traceAll: true, sinks: [sink], onEvent: (e) => cap.events.push(e),
     });
-    for (const line of receiver.describeHooks()) console.log(`[${KERNEL}] ${line}`);
+    for (const { line } of receiver.describeHooks()) console.log(`[${KERNEL}] ${line}`);
   });
 
   after(async () => {
