@@ -132,23 +132,25 @@ export class Actuator implements AlertTarget {
   /**
    * With `restore`, every weight vipguard holds at 0 goes back to its owner's — a stopped vipguard must not keep
    * destinations out for good — while the state file keeps the quarantines as they were, so a restart (an
-   * upgrade, systemctl restart) puts them back in its first reconcile.
+   * upgrade, systemctl restart) puts them back in its first reconcile. Without it (a restart's handover) the
+   * weights stay 0 too. Returns how many destinations were held at 0 when it stopped.
    */
-  async stop(opts: { restore: boolean }): Promise<void> {
+  async stop(opts: { restore: boolean }): Promise<number> {
     this.stopped = true;
     clearInterval(this.timer);
     this.recovery.stop();
     await this.running;
     const records = this.book.all();
-    if (opts.restore) {
-      const held = records.filter((r) => quarantined(r) || r.pendingRestore);
-      await this.giveBack([...this.orphans, ...held]);
-    }
+    const held = records.filter((r) => quarantined(r) || r.pendingRestore);
+    // Orphans (destinations the configuration dropped) are in no record the next start would read: given back always
+    // (normally the reconcile setConfig started has done it already; one that failed there is retried here).
+    await this.giveBack(opts.restore ? [...this.orphans, ...held] : [...this.orphans]);
     try {
       this.deps.saveState?.(records);
     } catch (e) {
       this.log.error(`saving quarantine state: ${(e as Error).message}`);
     }
+    return held.length;
   }
 
   /** Telemetry attaches after the first reconcile (its libraries load after it): see src/cli/run.ts. */

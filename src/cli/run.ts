@@ -2,7 +2,9 @@
 // OpenTelemetry pipeline: the receiver's spans reach the actuator's rules as OTLP — over gRPC from the collector,
 // or serialized in-process when both run here. Reloads on SIGHUP or file change (a bad file is refused and the
 // running configuration stays); stops gracefully on SIGINT/SIGTERM (BPF detached, telemetry flushed, quarantined
-// destinations given back their weight, sysctl restored).
+// destinations given back their weight, sysctl restored). SIGUSR2 is the same stop for a restart (an upgrade):
+// quarantined destinations stay at weight 0 in the kernel and in the state file, so the next start takes them over
+// and no connection reaches a quarantined backend in between.
 //
 // Start-up order matters after a crash: the actuator's first reconcile (which re-applies quarantines from the
 // state file) needs only the config, the netlink client and the policy, so the OpenTelemetry and gRPC stacks —
@@ -245,7 +247,11 @@ export class Vipguard {
     return true;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * `handover`: the stop before a restart. Quarantined destinations keep weight 0 — the next start re-applies them
+   * from the state file in its first reconcile — instead of taking traffic again until it does.
+   */
+  async stop(opts: { handover?: boolean } = {}): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     this.receiver?.drain();
@@ -256,11 +262,13 @@ export class Vipguard {
     await this.otlp?.stop();
     this.synTimeout?.close();
     this.holdRefusals?.close();
-    await this.actuator?.stop({ restore: true });
+    const held = await this.actuator?.stop({ restore: !opts.handover });
     this.sysctl?.restore();
     this.ipvs?.close();
     await this.actuatorTelemetry?.shutdown();
-    this.log.info('stopped');
+    this.log.info(opts.handover
+      ? `stopped for a restart: ${held ?? 0} quarantined destination(s) left at weight 0 for the next start`
+      : 'stopped');
   }
 }
 
@@ -282,10 +290,12 @@ export async function run(opts: RunOptions): Promise<void> {
   // Listen for the stop signal before starting: a SIGTERM during start-up (systemd's stop timeout, an impatient
   // operator) must still end in a graceful stop once the start is through, not in a default exit that skips it.
   let stopAsked = false;
+  let handover = false;
   const asked = new Promise<void>((resolve) => {
-    const ask = () => { stopAsked = true; resolve(); };
-    process.once('SIGINT', ask);
-    process.once('SIGTERM', ask);
+    const ask = (forRestart: boolean) => () => { stopAsked = true; handover = forRestart; resolve(); };
+    process.once('SIGINT', ask(false));
+    process.once('SIGTERM', ask(false));
+    process.once('SIGUSR2', ask(true));
   });
   await vg.start();
   // Type=notify: ready now — the kernel reconciled, every listener up, the receiver attached.
@@ -314,6 +324,6 @@ export async function run(opts: RunOptions): Promise<void> {
   process.on('SIGHUP', reload);
   if (!stopAsked) await asked;
   clearInterval(watcher);
-  notify({ STOPPING: 1, STATUS: 'stopping: giving back weights, detaching BPF' });
-  await vg.stop();
+  notify({ STOPPING: 1, STATUS: handover ? 'stopping for a restart: quarantines stay, detaching BPF' : 'stopping: giving back weights, detaching BPF' });
+  await vg.stop({ handover });
 }

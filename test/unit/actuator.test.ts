@@ -211,6 +211,37 @@ test('graceful stop leaves the table as configured; a restart puts the quarantin
   await again.act.stop({ restore: false });
 });
 
+test('a stop for a restart (handover) keeps weight 0 and the record; a destination the configuration dropped is given back even then', async () => {
+  const yaml = (destinations: string) => `
+services:
+  - name: web
+    address: 10.99.0.1
+    port: 80
+    manage: false
+    destinations: [${destinations}]
+actuator:
+  quarantine: { base: 10s, max: 1m, maxQuarantined: 2 }
+`;
+  const { ipvs, clock, act, saved } = setup(yaml('{ address: 10.200.0.3, port: 80 }, { address: 10.200.0.4, port: 80 }'));
+  await act.start();
+  act.ingestSpans([span('10.200.0.4', 'unanswered', clock.wall()), span('10.200.0.3', 'unanswered', clock.wall())]);
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 0);
+  act.setConfig(parseConfig(yaml('{ address: 10.200.0.4, port: 80 }'))); // .3 leaves the configuration while quarantined
+  assert.equal(await act.stop({ restore: false }), 1, 'one destination held at 0');
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0, 'the quarantine stays in the kernel for the next start');
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 1, 'the orphan is given back (by the reconcile the new configuration started): no record would remember it');
+  const records = saved[saved.length - 1];
+  assert.deepEqual(records.filter((r) => r.active).map((r) => r.destination), ['10.200.0.4:80'], 'the state file has the quarantine');
+  const again = setup(WATCHED, { records });
+  again.ipvs.services = ipvs.services;
+  again.clock.t = clock.t + 1000;
+  await again.act.start();
+  assert.equal(again.ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 0, 'the next start takes it over');
+  await again.act.stop({ restore: true });
+  assert.equal(again.ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3, 'and its own stop gives the weight back');
+});
+
 test('managed service: created as written, extra destinations removed, quarantine within it', async () => {
   const { ipvs, act, pass } = setup(`
 services:
