@@ -57,8 +57,11 @@ test('trace with nothing named and no IPVS table to read refuses plainly, exit 1
 const ANALYZE = ['/usr/bin/systemd-analyze', '/bin/systemd-analyze'].find((p) => fs.existsSync(p));
 test('systemd-analyze verify passes on the unit', { skip: !ANALYZE && 'no systemd-analyze on this host' }, () => {
   const r = spawnSync(ANALYZE!, ['verify', path.join(REPO_ROOT, 'deploy/vipguard.service')], { encoding: 'utf8', timeout: 60_000 });
-  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
-  assert.equal(`${r.stdout}${r.stderr}`.trim(), '', 'no warnings');
+  // ExecStart is the package's /usr/bin/vipguard: where the package is not installed, that one complaint is expected
+  // (test/lab/package.test.ts verifies the installed unit with no complaint at all).
+  const missing = 'vipguard.service: Command /usr/bin/vipguard is not executable: No such file or directory';
+  const lines = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim() && !(l.trim() === missing && !fs.existsSync('/usr/bin/vipguard')));
+  assert.deepEqual(lines, [], 'no warnings');
 });
 
 test('systemd-analyze security rates the unit at most 2.0 (deploy/README.md prints the figure)', { skip: !ANALYZE && 'no systemd-analyze on this host' }, () => {
