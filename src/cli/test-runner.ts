@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { killAllVms, runInLab, labOk } from '../lab/runner';
 import { LAB_KERNELS, LabKernelName, cacheRoot, isLabKernel, prepareKernel } from '../lab/kernels';
 import { REPO_ROOT } from '../common/paths';
+import { buildLabPackages } from '../lab/package';
 
 type Stage = 'unit' | 'host' | 'lab';
 const STAGES: Stage[] = ['unit', 'host', 'lab'];
@@ -209,6 +210,8 @@ async function main(): Promise<void> {
       const prepareStart = Date.now();
       for (const k of o.kernels) await prepareKernel(k, { log: (l) => process.stdout.write(`[${k}] lab: ${l}\n`) });
       process.stdout.write(`lab: kernels ready in ${((Date.now() - prepareStart) / 1000).toFixed(1)} s; ${o.labJobs} at a time\n`);
+      const packStart = Date.now();
+      buildLabPackages((l) => process.stdout.write(`lab: ${l} (${((Date.now() - packStart) / 1000).toFixed(1)} s)\n`));
       results.push(...await pool(o.kernels, o.labJobs, (k) => runLab(k, o.timeoutSec)));
     }
   }

@@ -46,11 +46,13 @@ export interface VipguardProcess {
 }
 
 /** Writes the config into a fresh directory (state file there too) and starts `vipguard run` on it. */
-export async function startVipguard(yaml: string, opts: { dir?: string; args?: string[]; readyTimeoutMs?: number } = {}): Promise<VipguardProcess> {
+export async function startVipguard(yaml: string, opts: { dir?: string; args?: string[]; readyTimeoutMs?: number; configPath?: string; command?: string[] } = {}): Promise<VipguardProcess> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'vg-'));
-  const configPath = path.join(dir, 'vipguard.yaml');
+  const configPath = opts.configPath ?? path.join(dir, 'vipguard.yaml');
   fs.writeFileSync(configPath, yaml.replace(/\$DIR/g, dir));
-  const proc = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'run', '--config', configPath, ...(opts.args ?? [])], {
+  // `command`: another vipguard than this tree's (the installed package's /usr/bin/vipguard).
+  const [cmd, ...argv] = opts.command ?? [process.execPath, path.join(REPO_ROOT, 'dist/src/cli/main.js')];
+  const proc = spawn(cmd, [...argv, 'run', '--config', configPath, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
