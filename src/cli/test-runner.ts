@@ -131,10 +131,10 @@ export function testNodes(running: NodeBin, wanted: string[], cache: string, exi
 
 const TAP_MARK = '--- tap';
 
-function nodeTestArgs(dir: string, tapFile: string): string[] {
+function nodeTestArgs(dir: string, tapFile: string, only?: string): string[] {
   // The files by name: node 20 searches a directory argument, node 22 and later take arguments as globs (a
   // directory would be run as one file), and node 20 has no globs.
-  const files = fs.readdirSync(path.join(REPO_ROOT, dir)).filter((f) => f.endsWith('.test.js')).sort().map((f) => path.join(dir, f));
+  const files = fs.readdirSync(path.join(REPO_ROOT, dir)).filter((f) => f.endsWith('.test.js') && (!only || f === only)).sort().map((f) => path.join(dir, f));
   // One file at a time: lab files share one topology (fixed names), host files share the kernel's hooks.
   return ['--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout',
     '--test-reporter=tap', `--test-reporter-destination=${tapFile}`, ...files];
@@ -155,19 +155,35 @@ async function runLocal(name: string, dir: string, node: string): Promise<Result
   return { name, ok: code === 0 && s.fail === 0 && s.pass > 0, ...s, ms: Date.now() - start, note: code ? `exit ${code}` : undefined, failures: tapFailures(text) };
 }
 
-async function runLab(kernel: LabKernelName, timeoutSec: number): Promise<Result> {
+/**
+ * One lab VM: every lab file on `kernel` with the lab's own init, or (`systemd`) the file that needs systemd as
+ * PID 1, alone, in a VM booted that way.
+ */
+interface LabJob { kernel: LabKernelName; init?: 'systemd' }
+
+/** The lab's VMs: each kernel, and the systemd unit's test on the kernel of the Debian release it is built on. */
+export function labJobs(kernels: readonly LabKernelName[]): LabJob[] {
+  return [...kernels.map((kernel) => ({ kernel })), ...(kernels.includes('6.1') ? [{ kernel: '6.1' as const, init: 'systemd' as const }] : [])];
+}
+
+const SYSTEMD_FILE = 'systemd.test.js';
+
+async function runLab(job: LabJob, timeoutSec: number): Promise<Result> {
+  const { kernel } = job;
+  const label = job.init ? `${kernel}+${job.init}` : kernel;
   const start = Date.now();
   const tap = `/tmp/vipguard-lab.tap`;
   let tapFollows = false;
   const r = await runInLab({
     kernel,
+    init: job.init,
     // Inside the VM /tmp is the overlay's; the TAP copy comes back through the output stream.
-    command: ['sh', '-c', `${process.execPath} ${nodeTestArgs('dist/test/lab/', tap).join(' ')}; rc=$?; echo '${TAP_MARK}'; cat ${tap}; exit $rc`],
+    command: ['sh', '-c', `${process.execPath} ${nodeTestArgs('dist/test/lab/', tap, job.init ? SYSTEMD_FILE : undefined).join(' ')}; rc=$?; echo '${TAP_MARK}'; cat ${tap}; exit $rc`],
     timeoutMs: timeoutSec * 1000,
     onLine: (line, stream) => {
       if (line === TAP_MARK) tapFollows = true;
       // The TAP copy is for the summary; the spec reporter already showed every test.
-      if (!tapFollows || stream !== 'out') process.stdout.write(`[${kernel}]${stream === 'out' ? '' : ` (${stream})`} ${line}\n`);
+      if (!tapFollows || stream !== 'out') process.stdout.write(`[${label}]${stream === 'out' ? '' : ` (${stream})`} ${line}\n`);
     },
   });
   const tapText = r.output.includes(TAP_MARK) ? r.output.split(TAP_MARK).pop()! : '';
@@ -175,7 +191,7 @@ async function runLab(kernel: LabKernelName, timeoutSec: number): Promise<Result
   const note = r.timedOut ? `timed out after ${timeoutSec} s` : r.error ?? (r.exitCode ? `exit ${r.exitCode}` : undefined);
   const boot = r.bootMs !== null ? `boot ${(r.bootMs / 1000).toFixed(1)} s` : '';
   return {
-    name: `lab ${kernel} node ${process.versions.node}`, ok: labOk(r) && s.fail === 0 && s.pass > 0, ...s, ms: Date.now() - start,
+    name: `lab ${label} node ${process.versions.node}`, ok: labOk(r) && s.fail === 0 && s.pass > 0, ...s, ms: Date.now() - start,
     note: [note, boot].filter(Boolean).join(', '), failures: tapFailures(tapText),
   };
 }
@@ -212,7 +228,7 @@ async function main(): Promise<void> {
       process.stdout.write(`lab: kernels ready in ${((Date.now() - prepareStart) / 1000).toFixed(1)} s; ${o.labJobs} at a time\n`);
       const packStart = Date.now();
       buildLabPackages((l) => process.stdout.write(`lab: ${l} (${((Date.now() - packStart) / 1000).toFixed(1)} s)\n`));
-      results.push(...await pool(o.kernels, o.labJobs, (k) => runLab(k, o.timeoutSec)));
+      results.push(...await pool(labJobs(o.kernels), o.labJobs, (j) => runLab(j, o.timeoutSec)));
     }
   }
   const lines = results.map((r) =>

@@ -1,4 +1,4 @@
-// npm run lab -- [--kernel 5.10|6.1|6.12|all|host[,…]] [--timeout SEC] [--env K=V]… [--artifacts DIR] [--prepare]
+// npm run lab -- [--kernel 5.10|6.1|6.12|all|host[,…]] [--timeout SEC] [--env K=V]… [--artifacts DIR] [--init systemd] [--prepare]
 //                -- <command …>
 //
 // Runs the command on each named kernel in turn (2 cores and TCG: parallel VMs would only slow each other down),
@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { LAB_KERNELS, isLabKernel, prepareKernel } from './kernels';
 import { killAllVms, labOk, runInLab, type LabResult, type LabStream, type LabTarget } from './runner';
 
-const USAGE = `usage: npm run lab -- [--kernel 5.10|6.1|6.12|all|host] [--timeout SEC] [--env K=V] [--artifacts DIR] -- <command …>
+const USAGE = `usage: npm run lab -- [--kernel 5.10|6.1|6.12|all|host] [--timeout SEC] [--env K=V] [--artifacts DIR] [--init systemd] -- <command …>
        npm run lab -- --prepare [--kernel …]     fetch kernels and build initramfses only`;
 
 interface CliOptions {
@@ -20,6 +20,7 @@ interface CliOptions {
   artifacts?: string;
   prepare: boolean;
   command: string[];
+  init?: 'busybox' | 'systemd';
 }
 
 export function parseArgs(argv: string[]): CliOptions {
@@ -54,6 +55,10 @@ export function parseArgs(argv: string[]): CliOptions {
       o.artifacts = path.resolve(value());
     } else if (a === '--prepare') {
       o.prepare = true;
+    } else if (a === '--init') {
+      const v = value();
+      if (v !== 'busybox' && v !== 'systemd') throw new Error(`--init takes busybox or systemd, got '${v}'`);
+      o.init = v;
     } else if (a === '--help' || a === '-h') {
       throw new Error(USAGE);
     } else {
@@ -110,6 +115,7 @@ async function main(argv: string[]): Promise<number> {
         env: o.env,
         onLine: print,
         artifactsDir: o.artifacts ? path.join(o.artifacts, k) : undefined,
+        init: o.init,
       });
     } catch (err) {
       console.log(`${tag} lab: ${(err as Error).message}`);

@@ -42,6 +42,9 @@ export interface LabRunOptions {
   artifactsDir?: string;
   memoryMb?: number;
   cpus?: number;
+  /** PID 1 that runs the command: the lab's busybox script (default), or systemd — the host's, booted to a target
+   * of the command alone (scripts/lab/guest-init.sh), for tests of the systemd unit. */
+  init?: 'busybox' | 'systemd';
 }
 
 export interface LabResult {
@@ -151,6 +154,7 @@ async function runInVm(kernel: PreparedKernel, opts: LabRunOptions): Promise<Lab
       '# written by src/lab/runner.ts, sourced by scripts/lab/guest-init.sh (busybox sh)',
       `LAB_MODULES=${shq(modules.join(' '))}`,
       `LAB_CWD=${shq(cwd)}`,
+      `LAB_INIT=${shq(opts.init ?? 'busybox')}`,
       `set -- env -i ${Object.entries(env).map(([k, v]) => shq(`${k}=${v}`)).join(' ')} ${opts.command.map(shq).join(' ')}`,
       '',
     ].join('\n'),

@@ -1,12 +1,35 @@
 // Lab test harness: vipguard as a real process (so kill -9 means kill -9), a client load of real connects, and
 // small readers of the kernel's IPVS table. Used by the actuator, fault and benchmark code inside the lab VM.
-import { execFileSync } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { clientPortsTo, procKey, readIpvsTable } from '../../src/bench/procfs';
 
 export { VipguardProcess, authHeader, startVipguard, stopVipguard, vgStatus } from '../../src/lab/vipguard-process';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs a command to completion (≤ 5 min); its stdout and stderr, or an assertion naming the exit status. */
+export function must(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 300_000 });
+  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} exited ${r.status}:\n${r.stdout}${r.stderr}`);
+  return `${r.stdout}${r.stderr}`;
+}
+
+/** must() without blocking the event loop: samplers and timers keep running while the command does. */
+export function mustAsync(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { encoding: 'utf8', timeout: 300_000 }, (err, stdout, stderr) => {
+      if (err) reject(new assert.AssertionError({ message: `${cmd} ${args.join(' ')} failed (${err.code ?? err.signal}):\n${stdout}${stderr}` }));
+      else resolve(`${stdout}${stderr}`);
+    });
+  });
+}
+
+/** One destination's weight read from /proc/net/ip_vs (no exec: cheap enough to sample every 50 ms under TCG). */
+export function procWeight(vip: { host: string; port: number }, dest: { ip: string; port: number }): number | undefined {
+  return readIpvsTable().get(procKey(vip.host, vip.port))?.find((d) => d.key === procKey(dest.ip, dest.port))?.weight;
+}
 
 /** Weights of a service's destinations as ipvsadm lists them (an independent reader of the kernel). */
 export function ipvsWeights(vip: string, port: number): Record<string, number> {

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
 import { labPackages } from '../../src/lab/package';
-import { ConnectResult, Load, ipvsWeights, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
+import { ConnectResult, Load, ipvsWeights, must, mustAsync, procWeight, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
 import { waitFor } from '../helpers';
 
@@ -34,12 +34,6 @@ const PARANOID = '/proc/sys/kernel/perf_event_paranoid';
 const STATE_DIR = '/var/lib/vipguard';
 const CONFIG = '/etc/vipguard/vipguard.yaml';
 const VIPGUARD = ['/usr/bin/vipguard'];
-
-function sh(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 300_000 });
-  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} exited ${r.status}:\n${r.stdout}${r.stderr}`);
-  return `${r.stdout}${r.stderr}`;
-}
 
 describe('the Debian package', { skip: SKIP }, () => {
   let topo: Topology;
@@ -68,21 +62,21 @@ describe('the Debian package', { skip: SKIP }, () => {
   test('installs with dpkg, runs from /usr/bin/vipguard, is upgraded under load keeping its quarantine, and purges', async () => {
     // --- install ---------------------------------------------------------------------------------------------
     let t = Date.now();
-    const installed = sh('dpkg', ['-i', PKG.from.file]);
+    const installed = must('dpkg', ['-i', PKG.from.file]);
     console.log(`[${KERNEL}] dpkg -i ${PKG.from.version}: ${Date.now() - t} ms`);
     assert.match(installed, /list the services to guard in \/etc\/vipguard\/vipguard\.yaml/, 'a first install says what to do next');
-    assert.equal(sh('/usr/bin/vipguard', ['--version']).trim(), PKG.from.version);
-    assert.match(sh('/usr/bin/vipguard', ['check-config']), /\/etc\/vipguard\/vipguard\.yaml: ok \(0 service/, 'the default configuration is valid and guards nothing');
-    assert.match(sh('getent', ['passwd', 'vipguard']), /^vipguard:x:\d+:\d+:[^:]*:\/var\/lib\/vipguard:\/usr\/sbin\/nologin$/m, 'the system user');
+    assert.equal(must('/usr/bin/vipguard', ['--version']).trim(), PKG.from.version);
+    assert.match(must('/usr/bin/vipguard', ['check-config']), /\/etc\/vipguard\/vipguard\.yaml: ok \(0 service/, 'the default configuration is valid and guards nothing');
+    assert.match(must('getent', ['passwd', 'vipguard']), /^vipguard:x:\d+:\d+:[^:]*:\/var\/lib\/vipguard:\/usr\/sbin\/nologin$/m, 'the system user');
     const st = fs.statSync(STATE_DIR);
     assert.equal(st.mode & 0o777, 0o750, 'state directory mode');
-    assert.equal(st.uid, Number(sh('id', ['-u', 'vipguard']).trim()), 'state directory owned by vipguard');
+    assert.equal(st.uid, Number(must('id', ['-u', 'vipguard']).trim()), 'state directory owned by vipguard');
     assert.equal(fs.readFileSync(PARANOID, 'utf8').trim(), '2', 'the sysctl snippet applied (kernel.perf_event_paranoid=2)');
     for (const f of ['/lib/systemd/system/vipguard.service', '/usr/lib/sysusers.d/vipguard.conf', '/usr/lib/sysctl.d/60-vipguard.conf',
       '/usr/lib/vipguard/build/bpf/receiver.bpf.o', '/usr/lib/vipguard/native/build/Release/vipguard_native.node']) {
       assert.ok(fs.existsSync(f), `${f} installed`);
     }
-    assert.equal(sh('dpkg-query', ['-W', '-f', '${Conffiles}', 'vipguard']).includes(CONFIG), true, `${CONFIG} is a conffile`);
+    assert.equal(must('dpkg-query', ['-W', '-f', '${Conffiles}', 'vipguard']).includes(CONFIG), true, `${CONFIG} is a conffile`);
     // The installed unit, with its ExecStart present: no complaint at all.
     const verify = spawnSync('systemd-analyze', ['verify', '/lib/systemd/system/vipguard.service'], { encoding: 'utf8', timeout: 120_000 });
     assert.equal(`${verify.stdout}${verify.stderr}`.trim(), '', 'systemd-analyze verify on the installed unit');
@@ -109,15 +103,15 @@ describe('the Debian package', { skip: SKIP }, () => {
       await waitFor(() => weights()[key('b3')] === 0, 15_000, 'b3 quarantined by the installed vipguard');
       quarantinedAt = load.now();
       // b3's weight from here to the end, every 50 ms: it must never leave 0 while b3 is dead.
-      sampler = setInterval(() => b3Weights.push(weights()[key('b3')]), 50);
+      sampler = setInterval(() => b3Weights.push(procWeight(topo.vip, topo.backend('b3')) ?? -1), 50);
       await sleep(1000);
 
       // --- upgrade while it runs ---------------------------------------------------------------------------
       t = Date.now();
-      const upgraded = sh('dpkg', ['-i', PKG.to.file]);
+      const upgraded = await mustAsync('dpkg', ['-i', PKG.to.file]); // async: the weight sampler runs meanwhile
       console.log(`[${KERNEL}] dpkg -i ${PKG.to.version} (upgrade, vipguard running): ${Date.now() - t} ms`);
       assert.doesNotMatch(upgraded, /list the services to guard/, 'an upgrade does not repeat the first-install hint');
-      assert.equal(sh('/usr/bin/vipguard', ['--version']).trim(), PKG.to.version);
+      assert.equal(must('/usr/bin/vipguard', ['--version']).trim(), PKG.to.version);
       assert.equal(vg.proc.exitCode, null, 'the running vipguard survives its files being replaced');
       assert.match(fs.readFileSync(CONFIG, 'utf8'), new RegExp(topo.vip.host.replace(/\./g, '\\.')), 'the edited conffile is kept');
       // The service manager's part: the stop for a restart, then the new version's start.
@@ -151,7 +145,7 @@ describe('the Debian package', { skip: SKIP }, () => {
     await stopVipguard(vg);
     vg = undefined;
     assert.equal(weights()[key('b3')], 1, 'a graceful stop gives the weight back');
-    sh('dpkg', ['--purge', 'vipguard']);
+    must('dpkg', ['--purge', 'vipguard']);
     for (const f of ['/usr/bin/vipguard', '/usr/lib/vipguard', STATE_DIR, CONFIG, '/lib/systemd/system/vipguard.service']) {
       assert.ok(!fs.existsSync(f), `${f} gone after purge`);
     }

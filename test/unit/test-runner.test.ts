@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { pool, tapFailures, tapSummary, testNodes } from '../../src/cli/test-runner';
+import { labJobs, pool, tapFailures, tapSummary, testNodes } from '../../src/cli/test-runner';
 
 test('failed tests and their first error line are read from a real TAP stream; failing suites are not repeated', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipguard-tap-'));
@@ -70,4 +70,9 @@ test('lab kernels side by side: never more than the jobs asked for at once, resu
   assert.deepEqual(await pool(['5.10', '6.1', '6.12'], 1, run), ['ran 5.10', 'ran 6.1', 'ran 6.12']);
   assert.equal(peak, 1);
   assert.deepEqual(await pool([], 2, run), []);
+});
+
+test('the lab runs one VM per kernel, and the systemd unit test in a VM of its own booted with systemd on 6.1', () => {
+  assert.deepEqual(labJobs(['5.10', '6.1', '6.12']), [{ kernel: '5.10' }, { kernel: '6.1' }, { kernel: '6.12' }, { kernel: '6.1', init: 'systemd' }]);
+  assert.deepEqual(labJobs(['6.12']), [{ kernel: '6.12' }], 'no 6.1 asked for: no systemd VM either');
 });
