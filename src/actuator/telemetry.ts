@@ -1,12 +1,11 @@
 // The actuator's own telemetry: every kernel change as a span, and metrics for quarantines, panic, signals,
 // reaction time and reconcile time (declared in src/telemetry/metadata.ts).
-import * as os from 'node:os';
 import { Attributes, Counter, Histogram, SpanKind, SpanStatusCode, Tracer } from '@opentelemetry/api';
 import { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { MeterProvider, MetricReader, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
+import { scopeOf, vipguardResource } from '../telemetry/resource';
 import { METRICS, MetricName } from '../telemetry/metadata';
 import { QueueSpanProcessor } from '../telemetry/export';
 import type { ActuatorEvents } from './actuator';
@@ -34,7 +33,7 @@ const HOLD_VALUES: Record<Exclude<HoldCounter, 'refusals'>, string> = {
   passedRescueFailed: 'passed_rescue_failed', passedNoMemory: 'passed_no_memory',
 };
 
-const SCOPE = 'vipguard.actuator';
+const SCOPE = scopeOf('actuator');
 
 export class ActuatorTelemetry implements ActuatorEvents {
   private readonly tracerProvider: BasicTracerProvider;
@@ -49,16 +48,12 @@ export class ActuatorTelemetry implements ActuatorEvents {
   readonly reactionsMs: number[] = [];
 
   constructor(opts: ActuatorTelemetryOptions) {
-    const resource = resourceFromAttributes({
-      'service.name': 'vipguard-actuator',
-      'service.instance.id': `${os.hostname()}/${process.pid}`,
-      'host.name': os.hostname(),
-    });
+    const resource = vipguardResource('actuator');
     const processors = opts.spanExporter
       ? [new QueueSpanProcessor(opts.spanExporter, { maxQueueSize: 2000, maxBatchSize: 200, delayMs: opts.spanDelayMs })]
       : [];
     this.tracerProvider = new BasicTracerProvider({ resource, spanProcessors: processors });
-    this.tracer = this.tracerProvider.getTracer(SCOPE);
+    this.tracer = this.tracerProvider.getTracer(SCOPE.name, SCOPE.version, { schemaUrl: SCOPE.schemaUrl });
     const readers: MetricReader[] = opts.metricExporter ? [new PeriodicExportingMetricReader({
       exporter: opts.metricExporter, exportIntervalMillis: opts.metricIntervalMs,
       exportTimeoutMillis: Math.min(opts.metricIntervalMs, 10_000),
@@ -68,7 +63,7 @@ export class ActuatorTelemetry implements ActuatorEvents {
       readers.push(this.prometheus);
     }
     this.meterProvider = new MeterProvider({ resource, readers });
-    const meter = this.meterProvider.getMeter(SCOPE);
+    const meter = this.meterProvider.getMeter(SCOPE.name, SCOPE.version, { schemaUrl: SCOPE.schemaUrl });
     const m = (name: MetricName) => ({ description: METRICS[name].description, unit: METRICS[name].unit });
     const buckets = (name: 'vipguard.actuator.reaction.duration' | 'vipguard.actuator.reconcile.duration') =>
       ({ ...m(name), advice: { explicitBucketBoundaries: [...METRICS[name].buckets] } });

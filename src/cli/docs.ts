@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { CONFIG_SCHEMA } from '../config/schema';
 import { ATTRIBUTES, METRICS, SPANS } from '../telemetry/metadata';
 import { REPO_ROOT } from '../common/paths';
+import { SCHEMA_URL } from '../telemetry/resource';
 
 type Schema = {
   type?: string; description?: string; default?: unknown; properties?: Record<string, Schema>; items?: Schema;
@@ -68,6 +69,16 @@ export function telemetryDoc(): string {
     '',
     'Everything vipguard emits over OTLP (and, for the receiver\'s metrics, on its Prometheus endpoint, where dots',
     'become underscores and counters gain `_total`).',
+    '',
+    '## Resource and scope',
+    '',
+    'Each part is its own service: `service.name` `vipguard-receiver` or `vipguard-actuator`, `service.version` the',
+    'package\'s version, `service.instance.id` a UUID v5 of the host\'s machine-id and the service name (the same',
+    'across restarts and upgrades, different per host and part; the host name stands in without a machine-id),',
+    '`host.name` and `process.pid`. `OTEL_RESOURCE_ATTRIBUTES` adds or overrides attributes and `OTEL_SERVICE_NAME`',
+    'overrides `service.name`, as in every OpenTelemetry SDK. The instrumentation scope is `vipguard.receiver` or',
+    `\`vipguard.actuator\`, with vipguard's version and the schema URL \`${SCHEMA_URL}\` (on Prometheus endpoints: the`,
+    '`otel_scope_*` labels and `target_info`).',
     '',
     '## Spans',
     '',

@@ -17,6 +17,8 @@ export interface FlatSpan {
   endNs: bigint;
   attributes: Record<string, AttrValue>;
   resource: Record<string, AttrValue>;
+  /** the instrumentation scope that made it (empty strings where the sender gave none) */
+  scope?: { name: string; version: string; schemaUrl: string };
   statusCode: number;
   links: { traceId: string; spanId: string }[];
 }
@@ -54,7 +56,7 @@ const hex = (b: unknown) => (Buffer.isBuffer(b) ? b.toString('hex') : '');
 const ns = (v: unknown) => { try { return BigInt((v as string | number | undefined) ?? 0); } catch { return 0n; } };
 
 interface TraceRequest {
-  resourceSpans?: { resource?: { attributes?: OtlpKeyValue[] }; scopeSpans?: { spans?: Record<string, unknown>[] }[] }[];
+  resourceSpans?: { resource?: { attributes?: OtlpKeyValue[] }; scopeSpans?: { scope?: { name?: unknown; version?: unknown }; schemaUrl?: unknown; spans?: Record<string, unknown>[] }[] }[];
 }
 
 export function flattenSpans(req: TraceRequest): FlatSpan[] {
@@ -62,6 +64,7 @@ export function flattenSpans(req: TraceRequest): FlatSpan[] {
   for (const rs of req.resourceSpans ?? []) {
     const resource = attrs(rs.resource?.attributes);
     for (const ss of rs.scopeSpans ?? []) {
+      const scope = { name: String(ss.scope?.name ?? ''), version: String(ss.scope?.version ?? ''), schemaUrl: String(ss.schemaUrl ?? '') };
       for (const s of ss.spans ?? []) {
         out.push({
           name: String(s.name ?? ''),
@@ -70,6 +73,7 @@ export function flattenSpans(req: TraceRequest): FlatSpan[] {
           startNs: ns(s.startTimeUnixNano), endNs: ns(s.endTimeUnixNano),
           attributes: attrs(s.attributes as OtlpKeyValue[]),
           resource,
+          scope,
           statusCode: Number((s.status as { code?: number } | undefined)?.code ?? 0),
           links: ((s.links as { traceId?: unknown; spanId?: unknown }[] | undefined) ?? []).map((l) => ({ traceId: hex(l.traceId), spanId: hex(l.spanId) })),
         });

@@ -1,11 +1,10 @@
 // Classified attempts and connections -> OpenTelemetry spans and metrics, named as src/telemetry/metadata.ts
 // declares. Kernel timestamps become wall-clock time through a measured monotonic->realtime offset.
-import * as os from 'node:os';
 import { Attributes, Counter, Histogram, ROOT_CONTEXT, SpanContext, SpanKind, SpanStatusCode, trace, Tracer, UpDownCounter } from '@opentelemetry/api';
 import { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { MeterProvider, MetricReader, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { resourceFromAttributes } from '@opentelemetry/resources';
+import { scopeOf, vipguardResource } from '../telemetry/resource';
 import { KernelClock } from '../native/clock';
 import { Attempt, Connection, LifecycleSink, SocketInfo } from './lifecycle';
 import { Endpoint } from './events';
@@ -27,10 +26,9 @@ export interface ReceiverTelemetryOptions {
   /** losses the telemetry cannot see itself (BPF counters, lifecycle), read at each metric collection */
   externalLosses?: () => Partial<Record<string, number | bigint>>;
   clock?: { toHrTime(ns: bigint): [number, number] };
-  serviceInstance?: string;
 }
 
-const SCOPE = 'vipguard.receiver';
+const SCOPE = scopeOf('receiver');
 
 function endpointAttrs(s: SocketInfo, backend: Endpoint | undefined): Attrs {
   const a: Attrs = {
@@ -77,11 +75,7 @@ export class ReceiverTelemetry implements LifecycleSink {
 
   constructor(opts: ReceiverTelemetryOptions) {
     this.clock = opts.clock ?? new KernelClock();
-    const resource = resourceFromAttributes({
-      'service.name': 'vipguard-receiver',
-      'service.instance.id': opts.serviceInstance ?? `${os.hostname()}/${process.pid}`,
-      'host.name': os.hostname(),
-    });
+    const resource = vipguardResource('receiver');
     this.processors = opts.spanExporters.map((exporter) => new QueueSpanProcessor(exporter, {
       maxQueueSize: opts.maxQueueSize,
       maxBatchSize: opts.maxBatchSize,
@@ -91,7 +85,7 @@ export class ReceiverTelemetry implements LifecycleSink {
       onDrop: (n, reason) => (this.dropped[reason] += n),
     }));
     this.tracerProvider = new BasicTracerProvider({ resource, spanProcessors: this.processors });
-    this.tracer = this.tracerProvider.getTracer(SCOPE);
+    this.tracer = this.tracerProvider.getTracer(SCOPE.name, SCOPE.version, { schemaUrl: SCOPE.schemaUrl });
     const readers: MetricReader[] = [];
     if (opts.metricExporter) {
       readers.push(new PeriodicExportingMetricReader({
@@ -105,7 +99,7 @@ export class ReceiverTelemetry implements LifecycleSink {
       readers.push(this.prometheus);
     }
     this.meterProvider = new MeterProvider({ resource, readers });
-    const meter = this.meterProvider.getMeter(SCOPE);
+    const meter = this.meterProvider.getMeter(SCOPE.name, SCOPE.version, { schemaUrl: SCOPE.schemaUrl });
     const m = (name: MetricName) => ({ description: METRICS[name].description, unit: METRICS[name].unit });
     this.attempts = meter.createCounter('vipguard.connect.attempts', m('vipguard.connect.attempts'));
     this.duration = meter.createHistogram('vipguard.connect.duration', {

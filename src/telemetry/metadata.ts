@@ -2,8 +2,13 @@
 // (`vipguard docs telemetry`), the receiver's emitters take their names from it, and tests check that what
 // arrives over OTLP uses only what is declared here, with the declared types and units.
 //
-// Names follow the OpenTelemetry semantic conventions where one exists (server.*, network.*, error.type);
-// vipguard's own live under `vipguard.`.
+// Names follow the OpenTelemetry semantic conventions where one exists (server.*, network.*, error.type — taken
+// from @opentelemetry/semantic-conventions' stable entry point; process.pid, still in development there, is
+// checked against its registry by test/unit/resource.test.ts); vipguard's own live under `vipguard.`.
+import {
+  ATTR_ERROR_TYPE, ATTR_NETWORK_LOCAL_ADDRESS, ATTR_NETWORK_LOCAL_PORT, ATTR_NETWORK_PEER_ADDRESS, ATTR_NETWORK_PEER_PORT,
+  ATTR_NETWORK_TRANSPORT, ATTR_NETWORK_TYPE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT,
+} from '@opentelemetry/semantic-conventions';
 
 export type AttrType = 'string' | 'int' | 'double' | 'boolean';
 
@@ -20,15 +25,15 @@ export const ATTEMPT_OUTCOME_VALUES = ['established', 'refused', 'unanswered', '
 export const CONNECTION_OUTCOME_VALUES = ['closed', 'reset'] as const;
 
 export const ATTRIBUTES = {
-  'server.address': { type: 'string', description: 'The virtual service address the client connected to (the IPVS virtual IP).', example: '10.99.0.1' },
-  'server.port': { type: 'int', description: 'The virtual service port.', example: 80 },
-  'network.peer.address': { type: 'string', description: 'The real backend IPVS chose for this attempt; absent when unknown (no kprobes, ip_vs not loaded).', example: '10.200.0.2' },
-  'network.peer.port': { type: 'int', description: 'The real backend port.', example: 8080 },
-  'network.local.address': { type: 'string', description: 'The client socket\'s source address.', example: '10.200.0.1' },
-  'network.local.port': { type: 'int', description: 'The client socket\'s source port; absent while unbound.', example: 41234 },
-  'network.transport': { type: 'string', description: 'Always `tcp` for now.', values: ['tcp'] },
-  'network.type': { type: 'string', description: 'IP version of the virtual service.', values: ['ipv4', 'ipv6'] },
-  'error.type': { type: 'string', description: 'Why a handshake failed (same values as vipguard.outcome, failures only) or `reset` for a reset connection.', values: ['refused', 'unanswered', 'unreachable', 'abandoned', 'reset'] },
+  [ATTR_SERVER_ADDRESS]: { type: 'string', description: 'The virtual service address the client connected to (the IPVS virtual IP).', example: '10.99.0.1' },
+  [ATTR_SERVER_PORT]: { type: 'int', description: 'The virtual service port.', example: 80 },
+  [ATTR_NETWORK_PEER_ADDRESS]: { type: 'string', description: 'The real backend IPVS chose for this attempt; absent when unknown (no kprobes, ip_vs not loaded).', example: '10.200.0.2' },
+  [ATTR_NETWORK_PEER_PORT]: { type: 'int', description: 'The real backend port.', example: 8080 },
+  [ATTR_NETWORK_LOCAL_ADDRESS]: { type: 'string', description: 'The client socket\'s source address.', example: '10.200.0.1' },
+  [ATTR_NETWORK_LOCAL_PORT]: { type: 'int', description: 'The client socket\'s source port; absent while unbound.', example: 41234 },
+  [ATTR_NETWORK_TRANSPORT]: { type: 'string', description: 'Always `tcp` for now.', values: ['tcp'] },
+  [ATTR_NETWORK_TYPE]: { type: 'string', description: 'IP version of the virtual service.', values: ['ipv4', 'ipv6'] },
+  [ATTR_ERROR_TYPE]: { type: 'string', description: 'Why a handshake failed (same values as vipguard.outcome, failures only) or `reset` for a reset connection.', values: ['refused', 'unanswered', 'unreachable', 'abandoned', 'reset'] },
   'process.pid': { type: 'int', description: 'The connecting process, when the kernel saw the connect in its context.', example: 1234 },
   'vipguard.service': { type: 'string', description: 'The configured name of the virtual service; `unconfigured` in trace-everything mode.', example: 'web' },
   'vipguard.outcome': { type: 'string', description: 'How the handshake attempt or the connection ended.', values: [...ATTEMPT_OUTCOME_VALUES, ...CONNECTION_OUTCOME_VALUES] },

@@ -10,6 +10,8 @@ import { OtlpServer } from '../../src/otlp/server';
 import { FlatPoint, FlatSpan, flattenMetrics, flattenSpans } from '../../src/otlp/model';
 import { ATTRIBUTES, METRICS, SPANS } from '../../src/telemetry/metadata';
 import { requireRoot, waitFor } from '../helpers';
+import { SCHEMA_URL, serviceInstanceId } from '../../src/telemetry/resource';
+import { packageVersion } from '../../src/common/paths';
 
 test('connections to a service arrive over OTLP as spans and metrics with the declared attributes', { skip: requireRoot() }, async () => {
   const spans: FlatSpan[] = [];
@@ -60,6 +62,10 @@ test('connections to a service arrive over OTLP as spans and metrics with the de
       assert.equal(s.attributes['network.transport'], 'tcp');
       assert.equal(s.attributes['network.type'], 'ipv4');
       assert.equal(s.attributes['network.peer.address'], undefined, 'no kprobe here: backend unknown, not guessed');
+      assert.equal(s.resource['service.name'], 'vipguard-receiver');
+      assert.equal(s.resource['service.version'], packageVersion());
+      assert.equal(s.resource['service.instance.id'], serviceInstanceId('vipguard-receiver'), 'the instance id that survives restarts');
+      assert.deepEqual(s.scope, { name: 'vipguard.receiver', version: packageVersion(), schemaUrl: SCHEMA_URL });
       assert.ok(Number(s.startNs) >= before - 1e9 && Number(s.startNs) <= Date.now() * 1e6, 'kernel time converted to wall clock');
       assert.ok(s.endNs >= s.startNs);
       assert.equal(s.statusCode, 0);

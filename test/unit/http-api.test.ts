@@ -11,6 +11,8 @@ import { ActuatorHttpOptions, ActuatorHttpServer } from '../../src/actuator/http
 import { labelsFingerprint } from '../../src/actuator/http/fingerprint';
 import { GO_ZERO_TIME_MS, parseRfc3339 } from '../../src/actuator/http/time';
 import { formatEndpoint } from '../../src/common/addr';
+import { SCHEMA_URL } from '../../src/telemetry/resource';
+import { packageVersion } from '../../src/common/paths';
 
 // ---- fixtures (http-fuzz.test.ts has its own copy of the fake target and client) ----
 
@@ -656,8 +658,11 @@ describe('GET /metrics: the actuator\'s own metrics for Prometheus', () => {
         const r = await request(port, { path: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } });
         assert.equal(r.status, 200);
         assert.match(String(r.headers['content-type']), /^text\/plain/);
+        // The scope travels as labels: name, the conventions' schema, vipguard's version.
+        const scope = `otel_scope_name="vipguard\\.actuator",otel_scope_schema_url="${SCHEMA_URL.replace(/\./g, '\\.')}",otel_scope_version="${packageVersion().replace(/\./g, '\\.')}"`;
         const sample = (name: string, labels: string, value: number) =>
-          new RegExp(`^${name}\\{${labels},otel_scope_name="vipguard\\.actuator"\\} ${value}$`, 'm');
+          new RegExp(`^${name}\\{${labels},${scope}\\} ${value}$`, 'm');
+        assert.match(r.text, new RegExp(`^target_info\\{service_name="vipguard-actuator",service_version="${packageVersion().replace(/\./g, '\\.')}",service_instance_id="[0-9a-f-]{36}",`, 'm'), 'the resource, as target_info');
         assert.match(r.text, sample('vipguard_actuator_quarantined', 'vipguard_service="web"', 1));
         assert.match(r.text, sample('vipguard_actuator_changes_total', 'vipguard_service="web",vipguard_action="quarantine",vipguard_result="ok"', 1));
         assert.match(r.text, sample('vipguard_actuator_refusals_total', 'vipguard_hold="held"', 2));
