@@ -6,6 +6,7 @@ import { MeterProvider, MetricReader, PeriodicExportingMetricReader, PushMetricE
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { scopeOf, vipguardResource } from '../telemetry/resource';
+import { serveMetrics } from '../telemetry/prometheus';
 import { METRICS, MetricName } from '../telemetry/metadata';
 import { QueueSpanProcessor } from '../telemetry/export';
 import type { ActuatorEvents } from './actuator';
@@ -122,7 +123,7 @@ export class ActuatorTelemetry implements ActuatorEvents {
 
   /** Answers a scrape (GET /metrics) in Prometheus' text format; 404 when built without `prometheus`. */
   serveMetrics(req: IncomingMessage, res: ServerResponse): void {
-    if (this.prometheus) this.prometheus.getMetricsRequestHandler(req, res);
+    if (this.prometheus) serveMetrics(this.prometheus, req, res);
     else res.writeHead(404).end();
   }
 

@@ -8,7 +8,7 @@ import { scopeOf, vipguardResource } from '../telemetry/resource';
 import { KernelClock } from '../native/clock';
 import { Attempt, Connection, LifecycleSink, SocketInfo } from './lifecycle';
 import { Endpoint } from './events';
-import { AttributeName, METRICS, MetricName, SpanName } from '../telemetry/metadata';
+import { ATTEMPT_OUTCOME_VALUES, AttributeName, METRICS, MetricName, SpanName } from '../telemetry/metadata';
 import { DropReason, QueueSpanProcessor } from '../telemetry/export';
 
 type Attrs = Partial<Record<AttributeName, string | number | boolean>>;
@@ -29,6 +29,7 @@ export interface ReceiverTelemetryOptions {
 }
 
 const SCOPE = scopeOf('receiver');
+const MAX_ZEROED = 10_000;
 
 function endpointAttrs(s: SocketInfo, backend: Endpoint | undefined): Attrs {
   const a: Attrs = {
@@ -72,6 +73,8 @@ export class ReceiverTelemetry implements LifecycleSink {
   private readonly chain = new Map<bigint, SpanContext>();
   private readonly dropped: Record<DropReason, number> = { export_queue_full: 0, export_failed: 0 };
   private prometheus?: PrometheusExporter;
+  /** endpoints whose attempt series were made to exist at 0 (seriesAtZero) */
+  private readonly zeroed = new Set<string>();
 
   constructor(opts: ReceiverTelemetryOptions) {
     this.clock = opts.clock ?? new KernelClock();
@@ -157,10 +160,25 @@ export class ReceiverTelemetry implements LifecycleSink {
     const ctx = this.span('vipguard.connect', s, a.startNs, a.endNs, attrs, ok ? undefined : a.outcome, this.chain.get(s.sk));
     this.chain.set(s.sk, ctx);
 
-    const metricAttrs = { ...endpointAttrs(s, a.backend), 'vipguard.outcome': a.outcome };
+    const endpoint = endpointAttrs(s, a.backend);
+    this.seriesAtZero(endpoint);
+    const metricAttrs = { ...endpoint, 'vipguard.outcome': a.outcome };
     this.attempts.add(1, metricAttrs as Attributes);
     this.duration.record(seconds, metricAttrs as Attributes);
     if (a.outcome === 'unanswered' && !a.final && !a.early) this.synRetransmits.add(1, endpointAttrs(s, a.backend) as Attributes);
+  }
+
+  /**
+   * The first attempt seen to a backend makes every outcome's attempt series exist, at 0: a rule over
+   * `increase(vipguard_connect_attempts_total{vipguard_outcome="unanswered"}[…])` then counts the backend's first
+   * failures too (a series that appears at 1 has no earlier sample to increase from). Bounded: the series
+   * themselves are bounded by the backends there are.
+   */
+  private seriesAtZero(endpoint: Attrs): void {
+    const key = `${endpoint['vipguard.service']}|${endpoint['server.address']}|${endpoint['server.port']}|${endpoint['network.peer.address'] ?? ''}|${endpoint['network.peer.port'] ?? ''}`;
+    if (this.zeroed.has(key) || this.zeroed.size >= MAX_ZEROED) return;
+    this.zeroed.add(key);
+    for (const outcome of ATTEMPT_OUTCOME_VALUES) this.attempts.add(0, { ...endpoint, 'vipguard.outcome': outcome } as Attributes);
   }
 
   connectionStarted(c: Omit<Connection, 'endNs' | 'outcome'>): void {

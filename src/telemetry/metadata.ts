@@ -151,8 +151,8 @@ export const METRICS = {
     attributes: ['vipguard.service'],
   },
   'vipguard.actuator.panic': {
-    instrument: 'gauge', unit: '1',
-    description: '1 while a service has more failing destinations than its quarantine cap allows (signals refused), else 0.',
+    instrument: 'gauge', unit: '{service}',
+    description: '1 while a service has more failing destinations than its quarantine cap allows (signals refused), else 0: summed, the services in panic.',
     attributes: ['vipguard.service'],
   },
   'vipguard.actuator.changes': {

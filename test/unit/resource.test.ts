@@ -59,3 +59,12 @@ test('every attribute outside vipguard.* is a name of the OpenTelemetry semantic
   assert.ok(foreign.length >= 10);
   assert.deepEqual(foreign.filter((k) => !known.has(k)), [], 'not in the conventions');
 });
+
+test('Prometheus names follow the OpenTelemetry compatibility rules: unit suffixes, _total on counters', async () => {
+  const { prometheusName, prometheusBaseName } = await import('../../src/telemetry/prometheus');
+  assert.equal(prometheusName('vipguard.connect.attempts'), 'vipguard_connect_attempts_total', 'a {annotation} unit adds nothing');
+  assert.equal(prometheusName('vipguard.connect.duration'), 'vipguard_connect_duration_seconds', 'seconds, as the collector names it');
+  assert.equal(prometheusName('vipguard.connections.active'), 'vipguard_connections_active', 'an up-down counter is a gauge: no _total');
+  assert.equal(prometheusName('vipguard.actuator.panic'), 'vipguard_actuator_panic');
+  assert.equal(prometheusBaseName('vipguard.actuator.changes'), 'vipguard_actuator_changes');
+});
