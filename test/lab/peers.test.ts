@@ -6,14 +6,13 @@
 //   b. An Alertmanager routes alerts posted to its own API to the actuator's /webhook, then their resolution.
 // Weights are read back with ipvsadm; latencies are printed from vipguard's own log timestamps (same clock).
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
-import { connectOnce, ipvsWeights, loggedAt, sleep, startVipguard, stopVipguard, VipguardProcess } from './harness';
+import { Daemon, connectOnce, getJson, ipvsWeights, loggedAt, sleep, startVipguard, stopVipguard, VipguardProcess } from './harness';
 import { waitFor, waitForAsync } from '../helpers';
 import { freePort } from '../../src/common/ports';
 
@@ -22,48 +21,6 @@ const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the 
 const PROMETHEUS = '/usr/bin/prometheus';
 const ALERTMANAGER = '/usr/bin/prometheus-alertmanager';
 
-
-/** A peer daemon we started: stopped by its PID only, SIGTERM then SIGKILL after 10 s. */
-class Daemon {
-  readonly lines: string[] = [];
-  private readonly exited: Promise<void>;
-
-  constructor(readonly name: string, readonly proc: ChildProcess) {
-    const onData = (b: Buffer) => { for (const l of b.toString().split('\n')) if (l) this.lines.push(l); };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    this.exited = new Promise((r) => proc.on('exit', () => r()));
-  }
-
-  static start(name: string, argv: string[]): Daemon {
-    return new Daemon(name, spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
-  }
-
-  /** Polls GET url until 200, failing with the daemon's log if it exits or `ms` pass. */
-  async ready(url: string, ms: number): Promise<number> {
-    const t0 = Date.now();
-    while (Date.now() - t0 < ms) {
-      if (this.proc.exitCode !== null) throw new Error(`${this.name} exited ${this.proc.exitCode}:\n${this.lines.join('\n')}`);
-      const ok = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
-      if (ok) return Date.now() - t0;
-      await sleep(200);
-    }
-    throw new Error(`${this.name} not ready after ${ms} ms:\n${this.lines.slice(-20).join('\n')}`);
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.kill('SIGTERM');
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 10_000);
-    await this.exited;
-    clearTimeout(t);
-  }
-}
-
-async function getJson(url: string): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  return r.json();
-}
 
 /**
  * Epoch ms of the first vipguard log line (`2024-05-01T12:00:00.000Z vipguard: …`) matching re at or after
