@@ -41,7 +41,7 @@ function read(key: keyof TlsFiles, file: string, what: string): Buffer {
     return fs.readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new TlsFileError(key, `cannot read ${file} (${code ?? (e as Error).message}): expected ${what} readable by vipguard's user`);
+    throw new TlsFileError(key, `cannot read ${file} (${code ?? (e as Error).message}): expected ${what}, readable by the user running vipguard`);
   }
 }
 
@@ -65,7 +65,7 @@ const iso = (openssl: string) => new Date(openssl).toISOString();
  * public key; the certificate valid now (`now`, ms). Throws TlsFileError naming the setting at fault.
  */
 export function loadTls(files: TlsFiles, now = Date.now()): TlsMaterial {
-  const cert = read('certFile', files.certFile, 'a PEM certificate (chain), the server\'s first');
+  const cert = read('certFile', files.certFile, 'the server\'s PEM certificate, then its intermediates');
   const [leaf] = certificates('certFile', files.certFile, cert, 'the server\'s PEM certificate, then its intermediates');
   const keyPem = read('keyFile', files.keyFile, 'the PEM private key of certFile');
   let key: KeyObject;

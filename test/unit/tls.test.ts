@@ -87,7 +87,7 @@ describe('the files of a tls block', () => {
     };
     const missing = path.join(pki.dir, 'nope.pem');
     assert.equal(fail({ certFile: missing, keyFile: pki.server.key }),
-      `certFile: cannot read ${missing} (ENOENT): expected a PEM certificate (chain), the server's first readable by vipguard's user`);
+      `certFile: cannot read ${missing} (ENOENT): expected the server's PEM certificate, then its intermediates, readable by the user running vipguard`);
     assert.match(fail({ certFile: pki.server.key, keyFile: pki.server.key }), /^certFile: .*server\.key holds no PEM certificate/);
     assert.match(fail({ certFile: pki.server.cert, keyFile: pki.strayKey }),
       /^keyFile: .*stray\.key is not the key of .*server\.pem \(subject CN=vipguard server\): expected the private key the certificate was issued for/);
