@@ -2,7 +2,8 @@
 // (test/certs.ts): `vipguard run --only receiver` exports over mutual TLS, with the actuator's token, to
 // `vipguard run --only actuator`, whose OTLP listener requires client certificates; a black-holed backend is
 // quarantined from those spans; `vipguard status` reads the HTTPS API with a CA and a client certificate; renewed
-// certificates are served by both listeners after SIGHUP, with the quarantine still in place.
+// certificates are served by both listeners after SIGHUP, with the quarantine still in place; a broken key makes the
+// reload refused and both keep the certificate they had.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -93,7 +94,7 @@ describe('the actuator over TLS', { skip: SKIP }, () => {
     assert.match(q[0] ?? '', new RegExp(`quarantine ${key('b2').replace(/\./g, '\\.')} in web .*: rule handshake-failures`));
   });
 
-  test('SIGHUP after a renewal: both listeners present the new certificate, the quarantine stays', async () => {
+  test('SIGHUP after a renewal: both listeners present the new certificate, the quarantine stays; a broken key is refused', async () => {
     const httpPort = actuator!.httpPort;
     const otlpPort = port(/OTLP rules on \S+ \(port (\d+)\)/);
     assert.equal(await presented(httpPort, pki), 'vipguard server');
@@ -117,5 +118,15 @@ describe('the actuator over TLS', { skip: SKIP }, () => {
     const dest = (JSON.parse(body) as { services: { destinations: { destination: string; state: string; weight: number }[] }[] }).services[0].destinations
       .find((d) => d.destination === key('b2'));
     assert.equal(dest?.weight, 0, `b2 still quarantined after the reload: ${JSON.stringify(dest)}`);
+    // A key that is not the certificate's: the reload is refused, naming the setting, and both listeners keep
+    // the certificate of the last good reload (and the running configuration its quarantine).
+    fs.copyFileSync(pki.strayKey, files.key);
+    const mark2 = actuator!.lines.length;
+    actuator!.proc.kill('SIGHUP');
+    await waitFor(() => actuator!.lines.slice(mark2).some((l) => /reload refused/.test(l)), 15_000, 'the refused reload');
+    assert.match(actuator!.lines.slice(mark2).join('\n'), /actuator\.tls\.keyFile: .*actuator\.key is not the key of .*actuator\.pem/);
+    assert.equal(await presented(httpPort, pki), 'vipguard server renewed');
+    assert.equal(await presented(otlpPort, pki), 'vipguard server renewed');
+    assert.equal(ipvsWeights(topo.vip.host, topo.vip.port)[key('b2')], 0);
   });
 });
