@@ -116,7 +116,7 @@ export function program(): Command {
       return n;
     })
     .action(async (o) => {
-      const services: ReceiverService[] = [...o.service, ...(o.config ? loadConfig(o.config).services : [])];
+      const services: ReceiverService[] = [...o.service, ...(o.config ? loadConfig(o.config, { tlsFiles: false }).services : [])];
       await trace({ services, all: o.all, json: o.json, durationSec: o.duration, kernelServices: !services.length && !o.all });
     });
 

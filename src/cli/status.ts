@@ -49,7 +49,7 @@ export function statusToken(opts: StatusOptions): string | undefined {
   const env = (opts.env ?? process.env)[TOKEN_ENV];
   if (env) return env.trim();
   if (opts.configPath) {
-    const a = loadConfig(opts.configPath).actuator;
+    const a = loadConfig(opts.configPath, { tlsFiles: false }).actuator;
     if (a.token) return a.token;
     return fs.existsSync(a.tokenFile) ? readTokenFile(a.tokenFile) : undefined;
   }
@@ -96,7 +96,7 @@ function tlsHint(e: NodeJS.ErrnoException): string | undefined {
 
 export async function fetchStatus(opts: StatusOptions): Promise<Status> {
   const token = statusToken(opts);
-  const base = statusUrl(opts, opts.configPath && !opts.url ? loadConfig(opts.configPath) : undefined);
+  const base = statusUrl(opts, opts.configPath && !opts.url ? loadConfig(opts.configPath, { tlsFiles: false }) : undefined);
   const url = new URL(`${base}/api/vipguard/status`);
   if ((opts.certFile === undefined) !== (opts.keyFile === undefined)) throw new Error('a client certificate needs both --cert-file and --key-file');
   const secure = url.protocol === 'https:';

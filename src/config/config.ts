@@ -230,7 +230,7 @@ function durationIssues(schema: Raw, data: unknown, path: string, issues: { path
 }
 
 /** Checks the schema cannot express; pushes issues with dotted paths. */
-function semanticIssues(raw: Raw, issues: { path: string; message: string }[]): void {
+function semanticIssues(raw: Raw, issues: { path: string; message: string }[], checkTlsFiles: boolean): void {
   const names = new Map<string, number>();
   const vips = new Map<string, number>();
   raw.services.forEach((s: Raw, i: number) => {
@@ -288,7 +288,7 @@ function semanticIssues(raw: Raw, issues: { path: string; message: string }[]): 
   if (raw.receiver.enabled && e.enabled && plaintext && sendsToken && e.insecure !== true && !isLoopback(hostOfListen(e.endpoint))) {
     issues.push({ path: 'receiver.export.endpoint', message: `${e.endpoint} is not loopback and the export is plaintext: the token would cross the network in clear — expected receiver.export.tls (ca: the CA of the endpoint's certificate), or insecure: true written out to accept it` });
   }
-  tlsIssues(raw, issues);
+  if (checkTlsFiles) tlsIssues(raw, issues);
   const names2 = new Set<string>();
   (a.rules as Raw[]).forEach((r, i) => {
     if (names2.has(r.name)) issues.push({ path: `actuator.rules[${i}].name`, message: `duplicate rule name '${r.name}'` });
@@ -463,7 +463,15 @@ function dataTooDeep(data: unknown): boolean {
 }
 
 /** Parses and validates YAML text; throws ConfigError listing every problem. */
-export function parseConfig(text: string, source = 'config'): Config {
+export interface ParseOptions {
+  /**
+   * Read and check the files of every tls block (default). Off for commands that only read settings from the
+   * file (`status`, `trace`), whose user may rightly be unable to read a key private to vipguard's user.
+   */
+  tlsFiles?: boolean;
+}
+
+export function parseConfig(text: string, source = 'config', opts: ParseOptions = {}): Config {
   if (Buffer.byteLength(text) > CONFIG_LIMITS.maxBytes) {
     throw new ConfigError(source, [{ path: '', message: `${Buffer.byteLength(text)} bytes: a configuration is at most ${CONFIG_LIMITS.maxBytes} bytes` }]);
   }
@@ -539,7 +547,7 @@ export function parseConfig(text: string, source = 'config'): Config {
   }
   const sem: { path: string; message: string }[] = [];
   durationIssues(CONFIG_SCHEMA as Raw, data, '', sem);
-  semanticIssues(data as Raw, sem);
+  semanticIssues(data as Raw, sem, opts.tlsFiles ?? true);
   if (sem.length) {
     throw new ConfigError(source, sem.map((i) => located(i.path, '/' + i.path.replace(/\[(\d+)\]/g, '.$1').split('.').join('/'), i.message)).sort(byPosition));
   }
@@ -550,7 +558,7 @@ export function parseConfig(text: string, source = 'config'): Config {
   }
 }
 
-export function loadConfig(file: string): Config {
+export function loadConfig(file: string, opts: ParseOptions = {}): Config {
   let text: string;
   try {
     const size = fs.statSync(file).size;
@@ -562,5 +570,5 @@ export function loadConfig(file: string): Config {
     if (e instanceof ConfigError) throw e;
     throw new ConfigError(file, [{ path: '', message: `cannot read: ${(e as Error).message}` }]);
   }
-  return parseConfig(text, file);
+  return parseConfig(text, file, opts);
 }

@@ -162,6 +162,12 @@ receiver:
       /^receiver\.export\.tls\.key: .*stray\.key is not the key of .*client\.pem/);
   });
 
+  it('commands that only read settings (status, trace) do not read the files: a key private to vipguard\'s user is fine', () => {
+    const yaml = `${SERVICE}actuator:\n  tls: { certFile: ${pki.server.cert}, keyFile: /nonexistent/vipguard.key }\n`;
+    assert.deepEqual(problems(yaml), ['actuator.tls.keyFile: cannot read /nonexistent/vipguard.key (ENOENT): expected the PEM private key of certFile, readable by the user running vipguard']);
+    assert.equal(parseConfig(yaml, 'vipguard.yaml', { tlsFiles: false }).actuator.tls?.keyFile, '/nonexistent/vipguard.key');
+  });
+
   it('check-config prints the problem, with the certificate\'s dates, and exits 1', () => {
     const file = path.join(pki.dir, 'expired.yaml');
     fs.writeFileSync(file, `${SERVICE}actuator:\n  listen: 0.0.0.0:9095\n  tls:\n    certFile: ${pki.expired.cert}\n    keyFile: ${pki.expired.key}\n`);
@@ -241,7 +247,8 @@ describe('the HTTP API over TLS', () => {
       await assert.rejects(fetchStatus({ url: `http://127.0.0.1:${port}`, json: true, env }), /socket hang up|ECONNRESET/);
       // From the configuration: https because actuator.tls is set.
       const config = path.join(pki.dir, 'status.yaml');
-      fs.writeFileSync(config, `${SERVICE}actuator:\n  listen: 127.0.0.1:${port}\n  token: ${TOKEN}\n  tls: { certFile: ${pki.server.cert}, keyFile: ${pki.server.key}, clientCAFile: ${pki.ca} }\n`);
+      // The key file need not be readable by the user running status (here: not there at all).
+      fs.writeFileSync(config, `${SERVICE}actuator:\n  listen: 127.0.0.1:${port}\n  token: ${TOKEN}\n  tls: { certFile: ${pki.server.cert}, keyFile: /nonexistent/vipguard.key, clientCAFile: ${pki.ca} }\n`);
       const fromConfig = await fetchStatus({ configPath: config, json: true, env: {}, caFile: pki.ca, certFile: pki.client.cert, keyFile: pki.client.key });
       assert.deepEqual(fromConfig, { services: [], tls: 'yes' });
     } finally {
