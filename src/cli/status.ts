@@ -78,8 +78,11 @@ function readPem(file: string, flag: string): Buffer {
 }
 
 /** What to do about a TLS failure, by OpenSSL's verdict (Node's error codes). */
-function tlsHint(e: NodeJS.ErrnoException): string | undefined {
+function tlsHint(e: NodeJS.ErrnoException, secure: boolean): string | undefined {
   const code = e.code ?? '';
+  if (!secure && (code === 'ECONNRESET' || /socket hang up/.test(e.message))) {
+    return 'a TLS listener hangs up on plain HTTP: with actuator.tls, use https:// (--url, or --config to take it from there)';
+  }
   if (/CERT|SIGNATURE|ISSUER|SELF_SIGNED/.test(code) && !/ALERT/.test(code)) {
     return code === 'ERR_TLS_CERT_ALTNAME_INVALID'
       ? 'the actuator\'s certificate does not name this host: use --url with a name or address its subjectAltName lists'
@@ -118,7 +121,7 @@ export async function fetchStatus(opts: StatusOptions): Promise<Status> {
     req.on('error', reject);
     req.end();
   }).catch((e: NodeJS.ErrnoException) => {
-    const hint = tlsHint(e) ?? 'is `vipguard run` running (actuator.listen)?';
+    const hint = tlsHint(e, secure) ?? 'is `vipguard run` running (actuator.listen)?';
     throw new Error(`reading ${url}: ${e.code && !e.message.includes(e.code) ? `${e.code} ` : ''}${e.message} — ${hint}`);
   });
   if (reply.status === 401) {
