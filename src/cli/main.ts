@@ -66,10 +66,15 @@ export function program(): Command {
   p.command('status')
     .description("show the running actuator's view: weights, quarantines, panic, hooks")
     .option('-c, --config <file>', 'find the actuator (and its token file) from this configuration')
-    .option('--url <url>', 'actuator base URL (default http://127.0.0.1:9095)')
+    .option('--url <url>', 'actuator base URL (default: the configuration\'s actuator.listen, https with actuator.tls; else http://127.0.0.1:9095)')
     .option('--token-file <file>', 'file holding the bearer token (or set VIPGUARD_TOKEN; default: the configuration\'s actuator.tokenFile, else /var/lib/vipguard/token)')
+    .option('--ca-file <file>', 'https: PEM CA certificate(s) the actuator\'s certificate must chain to (default: the system\'s)')
+    .option('--cert-file <file>', 'https with mutual TLS: PEM client certificate signed by the actuator\'s actuator.tls.clientCAFile')
+    .option('--key-file <file>', 'https with mutual TLS: PEM private key of --cert-file')
     .option('--json', 'machine-readable', false)
-    .action(async (o) => status({ configPath: o.config, url: o.url, tokenFile: o.tokenFile, json: o.json }));
+    .action(async (o) => status({
+      configPath: o.config, url: o.url, tokenFile: o.tokenFile, caFile: o.caFile, certFile: o.certFile, keyFile: o.keyFile, json: o.json,
+    }));
 
   p.command('check-config')
     .description('validate a configuration file; prints every problem with its line:column')
@@ -111,7 +116,7 @@ export function program(): Command {
       return n;
     })
     .action(async (o) => {
-      const services: ReceiverService[] = [...o.service, ...(o.config ? loadConfig(o.config).services : [])];
+      const services: ReceiverService[] = [...o.service, ...(o.config ? loadConfig(o.config, { tlsFiles: false }).services : [])];
       await trace({ services, all: o.all, json: o.json, durationSec: o.duration, kernelServices: !services.length && !o.all });
     });
 

@@ -20,6 +20,7 @@ import { EXPIRE_NODEST_CONN, Sysctl } from '../actuator/sysctl';
 import { DEFAULT_DEADLINE } from '../common/rtt';
 import { checkPrivileges, needsOf } from '../common/privileges';
 import { resolveToken } from '../common/token-file';
+import { TlsFileError, TlsFiles, TlsMaterial, describeTls, loadTls, reloadableTls } from '../common/tls';
 import type { Receiver } from '../receiver/receiver';
 import type { ReceiverTelemetry } from '../receiver/telemetry';
 import type { ActuatorTelemetry } from '../actuator/telemetry';
@@ -59,6 +60,7 @@ export class Vipguard {
   private synTimeout?: SynTimeoutController;
   private holdRefusals?: RefusalHold;
   private httpPort?: number;
+  private scrapePort?: number;
   /** the bearer token the actuator's endpoints require (undefined only with allowLoopbackWithoutToken) */
   private token?: string;
   private stopping = false;
@@ -72,8 +74,21 @@ export class Vipguard {
     return (!this.opts.only || this.opts.only === part) && this.config[part].enabled;
   }
 
-  get ports(): { http?: number; otlp?: number } {
-    return { http: this.httpPort, otlp: this.otlp?.port };
+  get ports(): { http?: number; otlp?: number; prometheus?: number } {
+    return { http: this.httpPort, otlp: this.otlp?.port, prometheus: this.scrapePort };
+  }
+
+  /**
+   * The listeners that serve TLS, each with the setting naming its files: where a reload finds what to re-read.
+   * A listener is here only while it runs.
+   */
+  private tlsListeners(): { at: string; files: (c: Config) => TlsFiles | undefined; renew: (m: TlsMaterial) => void }[] {
+    const out = [];
+    const http = this.http, otlp = this.otlp, scrape = this.receiverTelemetry?.scrape;
+    if (http) out.push({ at: 'actuator.tls', files: (c: Config) => c.actuator.tls, renew: (m: TlsMaterial) => http.setTls(m) });
+    if (otlp) out.push({ at: 'actuator.otlpTls', files: (c: Config) => c.actuator.otlpTls, renew: (m: TlsMaterial) => otlp.setTls(m) });
+    if (scrape) out.push({ at: 'receiver.prometheus.tls', files: (c: Config) => c.receiver.prometheus.tls, renew: (m: TlsMaterial) => scrape.setTls(m) });
+    return out;
   }
 
   async start(): Promise<void> {
@@ -101,6 +116,8 @@ export class Vipguard {
     if (auth.source === 'none') {
       this.log.warn('actuator: no token (allowLoopbackWithoutToken): any local user can post alerts and OTLP spans that quarantine or release destinations');
     }
+    const httpTls = loadListenerTls('actuator.tls', a.tls);
+    const otlpTls = loadListenerTls('actuator.otlpTls', a.otlpTls);
     this.ipvs = await IpvsClient.open();
     if (a.expireNodestConn) {
       this.sysctl = new Sysctl(EXPIRE_NODEST_CONN);
@@ -145,7 +162,7 @@ export class Vipguard {
     const { OtlpServer } = await import('../otlp/server');
     const { ActuatorHttpServer } = await import('../actuator/http');
     this.otlp = new OtlpServer({
-      listen: a.otlpListen, token: this.token,
+      listen: a.otlpListen, token: this.token, tls: otlpTls,
       onTraces: (req) => {
         const spans = flattenSpans(req as never);
         actuator.ingestSpans(spans);
@@ -154,12 +171,14 @@ export class Vipguard {
     });
     await this.otlp.start();
     this.http = new ActuatorHttpServer({
-      listen: a.listen, token: this.token, target: actuator, status: () => this.status(), ready: () => (this.receiver || !this.runs('receiver') ? true : 'the receiver is not attached yet'),
+      listen: a.listen, token: this.token, tls: httpTls, target: actuator, status: () => this.status(), ready: () => (this.receiver || !this.runs('receiver') ? true : 'the receiver is not attached yet'),
       metrics: (q, s) => telemetry.serveMetrics(q, s), log: (l) => this.log.warn(l), alertLabels: a.alertLabels,
     });
     this.httpPort = await this.http.start();
-    this.log.info(`actuator: alerts on http://${a.listen} (port ${this.httpPort}), OTLP rules on ${a.otlpListen} (port ${this.otlp.port}), ` +
+    this.log.info(`actuator: alerts on ${httpTls ? 'https' : 'http'}://${a.listen} (port ${this.httpPort}), OTLP rules on ${a.otlpListen} (port ${this.otlp.port}), ` +
       `${this.config.services.length} service(s), ${resumed} quarantine(s) resumed`);
+    if (httpTls) this.log.info(`actuator: HTTP API: ${describeTls(httpTls)}`);
+    if (otlpTls) this.log.info(`actuator: OTLP rules: ${describeTls(otlpTls)}`);
   }
 
   private async startReceiver(): Promise<void> {
@@ -169,6 +188,7 @@ export class Vipguard {
     const { InProcessTraceExporter } = await import('../telemetry/inprocess');
     const r = this.config.receiver;
     const e = r.export;
+    const scrapeTls = r.prometheus.enabled ? loadListenerTls('receiver.prometheus.tls', r.prometheus.tls) : undefined;
     const exporters: SpanExporter[] = [];
     if (e.enabled) exporters.push(traceExporter(e));
     const otlp = this.otlp;
@@ -177,7 +197,7 @@ export class Vipguard {
     this.receiverTelemetry = new ReceiverTelemetry({
       spanExporters: exporters,
       metricExporter: e.enabled ? metricExporter(e) : undefined,
-      prometheus: r.prometheus.enabled ? hostPort(r.prometheus.listen) : undefined,
+      prometheus: r.prometheus.enabled ? { ...hostPort(r.prometheus.listen), tls: scrapeTls, onRefused: refusedHandshakes(this.log, 'receiver: Prometheus endpoint') } : undefined,
       metricIntervalMs: e.metricIntervalMs, spanDelayMs: e.spanDelayMs, maxQueueSize: e.maxQueueSize, maxBatchSize: e.maxBatchSize,
       externalLosses: () => {
         const c = receiver?.counters();
@@ -185,6 +205,8 @@ export class Vipguard {
       },
     });
     const telemetry = this.receiverTelemetry;
+    this.scrapePort = await telemetry.listen();
+    if (scrapeTls) this.log.info(`receiver: Prometheus endpoint: ${describeTls(scrapeTls)}`);
     receiver = new Receiver({
       services: this.config.services, traceAll: r.traceAll, ringBufferBytes: r.ringBufferBytes,
       deadline: r.deadline.enabled ? { ...DEFAULT_DEADLINE, ...r.deadline } : false,
@@ -194,7 +216,7 @@ export class Vipguard {
     for (const h of receiver.describeHooks()) this.log[h.active ? 'info' : 'warn'](`receiver: ${h.line}`);
     this.log.info(`receiver: tracing ${r.traceAll ? 'every TCP connection' : this.config.services.map((s) => `${s.name}=${s.address}:${s.port}`).join(', ')}; ` +
       `OTLP to ${e.enabled ? e.endpoint : '(export disabled)'}${otlp ? ' and to the actuator in-process' : ''}` +
-      `${r.prometheus.enabled ? `; Prometheus /metrics on ${r.prometheus.listen}` : ''}`);
+      `${r.prometheus.enabled ? `; Prometheus ${scrapeTls ? 'https' : 'http'}://${r.prometheus.listen}/metrics (port ${this.scrapePort})` : ''}`);
   }
 
   private snapshot() {
@@ -234,15 +256,42 @@ export class Vipguard {
       this.log.error(`reload refused, keeping the running configuration: ${e instanceof ConfigError ? e.message : (e as Error).message}`);
       return false;
     }
-    const restartKeys = (c: Config) => JSON.stringify([c.receiver, c.actuator.listen, c.actuator.otlpListen, c.actuator.token,
+    // Certificates are re-read on every reload (rotation), before anything of the new configuration is applied:
+    // files that cannot be served refuse the whole reload, and the listeners keep the certificates they have.
+    const renewals: (() => string)[] = [];
+    let tlsRestart = false;
+    for (const l of this.tlsListeners()) {
+      const before = l.files(this.config);
+      const after = l.files(next);
+      if (!reloadableTls(before, after)) {
+        tlsRestart = true;
+        continue;
+      }
+      if (!after) continue;
+      let material: TlsMaterial;
+      try {
+        material = loadListenerTls(l.at, after)!;
+      } catch (e) {
+        this.log.error(`reload refused, keeping the running configuration and certificates: ${(e as Error).message}`);
+        return false;
+      }
+      renewals.push(() => {
+        l.renew(material);
+        return `${l.at}: ${describeTls(material)}`;
+      });
+    }
+    // A listener's TLS files are applied above; turning TLS (or mutual TLS) on or off is a restart like its address.
+    const withoutTls = (c: Config) => ({ ...c.receiver, prometheus: { ...c.receiver.prometheus, tls: undefined } });
+    const restartKeys = (c: Config) => JSON.stringify([withoutTls(c), c.actuator.listen, c.actuator.otlpListen, c.actuator.token,
       c.actuator.tokenFile, c.actuator.allowLoopbackWithoutToken]);
-    const restartNeeded = restartKeys(next) !== restartKeys(this.config);
+    const restartNeeded = tlsRestart || restartKeys(next) !== restartKeys(this.config);
     this.config = next;
     this.receiver?.setServices(next.services);
     this.actuator?.setConfig(next);
     this.synTimeout?.setServices(next.services);
     this.http?.setAlertLabels(next.actuator.alertLabels);
     this.holdRefusals?.setServices(next.services.map(serviceIdOf));
+    for (const renew of renewals) this.log.info(`reload: ${renew()}`);
     this.log.info(`reloaded ${this.opts.configPath}: ${next.services.length} service(s)${restartNeeded ? ' (receiver/listener/export settings change on restart)' : ''}`);
     return true;
   }
@@ -270,6 +319,31 @@ export class Vipguard {
       ? `stopped for a restart: ${held ?? 0} quarantined destination(s) left at weight 0 for the next start`
       : 'stopped');
   }
+}
+
+/** A listener's TLS files, loaded; a problem names the setting (the configuration check found none a moment ago). */
+function loadListenerTls(at: string, files: TlsFiles | undefined): TlsMaterial | undefined {
+  if (!files) return undefined;
+  try {
+    return loadTls(files);
+  } catch (e) {
+    if (e instanceof TlsFileError) throw new Error(`${at}.${e.key}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** Refused TLS handshakes, logged at most once per 10 s with how many there were: a scanner cannot flood the log. */
+function refusedHandshakes(log: Logger, what: string): (peer: string, e: Error) => void {
+  let last = 0;
+  let count = 0;
+  return (peer, e) => {
+    count++;
+    const now = Date.now();
+    if (now - last < 10_000) return;
+    last = now;
+    log.warn(`${what}: refused a TLS handshake from ${peer}: ${e.message.slice(0, 200)}${count > 1 ? ` (${count} refused since the last line)` : ''}`);
+    count = 0;
+  };
 }
 
 function hostPort(listen: string): { host: string; port: number } {

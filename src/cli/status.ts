@@ -1,7 +1,9 @@
 // `vipguard status`: what the running actuator sees — per service, each destination's weight and state
 // (healthy / quarantined until T at backoff level L / restoring), panic, and recent reasons.
 import * as fs from 'node:fs';
-import { defaultTokenFile, loadConfig } from '../config/config';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { Config, defaultTokenFile, loadConfig } from '../config/config';
 import { CONFIG_SCHEMA } from '../config/schema';
 import { readTokenFile, TOKEN_ENV } from '../common/token-file';
 
@@ -27,6 +29,11 @@ export interface StatusOptions {
   /** a file holding the token (never the token itself on a command line: every user can read a process command line in /proc) */
   tokenFile?: string;
   json: boolean;
+  /** PEM CA certificate(s) the actuator's certificate must chain to (actuator.tls); default: the system's */
+  caFile?: string;
+  /** a client certificate and its key, for an actuator that requires one (actuator.tls.clientCAFile) */
+  certFile?: string;
+  keyFile?: string;
   /** the environment, for VIPGUARD_TOKEN (tests) */
   env?: NodeJS.ProcessEnv;
 }
@@ -42,7 +49,7 @@ export function statusToken(opts: StatusOptions): string | undefined {
   const env = (opts.env ?? process.env)[TOKEN_ENV];
   if (env) return env.trim();
   if (opts.configPath) {
-    const a = loadConfig(opts.configPath).actuator;
+    const a = loadConfig(opts.configPath, { tlsFiles: false }).actuator;
     if (a.token) return a.token;
     return fs.existsSync(a.tokenFile) ? readTokenFile(a.tokenFile) : undefined;
   }
@@ -55,25 +62,73 @@ export function statusToken(opts: StatusOptions): string | undefined {
   return readTokenFile(file);
 }
 
-export async function fetchStatus(opts: StatusOptions): Promise<Status> {
-  let base = opts.url;
-  const token = statusToken(opts);
-  if (!base) {
-    const listen = opts.configPath ? loadConfig(opts.configPath).actuator.listen : '127.0.0.1:9095';
-    base = `http://${listen}`;
-  }
-  const url = `${base.replace(/\/$/, '')}/api/vipguard/status`;
-  let res: Response;
+/** The actuator's base URL: --url, else the configuration's actuator.listen (https when it has actuator.tls). */
+export function statusUrl(opts: StatusOptions, config?: Config): string {
+  if (opts.url) return opts.url.replace(/\/$/, '');
+  const a = config?.actuator;
+  return `${a?.tls ? 'https' : 'http'}://${a?.listen ?? '127.0.0.1:9095'}`;
+}
+
+function readPem(file: string, flag: string): Buffer {
   try {
-    res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(5000) });
+    return fs.readFileSync(file);
   } catch (e) {
-    throw new Error(`reading ${url}: ${(e as Error).cause ?? (e as Error).message} — is \`vipguard run\` running (actuator.listen)?`);
+    throw new Error(`reading ${flag} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  if (res.status === 401) {
-    throw new Error(`reading ${url}: HTTP 401 ${await res.text()} — pass --config, --token-file or ${TOKEN_ENV} (the token is in actuator.tokenFile, by default beside the state file)`);
+}
+
+/** What to do about a TLS failure, by OpenSSL's verdict (Node's error codes). */
+function tlsHint(e: NodeJS.ErrnoException, secure: boolean): string | undefined {
+  const code = e.code ?? '';
+  if (!secure && (code === 'ECONNRESET' || /socket hang up/.test(e.message))) {
+    return 'a TLS listener hangs up on plain HTTP: with actuator.tls, use https:// (--url, or --config to take it from there)';
   }
-  if (!res.ok) throw new Error(`reading ${url}: HTTP ${res.status} ${await res.text()}`);
-  return (await res.json()) as Status;
+  if (/CERT|SIGNATURE|ISSUER|SELF_SIGNED/.test(code) && !/ALERT/.test(code)) {
+    return code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+      ? 'the actuator\'s certificate does not name this host: use --url with a name or address its subjectAltName lists'
+      : 'the actuator\'s certificate is not trusted: pass --ca-file with the CA that signed it';
+  }
+  if (/ALERT_CERTIFICATE_REQUIRED|ALERT_HANDSHAKE_FAILURE|ALERT_BAD_CERTIFICATE|ALERT_UNKNOWN_CA/.test(code) || /certificate required|unknown ca|bad certificate/i.test(e.message)) {
+    return 'the actuator requires a client certificate its clientCAFile signed: pass --cert-file and --key-file';
+  }
+  if (code === 'EPROTO' || /wrong version number|packet length too long/i.test(e.message)) {
+    return 'TLS and plain HTTP mixed up: https:// to a plain listener, or the other way round (actuator.tls)';
+  }
+  return undefined;
+}
+
+export async function fetchStatus(opts: StatusOptions): Promise<Status> {
+  const token = statusToken(opts);
+  const base = statusUrl(opts, opts.configPath && !opts.url ? loadConfig(opts.configPath, { tlsFiles: false }) : undefined);
+  const url = new URL(`${base}/api/vipguard/status`);
+  if ((opts.certFile === undefined) !== (opts.keyFile === undefined)) throw new Error('a client certificate needs both --cert-file and --key-file');
+  const secure = url.protocol === 'https:';
+  if (!secure && (opts.caFile || opts.certFile)) throw new Error(`--ca-file, --cert-file and --key-file are for https: ${url.origin} is plain HTTP`);
+  const tls: https.RequestOptions = secure ? {
+    ...(opts.caFile ? { ca: readPem(opts.caFile, '--ca-file') } : {}),
+    ...(opts.certFile ? { cert: readPem(opts.certFile, '--cert-file'), key: readPem(opts.keyFile!, '--key-file') } : {}),
+  } : {};
+  const reply = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = (secure ? https : http).request(url, {
+      headers: token ? { authorization: `Bearer ${token}` } : {}, agent: false, timeout: 5000, ...tls,
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
+    req.on('error', reject);
+    req.end();
+  }).catch((e: NodeJS.ErrnoException) => {
+    const hint = tlsHint(e, secure) ?? 'is `vipguard run` running (actuator.listen)?';
+    throw new Error(`reading ${url}: ${e.code && !e.message.includes(e.code) ? `${e.code} ` : ''}${e.message} — ${hint}`);
+  });
+  if (reply.status === 401) {
+    throw new Error(`reading ${url}: HTTP 401 ${reply.text} — pass --config, --token-file or ${TOKEN_ENV} (the token is in actuator.tokenFile, by default beside the state file)`);
+  }
+  if (reply.status < 200 || reply.status > 299) throw new Error(`reading ${url}: HTTP ${reply.status} ${reply.text}`);
+  return JSON.parse(reply.text) as Status;
 }
 
 /**

@@ -9,6 +9,7 @@ import { Lexer, LineCounter, parseDocument, isAlias, isMap, isNode, isScalar, is
 import { CONFIG_SCHEMA } from './schema';
 import { formatAddr, parseAddr } from '../common/addr';
 import { isLoopback } from '../common/token';
+import { TlsFileError, TlsFiles, loadTls } from '../common/tls';
 
 export type Outcome = 'unanswered' | 'refused' | 'unreachable' | 'abandoned';
 
@@ -45,6 +46,7 @@ export interface ServiceConfig {
 export interface ExportSettings {
   enabled: boolean;
   endpoint: string;
+  /** plaintext (the default without `tls`) */
   insecure: boolean;
   tls?: { ca?: string; cert?: string; key?: string };
   headers: Record<string, string>;
@@ -67,13 +69,19 @@ export interface Config {
   services: ServiceConfig[];
   receiver: {
     enabled: boolean; traceAll: boolean; ringBufferBytes: number; export: ExportSettings;
-    prometheus: { enabled: boolean; listen: string };
+    prometheus: { enabled: boolean; listen: string; tls?: TlsFiles };
     deadline: { enabled: boolean; multiplier: number; percentile: number; floorMs: number; ceilingMs: number };
   };
   actuator: {
     enabled: boolean;
     listen: string;
+    /** TLS on `listen` (the HTTP API) */
+    tls?: TlsFiles;
     otlpListen: string;
+    /** TLS on `otlpListen` */
+    otlpTls?: TlsFiles;
+    /** the opt-in to serve listen/otlpListen beyond loopback without TLS */
+    allowPlaintextBeyondLoopback: boolean;
     /** inline token (actuator.token); otherwise the token lives in tokenFile (see src/common/token-file.ts) */
     token?: string;
     /** where the token is read from, or generated into at start */
@@ -165,6 +173,7 @@ function ajvIssue(e: ErrorObject, data: unknown): { pointer: string; message: st
 function patternHint(pointer: string): string {
   const key = pointer.split('/').pop() ?? '';
   if (/listen$/i.test(key)) return 'HOST:PORT (e.g. 127.0.0.1:9095)';
+  if (key === 'certFile' || key === 'keyFile' || key === 'clientCAFile' || pointer.endsWith('/tls/ca') || pointer.endsWith('/tls/cert') || pointer.endsWith('/tls/key')) return 'a file path';
   if (key === 'endpoint') return 'HOST:PORT (e.g. 127.0.0.1:4317)';
   if (key === 'maxQuarantined') return 'a count or a percentage like 50%';
   if (key === 'name') return 'a name of letters, digits, _ . - (max 63)';
@@ -221,7 +230,7 @@ function durationIssues(schema: Raw, data: unknown, path: string, issues: { path
 }
 
 /** Checks the schema cannot express; pushes issues with dotted paths. */
-function semanticIssues(raw: Raw, issues: { path: string; message: string }[]): void {
+function semanticIssues(raw: Raw, issues: { path: string; message: string }[], checkTlsFiles: boolean): void {
   const names = new Map<string, number>();
   const vips = new Map<string, number>();
   raw.services.forEach((s: Raw, i: number) => {
@@ -253,18 +262,33 @@ function semanticIssues(raw: Raw, issues: { path: string; message: string }[]): 
   }
   if (a.token && a.tokenFile) issues.push({ path: 'actuator.tokenFile', message: 'give token or tokenFile, not both' });
   if (a.token && a.allowLoopbackWithoutToken) issues.push({ path: 'actuator.allowLoopbackWithoutToken', message: 'a token is set: drop allowLoopbackWithoutToken or the token' });
-  for (const key of ['listen', 'otlpListen']) {
-    const host = String(a[key]).replace(/:[0-9]+$/, '').replace(/^\[|\]$/g, '');
-    if (a.enabled && !isLoopback(host) && a.allowLoopbackWithoutToken) {
+  for (const [key, tlsKey] of [['listen', 'tls'], ['otlpListen', 'otlpTls']]) {
+    if (!a.enabled) continue;
+    const loopback = isLoopback(hostOfListen(a[key]));
+    if (!loopback && a.allowLoopbackWithoutToken) {
       issues.push({ path: `actuator.${key}`, message: `${a[key]} is not loopback: allowLoopbackWithoutToken applies to loopback only — drop it (a token is then required) or listen on 127.0.0.1` });
+    }
+    // Beyond loopback the token, and every alert, would cross the network readable and replayable.
+    if (!loopback && !a[tlsKey] && !a.allowPlaintextBeyondLoopback) {
+      issues.push({ path: `actuator.${key}`, message: `${a[key]} is not loopback and has no TLS: expected actuator.${tlsKey} (certFile, keyFile, optional clientCAFile) — the bearer token would cross the network in clear — or allowPlaintextBeyondLoopback: true on an already encrypted network` });
     }
   }
   const prom = raw.receiver.prometheus;
-  const promHost = String(prom.listen).replace(/:[0-9]+$/, '').replace(/^\[|\]$/g, '');
-  if (prom.enabled && !isLoopback(promHost)) {
-    // Metrics name backends and traffic patterns; the scrape endpoint has no token of its own.
-    issues.push({ path: 'receiver.prometheus.listen', message: `${prom.listen} is not loopback: the scrape endpoint has no authentication — keep it on 127.0.0.1 and let the collector export further` });
+  if (raw.receiver.enabled && prom.enabled && !isLoopback(hostOfListen(prom.listen)) && !prom.tls?.clientCAFile) {
+    // Metrics name backends and traffic patterns; the scrape endpoint has no token: a client certificate is its only authentication.
+    issues.push({ path: 'receiver.prometheus.listen', message: `${prom.listen} is not loopback: the scrape endpoint has no token — keep it on 127.0.0.1 (and let the collector export further), or give it receiver.prometheus.tls with clientCAFile (mutual TLS: Prometheus presents a client certificate)` });
   }
+  const e = raw.receiver.export;
+  if (e.tls && e.insecure === true) issues.push({ path: 'receiver.export.insecure', message: 'insecure: true contradicts receiver.export.tls — drop one (tls alone turns TLS on)' });
+  if (e.tls && (e.tls.cert === undefined) !== (e.tls.key === undefined)) {
+    issues.push({ path: `receiver.export.tls.${e.tls.cert === undefined ? 'cert' : 'key'}`, message: 'missing: a client certificate needs both cert and key' });
+  }
+  const plaintext = e.insecure ?? !e.tls;
+  const sendsToken = e.tokenFile !== undefined || Object.keys(e.headers).some((h) => h.toLowerCase() === 'authorization');
+  if (raw.receiver.enabled && e.enabled && plaintext && sendsToken && e.insecure !== true && !isLoopback(hostOfListen(e.endpoint))) {
+    issues.push({ path: 'receiver.export.endpoint', message: `${e.endpoint} is not loopback and the export is plaintext: the token would cross the network in clear — expected receiver.export.tls (ca: the CA of the endpoint's certificate), or insecure: true written out to accept it` });
+  }
+  if (checkTlsFiles) tlsIssues(raw, issues);
   const names2 = new Set<string>();
   (a.rules as Raw[]).forEach((r, i) => {
     if (names2.has(r.name)) issues.push({ path: `actuator.rules[${i}].name`, message: `duplicate rule name '${r.name}'` });
@@ -272,10 +296,50 @@ function semanticIssues(raw: Raw, issues: { path: string; message: string }[]): 
   });
 }
 
+function hostOfListen(listen: string): string {
+  return String(listen).replace(/:[0-9]+$/, '').replace(/^\[|\]$/g, '');
+}
+
+/** Every tls block's files, read and checked now, so a certificate problem is a configuration problem (check-config, reload). */
+function tlsIssues(raw: Raw, issues: { path: string; message: string }[], now = Date.now()): void {
+  const blocks: [string, TlsFiles | undefined][] = [
+    ['actuator.tls', raw.actuator.tls], ['actuator.otlpTls', raw.actuator.otlpTls], ['receiver.prometheus.tls', raw.receiver.prometheus.tls],
+  ];
+  for (const [at, files] of blocks) {
+    if (!files) continue;
+    try {
+      loadTls(files, now);
+    } catch (e) {
+      if (!(e instanceof TlsFileError)) throw e;
+      issues.push({ path: `${at}.${e.key}`, message: e.message });
+    }
+  }
+  const t = raw.receiver.export.tls as { ca?: string; cert?: string; key?: string } | undefined;
+  if (t?.ca) {
+    try {
+      fs.accessSync(t.ca, fs.constants.R_OK);
+    } catch (e) {
+      issues.push({ path: 'receiver.export.tls.ca', message: `cannot read ${t.ca} (${(e as NodeJS.ErrnoException).code}): expected the PEM CA certificate(s) of the endpoint's certificate` });
+    }
+  }
+  if (t?.cert && t.key) {
+    try {
+      // A client certificate is checked like a server's: readable, the key its own, within its dates.
+      loadTls({ certFile: t.cert, keyFile: t.key }, now);
+    } catch (e) {
+      if (!(e instanceof TlsFileError)) throw e;
+      issues.push({ path: `receiver.export.tls.${e.key === 'certFile' ? 'cert' : 'key'}`, message: e.message });
+    }
+  }
+}
+
 /** The token file when none is configured: beside the state file, which vipguard's own directory holds. */
 export function defaultTokenFile(stateFile: string): string {
   return path.join(path.dirname(stateFile), 'token');
 }
+
+const tlsFiles = (t: Raw | undefined): TlsFiles | undefined =>
+  (t ? { certFile: t.certFile, keyFile: t.keyFile, ...(t.clientCAFile !== undefined ? { clientCAFile: t.clientCAFile } : {}) } : undefined);
 
 function build(raw: Raw): Config {
   const a = raw.actuator;
@@ -290,19 +354,20 @@ function build(raw: Raw): Config {
     })),
     receiver: {
       enabled: raw.receiver.enabled, traceAll: raw.receiver.traceAll, ringBufferBytes: raw.receiver.ringBufferBytes,
-      prometheus: { enabled: raw.receiver.prometheus.enabled, listen: raw.receiver.prometheus.listen },
+      prometheus: { enabled: raw.receiver.prometheus.enabled, listen: raw.receiver.prometheus.listen, tls: tlsFiles(raw.receiver.prometheus.tls) },
       deadline: {
         enabled: raw.receiver.deadline.enabled, multiplier: raw.receiver.deadline.multiplier, percentile: raw.receiver.deadline.percentile,
         floorMs: durationMs(raw.receiver.deadline.floor), ceilingMs: durationMs(raw.receiver.deadline.ceiling),
       },
       export: {
-        enabled: e.enabled, endpoint: e.endpoint, insecure: e.insecure, tls: e.tls, headers: e.headers, tokenFile: e.tokenFile,
+        enabled: e.enabled, endpoint: e.endpoint, insecure: e.insecure ?? !e.tls, tls: e.tls, headers: e.headers, tokenFile: e.tokenFile,
         timeoutMs: durationMs(e.timeout), spanDelayMs: durationMs(e.spanDelay), metricIntervalMs: durationMs(e.metricInterval),
         maxQueueSize: e.maxQueueSize, maxBatchSize: e.maxBatchSize,
       },
     },
     actuator: {
-      enabled: a.enabled, listen: a.listen, otlpListen: a.otlpListen, token: a.token,
+      enabled: a.enabled, listen: a.listen, tls: tlsFiles(a.tls), otlpListen: a.otlpListen, otlpTls: tlsFiles(a.otlpTls),
+      allowPlaintextBeyondLoopback: a.allowPlaintextBeyondLoopback, token: a.token,
       tokenFile: a.tokenFile ?? defaultTokenFile(a.stateFile), allowLoopbackWithoutToken: a.allowLoopbackWithoutToken,
       alertLabels: { service: a.alertLabels.service, destination: a.alertLabels.destination }, stateFile: a.stateFile,
       reconcileIntervalMs: durationMs(a.reconcileInterval), expireNodestConn: a.expireNodestConn,
@@ -398,7 +463,15 @@ function dataTooDeep(data: unknown): boolean {
 }
 
 /** Parses and validates YAML text; throws ConfigError listing every problem. */
-export function parseConfig(text: string, source = 'config'): Config {
+export interface ParseOptions {
+  /**
+   * Read and check the files of every tls block (default). Off for commands that only read settings from the
+   * file (`status`, `trace`), whose user may rightly be unable to read a key private to vipguard's user.
+   */
+  tlsFiles?: boolean;
+}
+
+export function parseConfig(text: string, source = 'config', opts: ParseOptions = {}): Config {
   if (Buffer.byteLength(text) > CONFIG_LIMITS.maxBytes) {
     throw new ConfigError(source, [{ path: '', message: `${Buffer.byteLength(text)} bytes: a configuration is at most ${CONFIG_LIMITS.maxBytes} bytes` }]);
   }
@@ -474,7 +547,7 @@ export function parseConfig(text: string, source = 'config'): Config {
   }
   const sem: { path: string; message: string }[] = [];
   durationIssues(CONFIG_SCHEMA as Raw, data, '', sem);
-  semanticIssues(data as Raw, sem);
+  semanticIssues(data as Raw, sem, opts.tlsFiles ?? true);
   if (sem.length) {
     throw new ConfigError(source, sem.map((i) => located(i.path, '/' + i.path.replace(/\[(\d+)\]/g, '.$1').split('.').join('/'), i.message)).sort(byPosition));
   }
@@ -485,7 +558,7 @@ export function parseConfig(text: string, source = 'config'): Config {
   }
 }
 
-export function loadConfig(file: string): Config {
+export function loadConfig(file: string, opts: ParseOptions = {}): Config {
   let text: string;
   try {
     const size = fs.statSync(file).size;
@@ -497,5 +570,5 @@ export function loadConfig(file: string): Config {
     if (e instanceof ConfigError) throw e;
     throw new ConfigError(file, [{ path: '', message: `cannot read: ${(e as Error).message}` }]);
   }
-  return parseConfig(text, file);
+  return parseConfig(text, file, opts);
 }

@@ -25,6 +25,19 @@ function withoutDefaults<T extends { properties: Record<string, object> }>(schem
   return { type: 'object', additionalProperties: false, description, properties };
 }
 
+// One shape for every listener's TLS (src/common/tls.ts reads and checks the files).
+const tls = (listener: string) => ({
+  type: 'object',
+  additionalProperties: false,
+  required: ['certFile', 'keyFile'],
+  description: `TLS on ${listener}: it then speaks only TLS (1.2 or later). The files are re-read on every reload (SIGHUP or a change of this file), so a renewed certificate is served without a restart; a file that cannot be read, a key that is not the certificate's, or a certificate outside its validity dates refuses the configuration (at start, check-config and reload alike — a refused reload keeps serving the previous files).`,
+  properties: {
+    certFile: { type: 'string', minLength: 1, description: 'PEM certificate the listener presents, followed by any intermediate CA certificates. Its subjectAltName must name the address or host name clients connect to.' },
+    keyFile: { type: 'string', minLength: 1, description: 'PEM private key of `certFile`, unencrypted (keep it mode 0600, owned by vipguard\'s user).' },
+    clientCAFile: { type: 'string', minLength: 1, description: 'PEM certificate(s) of the CA(s) that sign client certificates. When set, a client must present a certificate that chains to one of them (mutual TLS); any other is refused during the handshake, before a request is read. Turning it on or off takes a restart; its content is re-read on reload.' },
+  },
+});
+
 const ip = { type: 'string', format: 'ip', description: 'An IPv4 or IPv6 address.' };
 const port = { type: 'integer', minimum: 1, maximum: 65535 };
 
@@ -125,7 +138,8 @@ export const CONFIG_SCHEMA = {
           description: 'A Prometheus scrape endpoint for the receiver\'s metrics (`/metrics`), so Prometheus can alert on them without a collector in between.',
           properties: {
             enabled: { type: 'boolean', default: true },
-            listen: listen('Scrape endpoint.', '127.0.0.1:9464'),
+            listen: listen('Scrape endpoint. It has no token: beyond loopback only with `tls.clientCAFile` (a client certificate is then its authentication).', '127.0.0.1:9464'),
+            tls: tls('the scrape endpoint'),
           },
         },
         export: {
@@ -136,11 +150,15 @@ export const CONFIG_SCHEMA = {
           properties: {
             enabled: { type: 'boolean', default: true },
             endpoint: { type: 'string', pattern: '^[^\\s/]+:[0-9]{1,5}$', default: '127.0.0.1:4317', description: 'HOST:PORT of the OTLP/gRPC endpoint.' },
-            insecure: { type: 'boolean', default: true, description: 'Plaintext gRPC. Only sensible on loopback; set false and `tls` for anything else.' },
+            insecure: { type: 'boolean', description: 'Plaintext gRPC. Default: true without `tls`, false with it. `insecure: false` without `tls` uses TLS with the files of the standard `OTEL_EXPORTER_OTLP_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `OTEL_EXPORTER_OTLP_CLIENT_KEY` variables (or their `_TRACES_`/`_METRICS_` forms), else the system\'s CAs. Written `true`, it is also the opt-in to send a `tokenFile` or `authorization` header in clear to an endpoint beyond loopback.' },
             tls: {
               type: 'object', additionalProperties: false,
-              properties: { ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' } },
-              description: 'PEM file paths for TLS (server CA; client certificate and key for mTLS).',
+              properties: {
+                ca: { type: 'string', minLength: 1, description: 'PEM CA certificate(s) the endpoint\'s certificate must chain to (default: the system\'s).' },
+                cert: { type: 'string', minLength: 1, description: 'PEM client certificate, for an endpoint that requires one (mutual TLS); with `key`.' },
+                key: { type: 'string', minLength: 1, description: 'PEM private key of `cert`.' },
+              },
+              description: 'TLS to the endpoint (e.g. a separate actuator\'s `otlpTls`). Setting it turns TLS on. Read at start.',
             },
             headers: { type: 'object', additionalProperties: { type: 'string' }, default: {}, description: 'gRPC metadata sent with every export (e.g. an authorization header).' },
             tokenFile: { type: 'string', description: 'File holding a bearer token sent as `authorization: Bearer <token>`: the actuator\'s `tokenFile` when the receiver exports straight to a separate actuator (`--only`), or a collector\'s.' },
@@ -161,7 +179,13 @@ export const CONFIG_SCHEMA = {
       properties: {
         enabled: { type: 'boolean', default: true },
         listen: listen('Alertmanager v2 API, webhook and status endpoint.', '127.0.0.1:9095'),
+        tls: tls('`listen` (the HTTP API)'),
         otlpListen: listen('Embedded OTLP/gRPC receiver for the rules (point the collector\'s actuator pipeline here).', '127.0.0.1:4319'),
+        otlpTls: tls('`otlpListen` (OTLP/gRPC)'),
+        allowPlaintextBeyondLoopback: {
+          type: 'boolean', default: false,
+          description: 'Opt-in: serve `listen` or `otlpListen` beyond loopback without TLS. The bearer token and every alert then cross the network in clear, for anyone on the path to read and replay. Only for a network that is already encrypted and closed (a WireGuard or IPsec link); otherwise give the listener a `tls` block.',
+        },
         token: { type: 'string', minLength: 16, description: 'Bearer token required by the alert, status and OTLP rules endpoints, written here inline. Prefer `tokenFile`.' },
         tokenFile: {
           type: 'string',

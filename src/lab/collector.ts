@@ -48,9 +48,9 @@ function run(args: string[], timeoutMs = 60_000): Promise<{ code: number; output
   });
 }
 
-/** The collector's own verdict on a configuration file: ok, or its error text. */
-export async function validateConfig(file: string): Promise<{ ok: boolean; output: string }> {
-  const r = await run(['validate', '--config', file]);
+/** The collector's own verdict on a configuration file (several: merged in order, as `--config` repeated does): ok, or its error text. */
+export async function validateConfig(file: string | string[]): Promise<{ ok: boolean; output: string }> {
+  const r = await run(['validate', ...[file].flat().flatMap((f) => ['--config', f])]);
   return { ok: r.code === 0, output: r.output.trim() };
 }
 

@@ -68,7 +68,7 @@ export async function startVipguard(yaml: string, opts: { dir?: string; args?: s
   const only = (opts.args ?? [])[(opts.args ?? []).indexOf('--only') + 1];
   let ready = false;
   while (Date.now() < deadline) {
-    const m = lines.map((l) => /alerts on http:\/\/\S+ \(port (\d+)\)/.exec(l)).find(Boolean);
+    const m = lines.map((l) => /alerts on https?:\/\/\S+ \(port (\d+)\)/.exec(l)).find(Boolean);
     const recv = lines.some((l) => /receiver: tracing/.test(l)) || only === 'actuator';
     if ((m || only === 'receiver') && recv) { httpPort = m ? Number(m[1]) : 0; ready = true; break; }
     if (proc.exitCode !== null) throw new Error(`vipguard exited ${proc.exitCode}:\n${lines.join('\n')}`);

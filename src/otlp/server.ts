@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { decode, encode, messageType, METRICS_REQUEST, METRICS_RESPONSE, OtlpLimitError, TRACE_REQUEST, TRACE_RESPONSE } from './proto';
 import { bearer, isLoopback, tokenMatches } from '../common/token';
+import { TlsMaterial, secureContext } from '../common/tls';
 
 export type TraceHandler = (req: object) => void;
 export type MetricsHandler = (req: object) => void;
@@ -13,6 +14,8 @@ export interface OtlpServerOptions {
   listen: string;
   /** required when `listen` is not loopback; checked as `authorization: Bearer <token>` */
   token?: string;
+  /** serve TLS with these (src/common/tls.ts); with a client CA, only clients with a certificate it signed */
+  tls?: TlsMaterial;
   maxMessageBytes?: number;
   onTraces?: TraceHandler;
   onMetrics?: MetricsHandler;
@@ -46,9 +49,30 @@ function service(name: string, responseType: string): grpc.ServiceDefinition {
   };
 }
 
+/**
+ * Server credentials whose certificate can change while the server runs. grpc-js applies a credentials object's
+ * updates to its listening sockets (`setSecureContext`, the way its own certificate providers rotate), so a reload
+ * serves the renewed certificate to new connections without rebinding the port.
+ */
+class ReloadableServerCredentials extends grpc.ServerCredentials {
+  constructor(tls: TlsMaterial) {
+    const mutual = tls.clientCA !== undefined;
+    super({ requestCert: mutual, rejectUnauthorized: mutual }, secureContext(tls));
+  }
+
+  update(tls: TlsMaterial): void {
+    this.updateSecureContextOptions(secureContext(tls));
+  }
+
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
 export class OtlpServer {
   readonly stats: OtlpServerStats = { requests: 0, refused: 0 };
   private server?: grpc.Server;
+  private credentials?: ReloadableServerCredentials;
   port = 0;
 
   constructor(private readonly opts: OtlpServerOptions) {
@@ -107,13 +131,20 @@ export class OtlpServer {
       Export: this.handler((b) => this.ingestMetrics(b, true)),
     });
     const bindHost = host.includes(':') ? `[${host}]` : host;
+    this.credentials = this.opts.tls ? new ReloadableServerCredentials(this.opts.tls) : undefined;
     this.port = await new Promise<number>((resolve, reject) => {
-      this.server!.bindAsync(`${bindHost}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => {
+      this.server!.bindAsync(`${bindHost}:${port}`, this.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => {
         if (err) reject(new Error(`binding OTLP/gRPC server to ${this.opts.listen}: ${err.message}`));
         else resolve(p);
       });
     });
     return this.port;
+  }
+
+  /** On reload: the certificate, key and client CA for new connections (TLS or mutual TLS on or off takes a restart). */
+  setTls(tls: TlsMaterial): void {
+    if (!this.opts.tls) throw new Error('the OTLP/gRPC receiver was started without TLS: turning it on takes a restart');
+    this.credentials?.update(tls);
   }
 
   async stop(): Promise<void> {

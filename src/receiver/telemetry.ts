@@ -10,6 +10,8 @@ import { Attempt, Connection, LifecycleSink, SocketInfo } from './lifecycle';
 import { Endpoint } from './events';
 import { ATTEMPT_OUTCOME_VALUES, AttributeName, METRICS, MetricName, SpanName } from '../telemetry/metadata';
 import { DropReason, QueueSpanProcessor } from '../telemetry/export';
+import type { TlsMaterial } from '../common/tls';
+import { ScrapeServer } from './scrape';
 
 type Attrs = Partial<Record<AttributeName, string | number | boolean>>;
 
@@ -17,8 +19,8 @@ export interface ReceiverTelemetryOptions {
   /** each exporter gets its own queue: a slow collector never delays the in-process actuator */
   spanExporters: SpanExporter[];
   metricExporter?: PushMetricExporter;
-  /** serve /metrics for Prometheus on this host:port */
-  prometheus?: { host: string; port: number };
+  /** serve /metrics for Prometheus on this host:port (port 0: a free one; see `listen()`), over TLS when given */
+  prometheus?: { host: string; port: number; tls?: TlsMaterial; onRefused?: (peer: string, e: Error) => void };
   metricIntervalMs: number;
   spanDelayMs: number;
   maxQueueSize: number;
@@ -75,6 +77,7 @@ export class ReceiverTelemetry implements LifecycleSink {
   private prometheus?: PrometheusExporter;
   /** endpoints whose attempt series were made to exist at 0 (seriesAtZero) */
   private readonly zeroed = new Set<string>();
+  readonly scrape?: ScrapeServer;
 
   constructor(opts: ReceiverTelemetryOptions) {
     this.clock = opts.clock ?? new KernelClock();
@@ -98,7 +101,8 @@ export class ReceiverTelemetry implements LifecycleSink {
       }));
     }
     if (opts.prometheus) {
-      this.prometheus = new PrometheusExporter({ host: opts.prometheus.host, port: opts.prometheus.port });
+      this.prometheus = new PrometheusExporter({ preventServerStart: true });
+      this.scrape = new ScrapeServer(this.prometheus, opts.prometheus);
       readers.push(this.prometheus);
     }
     this.meterProvider = new MeterProvider({ resource, readers });
@@ -118,6 +122,11 @@ export class ReceiverTelemetry implements LifecycleSink {
       const all: Record<string, number | bigint> = { ...this.dropped, ...(opts.externalLosses?.() ?? {}) };
       for (const [reason, n] of Object.entries(all)) obs.observe(Number(n), { 'vipguard.reason': reason });
     });
+  }
+
+  /** Starts the Prometheus endpoint, if any; resolves to its port. */
+  async listen(): Promise<number | undefined> {
+    return this.scrape?.start();
   }
 
   countEvents(n: number): void {
@@ -205,6 +214,6 @@ export class ReceiverTelemetry implements LifecycleSink {
   }
 
   async shutdown(): Promise<void> {
-    await Promise.allSettled([this.tracerProvider.shutdown(), this.meterProvider.shutdown()]);
+    await Promise.allSettled([this.tracerProvider.shutdown(), this.meterProvider.shutdown(), this.scrape?.stop()]);
   }
 }

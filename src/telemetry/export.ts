@@ -17,6 +17,7 @@ export interface ExportConfig {
   endpoint: string;
   /** plaintext; only sensible on loopback */
   insecure: boolean;
+  /** PEM files: the endpoint's CA; a client certificate and key for mutual TLS. Without them, TLS follows OTEL_EXPORTER_OTLP_* */
   tls?: { ca?: string; cert?: string; key?: string };
   headers?: Record<string, string>;
   /** a file holding a bearer token, sent as `authorization: Bearer <token>` (an actuator's OTLP endpoint wants one) */
@@ -39,19 +40,29 @@ export const DEFAULT_EXPORT: ExportConfig = {
   metricIntervalMs: 5000,
 };
 
+/**
+ * The exporter's transport. TLS files in the configuration win; TLS without them (`insecure: false`, no `tls`) is
+ * left to the exporter's own reading of the standard variables — OTEL_EXPORTER_OTLP_CERTIFICATE,
+ * OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_KEY and their _TRACES_/_METRICS_ forms — which
+ * @opentelemetry/otlp-grpc-exporter-base honours only when it is given an https:// URL and no credentials; without
+ * them it trusts the system's CAs.
+ */
 function grpcOptions(cfg: ExportConfig) {
   const url = `${cfg.insecure ? 'http' : 'https'}://${cfg.endpoint}`;
+  const files = cfg.tls && (cfg.tls.ca || cfg.tls.cert || cfg.tls.key);
   const credentials = cfg.insecure
     ? grpc.credentials.createInsecure()
-    : grpc.credentials.createSsl(
+    : files
+      ? grpc.credentials.createSsl(
         cfg.tls?.ca ? fs.readFileSync(cfg.tls.ca) : null,
         cfg.tls?.key ? fs.readFileSync(cfg.tls.key) : null,
         cfg.tls?.cert ? fs.readFileSync(cfg.tls.cert) : null,
-      );
+      )
+      : undefined;
   const metadata = new grpc.Metadata();
   for (const [k, v] of Object.entries(cfg.headers ?? {})) metadata.set(k, v);
   if (cfg.tokenFile) metadata.set('authorization', `Bearer ${readTokenFile(cfg.tokenFile)}`);
-  return { url, credentials, metadata, timeoutMillis: cfg.timeoutMs };
+  return { url, ...(credentials ? { credentials } : {}), metadata, timeoutMillis: cfg.timeoutMs };
 }
 
 export function traceExporter(cfg: ExportConfig): SpanExporter {

@@ -79,6 +79,7 @@ actuator:
     '3:27 services[1].address: 10.99.0.1:80 is already services[0]',
     '4:5 services[2].destinations: a managed service (manage: true) needs at least one destination',
     '6:11 actuator.listen: 0.0.0.0:9095 is not loopback: allowLoopbackWithoutToken applies to loopback only — drop it (a token is then required) or listen on 127.0.0.1',
+    '6:11 actuator.listen: 0.0.0.0:9095 is not loopback and has no TLS: expected actuator.tls (certFile, keyFile, optional clientCAFile) — the bearer token would cross the network in clear — or allowPlaintextBeyondLoopback: true on an already encrypted network',
   ]);
 });
 
@@ -87,8 +88,8 @@ test('the token: a file beside the state file by default, loopback without one o
   assert.equal(c.actuator.tokenFile, '/srv/vg/token');
   assert.equal(c.actuator.allowLoopbackWithoutToken, false);
   assert.deepEqual(c.actuator.alertLabels, { service: [], destination: [] });
-  const d = parseConfig('services: [{ name: web, address: 10.99.0.1, port: 80 }]\nactuator: { listen: 0.0.0.0:9095, alertLabels: { destination: [backend] } }\n');
-  assert.equal(d.actuator.tokenFile, '/var/lib/vipguard/token', 'beyond loopback is fine: a token is always required unless opted out');
+  const d = parseConfig('services: [{ name: web, address: 10.99.0.1, port: 80 }]\nactuator: { listen: 0.0.0.0:9095, allowPlaintextBeyondLoopback: true, alertLabels: { destination: [backend] } }\n');
+  assert.equal(d.actuator.tokenFile, '/var/lib/vipguard/token', 'beyond loopback is fine: a token is always required unless opted out (TLS: tls.test.ts)');
   assert.deepEqual(d.actuator.alertLabels, { service: [], destination: ['backend'] });
   assert.deepEqual(problems('services: [{ name: web, address: 10.99.0.1, port: 80 }]\nactuator: { alertLabels: { service: [\'a b\'] } }\n').map((p) => p.replace(/^\S+ /, '')),
     ['actuator.alertLabels.service[0]: expected a Prometheus label name (letters, digits and _, not starting with a digit), got "a b"']);

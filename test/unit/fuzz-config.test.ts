@@ -29,7 +29,7 @@ const LEAVES: Record<string, Kind> = {
   'receiver.export.enabled': 'bool', 'receiver.export.endpoint': 'string', 'receiver.export.timeout': 'duration',
   'receiver.export.spanDelay': 'duration', 'receiver.export.metricInterval': 'duration', 'receiver.export.maxQueueSize': 'int',
   'receiver.export.maxBatchSize': 'int', 'receiver.prometheus.enabled': 'bool', 'receiver.prometheus.listen': 'listen',
-  'actuator.enabled': 'bool', 'actuator.listen': 'listen', 'actuator.otlpListen': 'listen', 'actuator.stateFile': 'string',
+  'actuator.enabled': 'bool', 'actuator.listen': 'listen', 'actuator.allowPlaintextBeyondLoopback': 'bool', 'actuator.otlpListen': 'listen', 'actuator.stateFile': 'string',
   'actuator.reconcileInterval': 'duration', 'actuator.expireNodestConn': 'bool', 'actuator.rules.name': 'string',
   'actuator.rules.threshold': 'int', 'actuator.rules.window': 'duration', 'actuator.quarantine.base': 'duration',
   'actuator.quarantine.max': 'duration', 'actuator.quarantine.decayAfter': 'duration', 'actuator.quarantine.multiplier': 'number',
@@ -95,7 +95,8 @@ function validDoc(r: Rng): { doc: Doc; expect: { services: [string, number, bool
         threshold: r.range(1, 10), window: r.pick(['1s', '10s', '1m']),
       }));
     }
-    if (r.chance(0.2)) { a.listen = '0.0.0.0:9095'; a.token = 'x'.repeat(r.range(16, 64)); }
+    // Beyond loopback without TLS only with the explicit opt-in (config.test.ts checks the refusal and the TLS blocks).
+    if (r.chance(0.2)) { a.listen = '0.0.0.0:9095'; a.token = 'x'.repeat(r.range(16, 64)); a.allowPlaintextBeyondLoopback = true; }
     doc.actuator = a;
   }
   return {

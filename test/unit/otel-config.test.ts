@@ -113,6 +113,30 @@ test('wiring: the receiver exports where the collector listens, the actuator lis
   assert.equal(collector.receivers.otlp.protocols.http, undefined, 'no OTLP/HTTP port opened for nothing');
 });
 
+test('actuator-tls.yaml: merged over collector.yaml by the collector itself, it sends to a remote actuator over TLS', async () => {
+  const overlay = read('otel-config/actuator-tls.yaml');
+  const base = path.join(tmp, 'base-for-overlay.yaml');
+  const token = path.join(tmp, 'token');
+  fs.writeFileSync(token, '0123456789abcdef0123456789abcdef');
+  fs.writeFileSync(base, fs.readFileSync(path.join(REPO_ROOT, 'otel-config/collector.yaml'), 'utf8').replace(/\$\{file:\/var\/lib\/vipguard\/token\}/g, `\${file:${token}}`));
+  const file = path.join(REPO_ROOT, 'otel-config/actuator-tls.yaml');
+  const r = await validateConfig([base, file]);
+  assert.ok(r.ok, `otelcol-vipguard validate rejected collector.yaml + actuator-tls.yaml:\n${r.output}`);
+  // It changes the actuator exporter only, and turns TLS on with the actuator's CA.
+  assert.deepEqual(Object.keys(overlay), ['exporters']);
+  assert.deepEqual(Object.keys(overlay.exporters), ['otlp_grpc/actuator']);
+  const e = overlay.exporters['otlp_grpc/actuator'];
+  assert.equal(e.tls.insecure, false);
+  assert.match(e.tls.ca_file, /\.pem$/);
+  assert.equal(e.endpoint.replace(/\}$/, '').split(':').pop(), CONFIG_SCHEMA.properties.actuator.properties.otlpListen.default.split(':')[1], 'the actuator\'s OTLP port');
+  // The collector really reads the overlay: a misspelt TLS field in it is refused.
+  const bad = path.join(tmp, 'actuator-tls-bad.yaml');
+  fs.writeFileSync(bad, fs.readFileSync(file, 'utf8').replace('ca_file:', 'ca_fil:'));
+  const b = await validateConfig([base, bad]);
+  assert.equal(b.ok, false);
+  assert.match(b.output, /ca_fil/);
+});
+
 test('the actuator\'s path: its own traces pipeline, memory_limiter first, batching of at most a few ms', () => {
   const pipelines = collector.service.pipelines as Record<string, { receivers: string[]; processors: string[]; exporters: string[] }>;
   for (const [id, p] of Object.entries(pipelines)) assert.equal(p.processors[0], 'memory_limiter', `${id}: memory_limiter first`);

@@ -9,10 +9,12 @@
 // the others apply. Nothing of an alert reaches the AlertTarget unless it passed its schema, and no input can
 // produce a 5xx: those are kept for the actuator's own failures.
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { AlertTarget } from '../alerts';
 import { AlertLabelConfig, AlertLabels } from '../labels';
 import { MIN_TOKEN_LENGTH, bearer, isLoopback, tokenMatches } from '../../common/token';
+import { TlsMaterial, httpServer, renewTls } from '../../common/tls';
 import { HttpError, checkContentType, parseJson, readBody } from './body';
 import { AlertOutcome, batchStatus, deliver, fromPostable, fromWebhook, Inbound } from './ingest';
 import { MAX_JSON_DEPTH } from './schemas';
@@ -27,6 +29,8 @@ export interface ActuatorHttpOptions {
   listen?: string;
   /** required as `Authorization: Bearer <token>` on the alert and status endpoints when set */
   token?: string;
+  /** serve HTTPS with these (src/common/tls.ts); with a client CA, only clients with a certificate it signed */
+  tls?: TlsMaterial;
   /** request bodies beyond this are refused with 413 (default 1 MiB) */
   maxBodyBytes?: number;
   /** where the Alertmanager webhook receiver listens (default /webhook) */
@@ -57,6 +61,8 @@ export interface ActuatorHttpStats {
   alerts: { applied: number; ignored: number; refused: number; unknownService: number; invalid: number };
   /** log lines dropped by the log rate limit */
   logSuppressed: number;
+  /** TLS handshakes refused (plain HTTP to the TLS port, a missing or foreign client certificate, …) */
+  tlsRefused: number;
 }
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> | void;
@@ -125,7 +131,7 @@ class LogLimiter {
 
 export class ActuatorHttpServer {
   readonly stats: ActuatorHttpStats = {
-    requests: 0, responses: {}, alerts: { applied: 0, ignored: 0, refused: 0, unknownService: 0, invalid: 0 }, logSuppressed: 0,
+    requests: 0, responses: {}, alerts: { applied: 0, ignored: 0, refused: 0, unknownService: 0, invalid: 0 }, logSuppressed: 0, tlsRefused: 0,
   };
   private readonly host: string;
   private readonly port: number;
@@ -134,7 +140,7 @@ export class ActuatorHttpServer {
   private readonly routes = new Map<string, Route>();
   private readonly logger: LogLimiter;
   private labels: AlertLabels;
-  private server?: http.Server;
+  private server?: http.Server | https.Server;
 
   constructor(private readonly opts: ActuatorHttpOptions) {
     ({ host: this.host, port: this.port } = splitListen(opts.listen ?? DEFAULT_LISTEN));
@@ -172,16 +178,31 @@ export class ActuatorHttpServer {
     this.labels = new AlertLabels(config);
   }
 
+  /**
+   * On reload: the certificate, key and client CA from now on (new connections; open ones keep theirs). TLS on or
+   * off, and a client CA on or off, take a restart (reloadableTls).
+   */
+  setTls(tls: TlsMaterial): void {
+    if (!this.opts.tls) throw new Error('the actuator HTTP API was started without TLS: turning it on takes a restart');
+    renewTls(this.server, tls);
+  }
+
   /** Listens; resolves to the bound port. */
   async start(): Promise<number> {
     if (this.server) throw new Error('actuator HTTP server already started');
     const requestTimeout = this.opts.requestTimeoutMs ?? 10_000;
-    const server = http.createServer({
+    const options: http.ServerOptions = {
       requestTimeout,
       headersTimeout: Math.min(requestTimeout, 10_000),
       // Node checks those timeouts every 30 s by default, which would let a stalled sender sit that much longer.
       connectionsCheckingInterval: Math.min(1000, requestTimeout),
-    }, (req, res) => void this.dispatch(req, res));
+    };
+    // A refused handshake never becomes a request: count and log it like a refused one, rate-limited, so a
+    // scanner cannot flood the journal.
+    const server = httpServer(this.opts.tls, options, (req, res) => void this.dispatch(req, res), (peer, e) => {
+      this.stats.tlsRefused++;
+      this.logger.line(`TLS handshake from ${peer} refused: ${e.message.slice(0, 200)}`);
+    });
     server.maxConnections = this.opts.maxConnections ?? 64;
     server.maxHeadersCount = 100;
     this.server = server;
