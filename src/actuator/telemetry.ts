@@ -72,7 +72,7 @@ export class ActuatorTelemetry implements ActuatorEvents {
     this.signals = meter.createCounter('vipguard.actuator.signals', m('vipguard.actuator.signals'));
     this.reaction = meter.createHistogram('vipguard.actuator.reaction.duration', buckets('vipguard.actuator.reaction.duration'));
     this.reconcileTime = meter.createHistogram('vipguard.actuator.reconcile.duration', buckets('vipguard.actuator.reconcile.duration'));
-    const quarantined = meter.createObservableGauge('vipguard.actuator.quarantined', m('vipguard.actuator.quarantined'));
+    const quarantined = meter.createObservableUpDownCounter('vipguard.actuator.quarantined', m('vipguard.actuator.quarantined'));
     const panic = meter.createObservableGauge('vipguard.actuator.panic', m('vipguard.actuator.panic'));
     meter.addBatchObservableCallback((obs) => {
       for (const s of opts.snapshot()) {

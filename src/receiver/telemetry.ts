@@ -69,7 +69,7 @@ export class ReceiverTelemetry implements LifecycleSink {
   private readonly duration: Histogram;
   private readonly synRetransmits: Counter;
   private readonly active: UpDownCounter;
-  private readonly closed: Counter;
+  private readonly connectionDuration: Histogram;
   private readonly events: Counter;
   /** per socket: the span context its next span hangs under (previous attempt, or the establishing one) */
   private readonly chain = new Map<bigint, SpanContext>();
@@ -114,8 +114,9 @@ export class ReceiverTelemetry implements LifecycleSink {
       advice: { explicitBucketBoundaries: [...METRICS['vipguard.connect.duration'].buckets] },
     });
     this.synRetransmits = meter.createCounter('vipguard.connect.syn_retransmits', m('vipguard.connect.syn_retransmits'));
-    this.active = meter.createUpDownCounter('vipguard.connections.active', m('vipguard.connections.active'));
-    this.closed = meter.createCounter('vipguard.connections.closed', m('vipguard.connections.closed'));
+    this.active = meter.createUpDownCounter('vipguard.connection.active', m('vipguard.connection.active'));
+    this.connectionDuration = meter.createHistogram('vipguard.connection.duration',
+      { ...m('vipguard.connection.duration'), advice: { explicitBucketBoundaries: [...METRICS['vipguard.connection.duration'].buckets] } });
     this.events = meter.createCounter('vipguard.receiver.events', m('vipguard.receiver.events'));
     const lost = meter.createObservableCounter('vipguard.receiver.events.lost', m('vipguard.receiver.events.lost'));
     lost.addCallback((obs) => {
@@ -198,7 +199,7 @@ export class ReceiverTelemetry implements LifecycleSink {
     const s = c.socket;
     const attrs = endpointAttrs(s, c.backend) as Attributes;
     this.active.add(-1, attrs);
-    this.closed.add(1, { ...attrs, 'vipguard.outcome': c.outcome });
+    this.connectionDuration.record(Number(c.endNs - c.startNs) / 1e9, { ...attrs, 'vipguard.outcome': c.outcome });
     this.span('vipguard.connection', s, c.startNs, c.endNs, spanAttrs(s, c.backend, c.outcome),
       c.outcome === 'reset' ? 'reset' : undefined, this.chain.get(s.sk));
     this.chain.delete(s.sk);

@@ -125,15 +125,17 @@ export const METRICS = {
     description: 'SYN retransmits by virtual service and the backend the retransmitted SYN had been sent to.',
     attributes: [...BACKEND_ATTRS],
   },
-  'vipguard.connections.active': {
+  'vipguard.connection.active': {
     instrument: 'updowncounter', unit: '{connection}',
     description: 'Established connections currently open, by virtual service and backend.',
     attributes: [...BACKEND_ATTRS],
   },
-  'vipguard.connections.closed': {
-    instrument: 'counter', unit: '{connection}',
-    description: 'Established connections that ended, by outcome (closed or reset).',
+  'vipguard.connection.duration': {
+    instrument: 'histogram', unit: 's',
+    description: 'Established connections that ended, by outcome (closed or reset): how long each was open. Its count is the connections that ended.',
     attributes: [...BACKEND_ATTRS, 'vipguard.outcome'],
+    // From a request/response exchange to long-lived streams.
+    buckets: [0.005, 0.05, 0.5, 1, 5, 30, 60, 300, 900, 3600, 14400, 86400],
   },
   'vipguard.receiver.events': {
     instrument: 'counter', unit: '{event}',
@@ -146,7 +148,7 @@ export const METRICS = {
     attributes: ['vipguard.reason'],
   },
   'vipguard.actuator.quarantined': {
-    instrument: 'gauge', unit: '{destination}',
+    instrument: 'updowncounter', unit: '{destination}',
     description: 'Destinations quarantined now, by service.',
     attributes: ['vipguard.service'],
   },

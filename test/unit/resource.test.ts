@@ -64,7 +64,8 @@ test('Prometheus names follow the OpenTelemetry compatibility rules: unit suffix
   const { prometheusName, prometheusBaseName } = await import('../../src/telemetry/prometheus');
   assert.equal(prometheusName('vipguard.connect.attempts'), 'vipguard_connect_attempts_total', 'a {annotation} unit adds nothing');
   assert.equal(prometheusName('vipguard.connect.duration'), 'vipguard_connect_duration_seconds', 'seconds, as the collector names it');
-  assert.equal(prometheusName('vipguard.connections.active'), 'vipguard_connections_active', 'an up-down counter is a gauge: no _total');
+  assert.equal(prometheusName('vipguard.connection.active'), 'vipguard_connection_active', 'an up-down counter is a gauge: no _total');
+  assert.equal(prometheusName('vipguard.connection.duration'), 'vipguard_connection_duration_seconds');
   assert.equal(prometheusName('vipguard.actuator.panic'), 'vipguard_actuator_panic');
   assert.equal(prometheusBaseName('vipguard.actuator.changes'), 'vipguard_actuator_changes');
 });
