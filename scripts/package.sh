@@ -27,7 +27,7 @@ done
 [[ "$version" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || { log "version '$version' is not a Debian version (digits first, then [A-Za-z0-9.+~-])"; exit 2; }
 arch=$(dpkg --print-architecture)
 
-for f in dist/src/cli/main.js native/build/Release/vipguard_native.node build/bpf/receiver.bpf.o; do
+for f in dist/src/cli/main.js native/build/Release/vipguard_native.node build/bpf/receiver.bpf.o build/otlp-proto/.version; do
   [[ -f "$f" ]] || { log "$f missing — run scripts/build.sh (or npm run package) first"; exit 1; }
 done
 
@@ -59,6 +59,7 @@ rm -rf "$lib/node_modules/@types"
 find "$lib/node_modules" \( -name '*.map' -o \( -name '*.ts' ! -name '*.d.ts' \) \) -type f -delete
 install -m 0644 native/build/Release/vipguard_native.node "$lib/native/build/Release/"
 install -m 0644 build/bpf/*.bpf.o "$lib/build/bpf/"
+cp -a build/otlp-proto "$lib/build/"
 
 # /usr/bin/vipguard: Node from the nodejs package, the CLI from the package's tree.
 cat >"$root/usr/bin/vipguard" <<'EOF'

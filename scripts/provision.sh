@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   # BPF objects (clang -target bpf, CO-RE) and the native addon (libbpf via pkg-config)
   clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool linux-libc-dev make g++ python3
+  # the OTLP .proto definitions (scripts/otlp-proto.sh fetches their artifact with Maven)
+  maven
   # the kernel lab: qemu (TCG), a busybox initramfs, module tooling, apt verification of Debian kernels
   qemu-system-x86 busybox-static kmod cpio xz-utils zstd debian-archive-keyring gpgv
   # test hosts and IPVS tooling used by tests (never by vipguard itself, which speaks netlink)
@@ -81,4 +83,5 @@ for v in "${test_node[@]}"; do
   rm -rf "$tmp"
 done
 
+scripts/otlp-proto.sh  # the OTLP definitions vipguard decodes with, into build/otlp-proto/
 scripts/collector.sh  # the OpenTelemetry Collector of otel-config/otelcol/, cached under ~/.cache/vipguard/otelcol/

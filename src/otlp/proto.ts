@@ -1,10 +1,12 @@
-// OTLP protobuf, decoded with the official opentelemetry-proto definitions (shipped as .proto files by
-// @opentelemetry/otlp-grpc-exporter-base 0.38, installed as the `otlp-protos` alias). Every OTLP request
+// OTLP protobuf, decoded with the official opentelemetry-proto definitions of one OTLP release (1.8.0), as the
+// OpenTelemetry project publishes them (scripts/otlp-proto.sh puts them in build/otlp-proto/). Every OTLP request
 // vipguard consumes — over gRPC or handed over in-process — is decoded here and only here.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
+import { REPO_ROOT } from '../common/paths';
 
-const PROTO_ROOT = path.join(path.dirname(require.resolve('otlp-protos/package.json')), 'build', 'protos');
+const PROTO_ROOT = path.join(REPO_ROOT, 'build', 'otlp-proto');
 const FILES = [
   'opentelemetry/proto/collector/trace/v1/trace_service.proto',
   'opentelemetry/proto/collector/metrics/v1/metrics_service.proto',
@@ -14,6 +16,9 @@ let root: protobuf.Root | undefined;
 
 function load(): protobuf.Root {
   if (!root) {
+    if (!fs.existsSync(path.join(PROTO_ROOT, FILES[0]))) {
+      throw new Error(`OTLP definitions missing: no ${path.join(PROTO_ROOT, FILES[0])} — run scripts/otlp-proto.sh (scripts/provision.sh does)`);
+    }
     const r = new protobuf.Root();
     r.resolvePath = (_origin, target) => path.join(PROTO_ROOT, target);
     r.loadSync(FILES, { keepCase: false });

@@ -27,6 +27,7 @@ test('scripts/package.sh builds a package that needs only Node and libbpf, with 
       .split('\n').filter(Boolean).map((l) => l.split(/\s+/).slice(5).join(' ').replace(/^\./, ''));
     for (const f of ['/usr/bin/vipguard', '/usr/lib/vipguard/dist/src/cli/main.js', '/usr/lib/vipguard/native/build/Release/vipguard_native.node',
       '/usr/lib/vipguard/build/bpf/receiver.bpf.o', '/usr/lib/vipguard/build/bpf/rsthold.bpf.o', '/usr/lib/vipguard/build/bpf/synrto.bpf.o',
+      '/usr/lib/vipguard/build/otlp-proto/opentelemetry/proto/collector/trace/v1/trace_service.proto',
       '/usr/lib/vipguard/node_modules/@grpc/grpc-js/package.json', '/lib/systemd/system/vipguard.service', '/usr/lib/sysusers.d/vipguard.conf',
       '/usr/lib/sysctl.d/60-vipguard.conf', '/etc/vipguard/vipguard.yaml', '/usr/share/doc/vipguard/config.md']) {
       assert.ok(files.includes(f), `holds ${f}`);
