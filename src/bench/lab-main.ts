@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { runFailover } from './failover';
 import { runLatency } from './latency';
 import { runRestarts } from './restarts';
-import { RESTART_SCENARIOS, SYSTEMS, type FailoverScenario, type LabOutput, type RestartScenario, type SystemName } from './types';
+import { LATENCY_MODES, RESTART_SCENARIOS, SYSTEMS, type FailoverScenario, type LabOutput, type RestartScenario, type SystemName } from './types';
 
 export interface LabPlan {
   scenarios: (FailoverScenario | RestartScenario | 'latency')[];
@@ -36,7 +36,7 @@ async function main(): Promise<number> {
   for (let run = 1; run <= plan.runs; run++) {
     for (const scenario of plan.scenarios) {
       if (scenario === 'latency') {
-        for (const mode of ['in-process', 'otlp'] as const) {
+        for (const mode of LATENCY_MODES) {
           try {
             out.latency.push(await runLatency({ mode, run, kernel, samples: plan.latencySamples, log }));
           } catch (e) {

@@ -1,8 +1,10 @@
 // Detection → action latency with the embedded rules, inside the lab VM: backend b3 refuses; the client connects
 // through the VIP until one connect lands there and is refused; vipguard quarantines b3 (weight 0); a short
-// quarantine without restore probe gives it back, and the next sample starts. Two layouts:
+// quarantine without restore probe gives it back, and the next sample starts. Three layouts:
 //   in-process  one `vipguard run` (receiver spans reach the rules in-process)
 //   otlp        `vipguard run --only receiver` exporting OTLP/gRPC to a separate `vipguard run --only actuator`
+//   collector   the same two processes with the real collector between them, on the shipped sidecar
+//               configuration (otel-config/collector.yaml: its actuator pipeline, batch/actuator, queue, retry)
 // Two measurements: vipguard's own (status reactionMs: failed handshake span end → weight 0 applied), and an
 // independent one: the client's ECONNREFUSED → the first 1 ms poll of /proc/net/ip_vs that shows weight 0.
 import * as fs from 'node:fs';
@@ -11,11 +13,13 @@ import { topologyUp } from './failover';
 import { connectOnce } from '../lab/load';
 import { procKey } from './procfs';
 import { sleep, startVipguard, tempDir, VipguardProc, vipguardStatus, waitUntil } from './proc';
-import type { LatencyRun } from './types';
+import type { LatencyMode, LatencyRun } from './types';
+import { freePort } from '../common/ports';
+import { sidecarConfig, startCollector, stopCollector, type CollectorProcess } from '../lab/collector';
 import { DestinationWatch } from './watch';
 
 export interface LatencyOptions {
-  mode: 'in-process' | 'otlp';
+  mode: LatencyMode;
   run: number;
   kernel: string;
   samples: number;
@@ -34,10 +38,13 @@ function configs(topo: Topology, otlpPort?: number): { combined: string; actuato
     address: ${topo.vip.host}
     port: ${topo.vip.port}
 `;
+  // holdRefusals off: the independent measurement starts at the ECONNREFUSED the client sees, which the hold-back
+  // (on by default) would turn into a rescued connect.
   const actuator = `actuator:
   listen: 127.0.0.1:0
   otlpListen: 127.0.0.1:0
   stateFile: $DIR/state.json
+  holdRefusals: { enabled: false }
 ${QUARANTINE}`;
   return {
     combined: `${svc}receiver:\n  export: { enabled: false }\n  prometheus: { enabled: false }\n${actuator}`,
@@ -58,6 +65,7 @@ export async function runLatency(o: LatencyOptions): Promise<LatencyRun> {
   const independentMs: number[] = [];
   let missed = 0;
   let reaction: LatencyRun['reaction'] = { n: 0 };
+  let collector: CollectorProcess | undefined;
   try {
     await topo.set('b3', 'refuse');
     let actuator: VipguardProc;
@@ -67,7 +75,17 @@ export async function runLatency(o: LatencyOptions): Promise<LatencyRun> {
     } else {
       actuator = await startVipguard(configs(topo).actuator, { dir, only: 'actuator' });
       procs.push(actuator);
-      procs.push(await startVipguard(configs(topo, actuator.otlpPort).receiver, { dir, only: 'receiver' }));
+      let exportTo = actuator.otlpPort;
+      if (o.mode === 'collector') {
+        // The collector's trace and metric backends: a loopback port where nothing listens (nothing leaves the VM).
+        const dead = await freePort();
+        const ports = { otlp: await freePort(), actuator: actuator.otlpPort!, telemetry: await freePort() };
+        collector = await startCollector(sidecarConfig(ports, `${dir}/token`), {
+          env: { VIPGUARD_TRACES_ENDPOINT: `127.0.0.1:${dead}`, VIPGUARD_REMOTE_WRITE_URL: `http://127.0.0.1:${dead}/api/v1/write` },
+        });
+        exportTo = ports.otlp;
+      }
+      procs.push(await startVipguard(configs(topo, exportTo).receiver, { dir, only: 'receiver' }));
     }
     const dead = topo.backend('b3');
     const watch = new DestinationWatch(procKey(topo.vip.host, topo.vip.port), procKey(dead.ip, dead.port), 0);
@@ -102,6 +120,7 @@ export async function runLatency(o: LatencyOptions): Promise<LatencyRun> {
     o.log(`latency ${o.mode} run ${o.run}: ${independentMs.length} samples, vipguard reaction p50 ${reaction.p50} p99 ${reaction.p99} ms`);
   } finally {
     for (const p of procs.reverse()) await p.proc.stop().catch(() => undefined);
+    await stopCollector(collector).catch(() => undefined);
     await topo.down().catch((e: Error) => o.log(`topology down: ${e.message}`));
     fs.rmSync(dir, { recursive: true, force: true });
   }

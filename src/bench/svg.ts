@@ -1,7 +1,7 @@
 // Plots as hand-written SVG (no plotting dependency): the failover timelines — every connect as a dot, time since
 // the failure on x, connect latency on a log y axis, one panel per system — the capacity steps and the latency CDFs.
 // Pure: data in, SVG text out.
-import { ALL_SYSTEMS, SYSTEM_LABELS, type CapacityStep, type FailoverRun, type FailoverScenario, type LatencyRun } from './types';
+import { ALL_SYSTEMS, LATENCY_MODES, LATENCY_TARGET_MS, type LatencyMode, SYSTEM_LABELS, type CapacityStep, type FailoverRun, type FailoverScenario, type LatencyRun } from './types';
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const f1 = (x: number) => (Math.round(x * 10) / 10).toString();
@@ -131,7 +131,7 @@ export function capacitySvg(steps: CapacityStep[]): string | undefined {
 }
 
 export function latencySvg(runs: LatencyRun[], kernel: string): string | undefined {
-  const modes = (['in-process', 'otlp'] as const).filter((m) => runs.some((r) => r.mode === m && r.kernel === kernel && r.independentMs.length));
+  const modes = LATENCY_MODES.filter((m) => runs.some((r) => r.mode === m && r.kernel === kernel && r.independentMs.length));
   if (!modes.length) return undefined;
   const W = 720;
   const H = 360;
@@ -155,12 +155,12 @@ export function latencySvg(runs: LatencyRun[], kernel: string): string | undefin
     body.push(`<line x1="${fr.x}" x2="${fr.x + fr.w}" y1="${f1(Y(q))}" y2="${f1(Y(q))}" stroke="#eee"/>`);
     body.push(text(fr.x - 6, Y(q) + 4, String(q), { size: 10, anchor: 'end' }));
   }
-  for (const [limit, label] of [[50, 'in-process target 50 ms'], [250, 'OTLP target 250 ms']] as const) {
+  for (const [limit, label] of [[LATENCY_TARGET_MS['in-process'], `in-process target ${LATENCY_TARGET_MS['in-process']} ms`], [LATENCY_TARGET_MS.otlp, `OTLP and collector target ${LATENCY_TARGET_MS.otlp} ms`]] as const) {
     if (limit < lo || limit > hi) continue;
     body.push(`<line x1="${f1(X(limit))}" x2="${f1(X(limit))}" y1="${fr.y}" y2="${fr.y + fr.h}" stroke="#d62728" stroke-dasharray="4 3"/>`);
     body.push(text(X(limit) + 3, fr.y + fr.h - 6, label, { size: 9, color: '#d62728' }));
   }
-  const colors = { 'in-process': '#1f77b4', otlp: '#e08a00' };
+  const colors: Record<LatencyMode, string> = { 'in-process': '#1f77b4', otlp: '#e08a00', collector: '#2ca02c' };
   modes.forEach((m, i) => {
     const xs = runs.filter((r) => r.mode === m && r.kernel === kernel).flatMap((r) => r.independentMs).sort((a, b) => a - b);
     const pts = xs.map((v, j) => `${f1(X(v))},${f1(Y((j + 1) / xs.length))}`);

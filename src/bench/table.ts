@@ -2,7 +2,7 @@
 // and 7 each marked MET or MISSED with the measured value and the likely cause. Pure (unit-tested).
 import { fmtMs, fmtNum, fmtSpread, percentile, Sample, spread } from './stats';
 import { restartIntro, restartTable, restartTargets } from './table-restarts';
-import { ALL_SYSTEMS, FAILOVER_SCENARIOS, RESTART_SCENARIOS, FAR_DELAY_MS, SYSTEM_LABELS, type BenchResults, type FailoverScenario, type CapacityStep, type FailoverRun, type LatencyRun, type OverheadRun } from './types';
+import { ALL_SYSTEMS, LATENCY_LABELS, LATENCY_MODES, LATENCY_TARGET_MS, type LatencyMode, FAILOVER_SCENARIOS, RESTART_SCENARIOS, FAR_DELAY_MS, SYSTEM_LABELS, type BenchResults, type FailoverScenario, type CapacityStep, type FailoverRun, type LatencyRun, type OverheadRun } from './types';
 
 export function markdownTable(headers: string[], rows: string[][], align?: ('l' | 'r')[]): string {
   const a = align ?? headers.map((_, i) => (i === 0 ? 'l' : 'r'));
@@ -51,11 +51,11 @@ export function decisionsTable(runs: FailoverRun[], scenario: FailoverScenario, 
 interface LatencyRow { mode: string; runs: LatencyRun[] }
 
 export function latencyTable(runs: LatencyRun[], kernel: string): string {
-  const groups: LatencyRow[] = (['in-process', 'otlp'] as const).map((mode) => ({ mode, runs: runs.filter((r) => r.mode === mode && r.kernel === kernel) }));
+  const groups: LatencyRow[] = LATENCY_MODES.map((mode) => ({ mode, runs: runs.filter((r) => r.mode === mode && r.kernel === kernel) }));
   const rows = groups.filter((g) => g.runs.length).map((g) => {
     const all = g.runs.flatMap((r) => r.independentMs);
     return [
-      g.mode === 'in-process' ? 'in-process (one `vipguard run`)' : 'OTLP hop (`--only receiver` → gRPC → `--only actuator`)',
+      LATENCY_LABELS[g.mode as LatencyMode],
       String(g.runs.length),
       num(g.runs.map((r) => r.reaction.n)),
       ms(g.runs.map((r) => r.reaction.p50 ?? null)), ms(g.runs.map((r) => r.reaction.p99 ?? null)), ms(g.runs.map((r) => r.reaction.max ?? null)),
@@ -212,7 +212,7 @@ export function evaluateTargets(r: BenchResults): TargetVerdict[] {
       });
     }
     const lat = r.latency.filter((x) => x.kernel === k);
-    for (const [mode, limit] of [['in-process', 50], ['otlp', 250]] as const) {
+    for (const [mode, limit] of Object.entries(LATENCY_TARGET_MS) as [LatencyMode, number][]) {
       const rs = lat.filter((x) => x.mode === mode);
       if (!rs.length) continue;
       const p99 = rs.map((x) => x.reaction.p99 ?? null);

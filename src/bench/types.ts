@@ -112,8 +112,21 @@ export interface RestartRun extends LoadRunHead, RestartFigures {
   kernelWeights: Record<string, [number, number][]>;
 }
 
+/**
+ * The detection → weight 0 layouts, with the issue's targets: one process; the receiver's OTLP straight to a
+ * separate actuator; and through the real collector's actuator pipeline (otel-config/collector.yaml).
+ */
+export const LATENCY_MODES = ['in-process', 'otlp', 'collector'] as const;
+export type LatencyMode = (typeof LATENCY_MODES)[number];
+export const LATENCY_TARGET_MS: Record<LatencyMode, number> = { 'in-process': 50, otlp: 250, collector: 250 };
+export const LATENCY_LABELS: Record<LatencyMode, string> = {
+  'in-process': 'in-process (one `vipguard run`)',
+  otlp: 'OTLP hop (`--only receiver` → gRPC → `--only actuator`)',
+  collector: 'through the collector (`--only receiver` → collector sidecar → `--only actuator`)',
+};
+
 export interface LatencyRun {
-  mode: 'in-process' | 'otlp';
+  mode: LatencyMode;
   run: number;
   kernel: string;
   samples: number;
