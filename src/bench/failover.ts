@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { Topology } from '../lab/topology';
 import { analyzeFailover, outcomeIndex, parseVipguardLog } from './analyze';
+import { cleanSlate } from './clean';
 import { killListener, NftSession, restartListener } from './inject';
 import { Load } from '../lab/load';
 import { cpuMsOf, parseCpuTotals, parseNetstat, procKey } from './procfs';
@@ -57,15 +58,20 @@ export function failoverBudgetMs(system: SystemName, failMs: number, clientTimeo
   return 60_000 + 3000 + failMs + observeAfterRecoveryMs(system) + restoreBoundMs(system) + 1000 + clientTimeoutMs;
 }
 
-/** A fresh topology of three healthy backends; one retry after clearing whatever a failed run left behind. */
-export async function topologyUp(log: (l: string) => void): Promise<Topology> {
+/**
+ * A fresh topology of three healthy backends on a clean slate (clean.ts: no TIME_WAIT socket or IPVS connection
+ * entry of an earlier run); one retry after clearing whatever a failed run left behind. `clean` is the run's note.
+ */
+export async function topologyUp(log: (l: string) => void): Promise<{ topo: Topology; clean: string }> {
+  const clean = cleanSlate();
+  log(clean);
   const up = () => Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false });
   try {
-    return await up();
+    return { topo: await up(), clean };
   } catch (e) {
     log(`topology up failed, clearing and retrying: ${(e as Error).message}`);
     await Topology.downAny().catch(() => undefined);
-    return up();
+    return { topo: await up(), clean };
   }
 }
 
@@ -74,11 +80,11 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverRun> {
   const sysctlBefore = fs.readFileSync(EXPIRE_NODEST, 'utf8').trim();
   // Every system starts from the kernel's default (Debian: 0); vipguard sets 1 itself and gives it back on stop.
   fs.writeFileSync(EXPIRE_NODEST, '0');
-  const topo = await topologyUp(o.log);
+  const { topo, clean } = await topologyUp(o.log);
   let sys: RunningSystem | undefined;
   let watch: DestinationWatch | undefined;
   let nft: NftSession | undefined;
-  const notes: string[] = [];
+  const notes: string[] = [clean];
   try {
     if (o.scenario === 'blackout') nft = new NftSession();
     if (o.scenario === 'far') await topo.set(DEAD, 'slow', FAR_DELAY_MS);

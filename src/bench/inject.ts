@@ -76,12 +76,14 @@ export async function killListener(b: Backend): Promise<void> {
   await waitUntil(() => !alive(pid), 5000, 2);
 }
 
+/** A direct connect to the backend, closed with an RST: a FIN would leave a TIME_WAIT on (port, backend) that can
+ * capture the SYN-ACK of a client connect through the VIP from the same port (src/actuator/actuator.ts tcpProbe). */
 function accepts(ip: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host: ip, port });
     const done = (ok: boolean) => { clearTimeout(t); s.destroy(); resolve(ok); };
     const t = setTimeout(() => done(false), 500);
-    s.once('connect', () => done(true));
+    s.once('connect', () => { clearTimeout(t); s.resetAndDestroy(); resolve(true); });
     s.once('error', () => done(false));
   });
 }

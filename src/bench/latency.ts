@@ -58,10 +58,10 @@ export function latencyBudgetMs(samples: number): number {
 }
 
 export async function runLatency(o: LatencyOptions): Promise<LatencyRun> {
-  const topo = await topologyUp(o.log);
+  const { topo, clean } = await topologyUp(o.log);
   const procs: VipguardProc[] = [];
   const dir = tempDir('vg-bench-latency-');
-  const notes: string[] = [];
+  const notes: string[] = [clean];
   const independentMs: number[] = [];
   let missed = 0;
   let reaction: LatencyRun['reaction'] = { n: 0 };

@@ -49,12 +49,12 @@ export function restartBudgetMs(scenario: RestartScenario, clientTimeoutMs: numb
 export async function runRestarts(o: RestartOptions): Promise<RestartRun> {
   const sysctlBefore = fs.readFileSync(EXPIRE_NODEST, 'utf8').trim();
   fs.writeFileSync(EXPIRE_NODEST, '0'); // as in the failover runs: every system starts from the kernel's default
-  const topo = await topologyUp(o.log);
+  const { topo, clean } = await topologyUp(o.log);
   let sys: RunningSystem | undefined;
   let watch: ServiceWatch | undefined;
   let polling = false;
   let statusPoll: Promise<void> | undefined;
-  const notes: string[] = [];
+  const notes: string[] = [clean];
   try {
     sys = await startSystem(o.system, topo);
     const keys = new Map(topo.backends.map((b) => [procKey(b.ip, b.port), b.name]));

@@ -307,6 +307,11 @@ export function renderMarkdown(r: BenchResults, svgs: string[] = []): string {
   if (r.lab.length) {
     lines.push('- Lab figures are measured under TCG (no KVM): absolute times there are slow — compare systems with each other ' +
       'on the same kernel and load, not with native numbers.');
+    const clean = [...r.failover, ...(r.restarts ?? []), ...r.latency].flatMap((x) => x.notes).filter((n) => n.startsWith('clean start:'));
+    const unclean = clean.filter((n) => / not |left/.test(n));
+    lines.push('- Every lab run starts on a clean slate (src/bench/clean.ts): the TIME_WAIT sockets to the lab\'s addresses and the IPVS ' +
+      'connection entries earlier runs left are ended (ss -K; ip_vs reloaded), so no system inherits the previous one\'s ' +
+      `(keepalived's health checks leave 3 TIME_WAITs a second). ${unclean.length ? `Not fully in ${unclean.length} of ${clean.length} runs: ${unclean.join(' · ')}` : `Done in all ${clean.length} runs.`}`);
   }
   lines.push('');
   const verdicts = [...evaluateTargets(r), ...restartTargets(r.restarts ?? [])];
