@@ -132,6 +132,15 @@ export function httpServer(tls: TlsMaterial | undefined, options: http.ServerOpt
   return server;
 }
 
+/** Stops listening and ends every connection (keep-alive ones included), resolving once the server closed. */
+export function closeServer(server: http.Server | https.Server | undefined): Promise<void> {
+  if (!server) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
 /** On reload: new connections get the new certificate, key and client CA; open ones keep theirs. */
 export function renewTls(server: http.Server | https.Server | undefined, tls: TlsMaterial): void {
   if (server && 'setSecureContext' in server) server.setSecureContext(secureContext(tls));

@@ -5,7 +5,7 @@
 import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { TlsMaterial, httpServer, renewTls } from '../common/tls';
+import { TlsMaterial, closeServer, httpServer, renewTls } from '../common/tls';
 import { serveMetrics } from '../telemetry/prometheus';
 
 export interface ScrapeServerOptions {
@@ -51,11 +51,7 @@ export class ScrapeServer {
 
   async stop(): Promise<void> {
     const s = this.server;
-    if (!s) return;
     this.server = undefined;
-    await new Promise<void>((resolve) => {
-      s.close(() => resolve());
-      s.closeAllConnections();
-    });
+    await closeServer(s);
   }
 }

@@ -16,7 +16,7 @@ import { collectorBinary, sidecarConfig, startCollector, stopCollector, type Col
 import { freePort } from '../../src/common/ports';
 import { REPO_ROOT } from '../../src/common/paths';
 import { serviceInstanceId } from '../../src/telemetry/resource';
-import { Daemon, Load, getJson, ipvsWeights, startVipguard, stopVipguard, VipguardProcess } from './harness';
+import { Daemon, alertmanagerToWebhook, Load, getJson, ipvsWeights, startVipguard, stopVipguard, VipguardProcess } from './harness';
 import { waitFor, waitForAsync } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
@@ -66,21 +66,7 @@ alerting:
     - api_version: v2
       static_configs: [{ targets: ['127.0.0.1:${port.alertmanager}'] }]
 `);
-    fs.mkdirSync(path.join(dir, 'alertmanager'));
-    fs.writeFileSync(path.join(dir, 'alertmanager.yml'), `
-route:
-  receiver: vipguard
-  group_by: [instance, vipguard_service, network_peer_address, network_peer_port]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: vipguard
-    webhook_configs:
-      - url: http://127.0.0.1:${port.actuator}/webhook
-        send_resolved: true
-        http_config: { authorization: { credentials_file: ${tokenFile} } }
-`);
+    alertmanagerToWebhook(dir, port.actuator, tokenFile, ['instance', 'vipguard_service', 'network_peer_address', 'network_peer_port']);
     const vgStarting = startVipguard(`
 services:
   - name: web

@@ -3,6 +3,9 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Topology } from '../../src/lab/topology';
+import { waitFor } from '../helpers';
 import { clientPortsTo, procKey, readIpvsTable } from '../../src/bench/procfs';
 
 export { VipguardProcess, authHeader, startVipguard, stopVipguard, vgStatus } from '../../src/lab/vipguard-process';
@@ -43,6 +46,7 @@ export function ipvsWeights(vip: string, port: number): Record<string, number> {
 }
 
 export { Load, connectOnce, type Connect as ConnectResult } from '../../src/lab/load';
+import type { Connect as ConnectResult } from '../../src/lab/load';
 
 export function percentile(xs: number[], p: number): number {
   if (!xs.length) return NaN;
@@ -133,4 +137,58 @@ export class Daemon {
 export async function getJson(url: string): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
   return r.json();
+}
+
+/**
+ * An Alertmanager configuration (and its storage directory) in `dir` that sends every alert to vipguard's webhook
+ * at once, resolutions too, re-checked every second, with the token from `tokenFile`. Returns its path.
+ */
+export function alertmanagerToWebhook(dir: string, actuatorPort: number, tokenFile: string, groupBy: string[]): string {
+  fs.mkdirSync(path.join(dir, 'alertmanager'), { recursive: true });
+  const file = path.join(dir, 'alertmanager.yml');
+  fs.writeFileSync(file, `
+route:
+  receiver: vipguard
+  group_by: [${groupBy.join(', ')}]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: vipguard
+    webhook_configs:
+      - url: http://127.0.0.1:${actuatorPort}/webhook
+        send_resolved: true
+        http_config: { authorization: { credentials_file: ${tokenFile} } }
+`);
+  return file;
+}
+
+/**
+ * Black-holes `name` (under a load the caller runs), waits for its weight 0, then samples that weight from /proc
+ * every 50 ms until `stop()`: what an upgrade or a restart must never change while the backend is dead.
+ */
+export async function quarantineAndSample(topo: Topology, name: string, now: () => number, timeoutMs: number):
+  Promise<{ quarantinedAt: number; weights: number[]; stop: () => void }> {
+  await sleep(1000);
+  await topo.set(name, 'blackhole');
+  await waitFor(() => ipvsWeights(topo.vip.host, topo.vip.port)[`${topo.backend(name).ip}:${topo.backend(name).port}`] === 0, timeoutMs, `${name} quarantined`);
+  const quarantinedAt = now();
+  const weights: number[] = [];
+  const timer = setInterval(() => weights.push(procWeight(topo.vip, topo.backend(name)) ?? -1), 50);
+  return { quarantinedAt, weights, stop: () => clearInterval(timer) };
+}
+
+/**
+ * The verdict on what quarantineAndSample watched: every connect that started once the backend was out (200 ms
+ * on) completed at once — none failed, none waited for a SYN retransmit — and the backend's weight was 0 in every
+ * sample. Returns how many connects that covers, for the caller's log line.
+ */
+export function assertKeptOut(results: readonly ConnectResult[], quarantinedAt: number, weights: readonly number[], during: string): number {
+  const after = results.filter((r) => r.at >= quarantinedAt + 200);
+  const bad = after.filter((r) => r.outcome !== 'ok' || r.ms > 900);
+  assert.ok(after.length >= 20, `load ran through ${during} (${after.length} connects)`);
+  assert.deepEqual(bad.map((r) => ({ at: Math.round(r.at - quarantinedAt), ms: Math.round(r.ms), outcome: r.outcome })), [],
+    `no connect failed or waited for a retransmit through ${during}`);
+  assert.ok(weights.length >= 20 && weights.every((w) => w === 0), `never back in service while dead: ${JSON.stringify([...new Set(weights)])} in ${weights.length} samples`);
+  return after.length;
 }

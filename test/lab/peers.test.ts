@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
-import { Daemon, connectOnce, getJson, ipvsWeights, loggedAt, sleep, startVipguard, stopVipguard, VipguardProcess } from './harness';
+import { Daemon, alertmanagerToWebhook, connectOnce, getJson, ipvsWeights, loggedAt, sleep, startVipguard, stopVipguard, VipguardProcess } from './harness';
 import { waitFor, waitForAsync } from '../helpers';
 import { freePort } from '../../src/common/ports';
 
@@ -80,21 +80,7 @@ alerting:
       authorization: { credentials_file: ${tokenFile} }
 `);
     // Alertmanager: everything to the actuator's webhook at once, resolutions too, re-checked every second.
-    fs.mkdirSync(path.join(dir, 'alertmanager'));
-    fs.writeFileSync(path.join(dir, 'alertmanager.yml'), `
-route:
-  receiver: vipguard
-  group_by: [vipguard_service, vipguard_backend]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: vipguard
-    webhook_configs:
-      - url: http://127.0.0.1:${port.actuator}/webhook
-        send_resolved: true
-        http_config: { authorization: { credentials_file: ${tokenFile} } }
-`);
+    alertmanagerToWebhook(dir, port.actuator, tokenFile, ['vipguard_service', 'vipguard_backend']);
 
     // All three start at once: under TCG each takes seconds.
     const vgStarting = startVipguard(`

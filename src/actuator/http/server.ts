@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import type { AlertTarget } from '../alerts';
 import { AlertLabelConfig, AlertLabels } from '../labels';
 import { MIN_TOKEN_LENGTH, bearer, isLoopback, tokenMatches } from '../../common/token';
-import { TlsMaterial, httpServer, renewTls } from '../../common/tls';
+import { TlsMaterial, closeServer, httpServer, renewTls } from '../../common/tls';
 import { HttpError, checkContentType, parseJson, readBody } from './body';
 import { AlertOutcome, batchStatus, deliver, fromPostable, fromWebhook, Inbound } from './ingest';
 import { MAX_JSON_DEPTH } from './schemas';
@@ -219,12 +219,8 @@ export class ActuatorHttpServer {
 
   async stop(): Promise<void> {
     const s = this.server;
-    if (!s) return;
     this.server = undefined;
-    await new Promise<void>((resolve) => {
-      s.close(() => resolve());
-      s.closeAllConnections();
-    });
+    await closeServer(s);
   }
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
