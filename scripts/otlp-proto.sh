@@ -42,6 +42,7 @@ with zipfile.ZipFile(sys.argv[1]) as z:
         z.extract(n, sys.argv[2])
 PY
 echo "$VERSION" >"$tmp/.version"
+chmod -R u=rwX,go=rX "$tmp"   # mktemp made it 0700: the package installs it as is, for a daemon that is not root
 rm -rf "$out"
 mv "$tmp" "$out"
 trap - EXIT

@@ -77,6 +77,8 @@ install -m 0644 deploy/README.md "$root/usr/share/doc/vipguard/deploy.md"
 install -m 0644 docs/config.md docs/telemetry.md docs/alerts.md "$root/usr/share/doc/vipguard/"
 install -m 0644 schema/vipguard.schema.json "$root/usr/share/doc/vipguard/"
 
+# Everything readable by all, whatever umask or temporary directory it was built under: the daemon runs as vipguard.
+chmod -R u=rwX,go=rX "$root"
 install -m 0644 packaging/debian/conffiles "$root/DEBIAN/"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)

@@ -23,8 +23,11 @@ test('scripts/package.sh builds a package that needs only Node and libbpf, with 
     assert.equal(field('Package'), 'vipguard');
     assert.equal(field('Version'), packageVersion());
     assert.equal(field('Depends'), 'nodejs (>= 20.17), libbpf1 (>= 1:1.1)', 'Node and libbpf at run time, nothing to compile');
-    const files = spawnSync('dpkg-deb', ['-c', deb], { encoding: 'utf8', maxBuffer: 64 << 20 }).stdout
-      .split('\n').filter(Boolean).map((l) => l.split(/\s+/).slice(5).join(' ').replace(/^\./, ''));
+    const listing = spawnSync('dpkg-deb', ['-c', deb], { encoding: 'utf8', maxBuffer: 64 << 20 }).stdout.split('\n').filter(Boolean);
+    const files = listing.map((l) => l.split(/\s+/).slice(5).join(' ').replace(/^\./, ''));
+    // The daemon runs as the vipguard user: a directory or file only root can read breaks it (it did: a 0700 temp dir).
+    const unreadable = listing.filter((l) => !/^[d-]r..r..r/.test(l) && !l.startsWith('l'));
+    assert.deepEqual(unreadable.slice(0, 5), [], 'everything world-readable');
     for (const f of ['/usr/bin/vipguard', '/usr/lib/vipguard/dist/src/cli/main.js', '/usr/lib/vipguard/native/build/Release/vipguard_native.node',
       '/usr/lib/vipguard/build/bpf/receiver.bpf.o', '/usr/lib/vipguard/build/bpf/rsthold.bpf.o', '/usr/lib/vipguard/build/bpf/synrto.bpf.o',
       '/usr/lib/vipguard/build/otlp-proto/opentelemetry/proto/collector/trace/v1/trace_service.proto',
