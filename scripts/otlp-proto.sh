@@ -30,6 +30,7 @@ if [[ ! -f "$jar" ]] || ! echo "$SHA256  $jar" | sha256sum -c --status; then
 fi
 
 # Only the .proto files, into a fresh directory renamed into place: never half a tree.
+mkdir -p build
 tmp=$(mktemp -d build/.otlp-proto.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 python3 - "$jar" "$tmp" <<'PY'
