@@ -243,3 +243,25 @@ export function rescueIn(trace: JaegerSpan[], deadIp: string, failed: readonly s
   }
   return undefined;
 }
+
+/** A span of one trace as the api_v3 gateway returns it (OTLP JSON): its parent and its links kept apart. */
+export interface OtlpSpan { spanId: string; parentSpanId: string; name: string; links: string[] }
+
+/** OTLP JSON writes ids in hex; protobuf's JSON mapping in base64: either way, lower-case hex. */
+function hexId(id: string | undefined): string {
+  if (!id) return '';
+  return /^[0-9a-f]+$/i.test(id) ? id.toLowerCase() : Buffer.from(id, 'base64').toString('hex');
+}
+
+/**
+ * One trace by id through the api_v3 HTTP gateway (`/api/v3/traces/{id}`), whose OTLP answer keeps a span's parent
+ * apart from its links — the classic model folds a link to the parent into one FOLLOWS_FROM reference.
+ */
+export async function getTraceOtlp(queryUrl: string, traceId: string): Promise<OtlpSpan[]> {
+  const r = await fetch(`${queryUrl}/api/v3/traces/${traceId}`, { signal: AbortSignal.timeout(20_000) });
+  const body = await r.json() as { result?: { resourceSpans?: { scopeSpans?: { spans?: { spanId: string; parentSpanId?: string; name: string; links?: { spanId: string }[] }[] }[] }[] } };
+  if (!r.ok) throw new Error(`Jaeger's /api/v3/traces/${traceId} answered ${r.status}: ${JSON.stringify(body)}`);
+  return (body.result?.resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => (ss.spans ?? []).map((s) => ({
+    spanId: hexId(s.spanId), parentSpanId: hexId(s.parentSpanId), name: s.name, links: (s.links ?? []).map((l) => hexId(l.spanId)),
+  }))));
+}
