@@ -124,7 +124,7 @@ export async function startJaeger(opts: JaegerOptions & { dir?: string; readyTim
   proc.stderr!.on('data', onData);
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   const queryUrl = `http://127.0.0.1:${ports.query}`;
-  const timeoutMs = opts.readyTimeoutMs ?? 60_000;
+  const timeoutMs = opts.readyTimeoutMs ?? 120_000; // a busy TCG guest took 75 s to start it beside vipguard (5.10)
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`Jaeger exited ${proc.exitCode} before it was ready:\n${lines.join('\n')}`);

@@ -44,17 +44,19 @@ describe('spans in a real trace backend: Jaeger v2 behind the collector', { skip
     pki = makePki();
     topo = await Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false });
     const ports: SidecarPorts = { otlp: await freePort(), actuator: await freePort(), telemetry: await freePort() };
-    const [j, v] = await Promise.all([
-      startJaeger({ tls: pki.server }),
+    // Side by side (each takes seconds to start under TCG), both settled before going on, so that after() stops the
+    // one that started when the other failed.
+    const started = await Promise.allSettled([
+      startJaeger({ tls: pki.server }).then((j) => (jaeger = j)),
       startVipguard(labConfig({ address: topo.vip.host, port: topo.vip.port }, {
         receiver: { export: { enabled: true, endpoint: `127.0.0.1:${ports.otlp}` } },
         actuator: { otlpListen: `127.0.0.1:${ports.actuator}`, quarantine: { base: '60s' } },
-      })),
+      })).then((v) => (vg = v)),
     ]);
-    [jaeger, vg] = [j, v];
+    for (const r of started) if (r.status === 'rejected') throw r.reason;
     const dead = await freePort(); // the metrics backend: nothing listens, nothing leaves the VM
-    collector = await startCollector(sidecarConfig(ports, path.join(vg.dir, 'token')), {
-      env: { VIPGUARD_TRACES_ENDPOINT: `127.0.0.1:${jaeger.ports.otlp}`, VIPGUARD_REMOTE_WRITE_URL: `http://127.0.0.1:${dead}/api/v1/write` },
+    collector = await startCollector(sidecarConfig(ports, path.join(vg!.dir, 'token')), {
+      env: { VIPGUARD_TRACES_ENDPOINT: `127.0.0.1:${jaeger!.ports.otlp}`, VIPGUARD_REMOTE_WRITE_URL: `http://127.0.0.1:${dead}/api/v1/write` },
       overlays: [`exporters:\n  otlp_grpc/traces:\n    tls:\n      ca_file: ${pki.ca}\n`],
     });
     console.log(`[${KERNEL}] jaeger: Jaeger, vipguard and the collector ready ${Date.now() - t0} ms after the test began`);
