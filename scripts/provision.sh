@@ -85,3 +85,4 @@ done
 
 scripts/otlp-proto.sh  # the OTLP definitions vipguard decodes with, into build/otlp-proto/
 scripts/collector.sh  # the OpenTelemetry Collector of otel-config/otelcol/, cached under ~/.cache/vipguard/otelcol/
+scripts/jaeger.sh     # Jaeger v2, the trace backend of the lab test and the demo, cached under ~/.cache/vipguard/jaeger/

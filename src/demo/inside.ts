@@ -3,7 +3,8 @@
 // only) watches both runs, so every connection is attributed to the backend IPVS really chose.
 //
 // Timeline (seconds): b2 is black-holed at 6 and back at 22; b3's listener is killed at 28 and back at 40; the
-// run ends at 46.
+// run ends at 46. When scripts/jaeger.sh has built Jaeger, it runs beside vipguard and the vipguard run's spans are
+// exported to it; since the VM has no network device, the end of the demo prints what its query API holds.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,6 +15,7 @@ import { monotonicNow } from '../native/clock';
 import { labConfig, startVipguard, stopVipguard, VipguardProcess, vgStatus } from '../lab/vipguard-process';
 import { renderHtml } from './plot';
 import { IpvsClient } from '../actuator/ipvs';
+import { JaegerProcess, findTraces, jaegerBinaryIfBuilt, jaegerBinaryPath, rescueIn, startJaeger, stopJaeger } from '../lab/jaeger';
 
 export interface Step { at: number; backend: string; state: 'healthy' | 'blackhole' | 'refuse'; label: string }
 
@@ -73,11 +75,13 @@ function request(url: string): Promise<{ ok: boolean; ms: number; body: string; 
   });
 }
 
-const VG_CONFIG = (vip: string, port: number) => labConfig({ address: vip, port, name: 'demo' }, {
+/** `traces`: Jaeger's OTLP endpoint, when it runs beside vipguard (straight from the receiver: no collector here). */
+const VG_CONFIG = (vip: string, port: number, traces?: string) => labConfig({ address: vip, port, name: 'demo' }, {
   actuator: { reconcileInterval: '1s', quarantine: { base: '1s', max: '30s' } },
+  ...(traces ? { receiver: { export: { enabled: true, endpoint: traces } } } : {}),
 });
 
-async function playRun(name: RunRecord['name'], topo: Topology, ipvs: IpvsClient, log: (l: string) => void): Promise<RunRecord> {
+async function playRun(name: RunRecord['name'], topo: Topology, ipvs: IpvsClient, log: (l: string) => void, jaeger?: JaegerProcess): Promise<RunRecord> {
   const backendOf = new Map<string, string>(topo.backends.map((b) => [b.ip, b.name]));
   const rec: RunRecord = { name, clients: [], attempts: [], quarantines: [], steps: TIMELINE };
   let t0 = performance.now();
@@ -93,7 +97,7 @@ async function playRun(name: RunRecord['name'], topo: Topology, ipvs: IpvsClient
   };
   const receiver = new Receiver({ services: [{ name: 'demo', address: topo.vip.host, port: topo.vip.port }], sinks: [sink] });
   let vg: VipguardProcess | undefined;
-  if (name === 'vipguard') vg = await startVipguard(VG_CONFIG(topo.vip.host, topo.vip.port));
+  if (name === 'vipguard') vg = await startVipguard(VG_CONFIG(topo.vip.host, topo.vip.port, jaeger && `127.0.0.1:${jaeger.ports.otlp}`));
   // The clock of the run starts once everything is up.
   t0 = performance.now();
   t0mono = monotonicNow();
@@ -182,18 +186,73 @@ export function summarize(runs: RunRecord[]): string {
   return lines.join('\n');
 }
 
+/**
+ * What Jaeger holds of the vipguard run, read back through its query API (the VM has no network device, so the API
+ * is not reachable from outside: the lines are the way to look): traces and attempts per backend, and for each
+ * backend that failed one rescued connect, span by span, with the query that finds such attempts.
+ */
+async function jaegerReport(jaeger: JaegerProcess, topo: Topology, runStartMs: number): Promise<string> {
+  const service = 'vipguard-receiver';
+  const lookbackMs = Date.now() - runStartMs;
+  const traces = await findTraces(jaeger.queryUrl, { service, lookbackMs, limit: 100_000 });
+  const spans = traces.flat();
+  const lines = ['', `=== in Jaeger (v2, inside the VM; its query API was ${jaeger.queryUrl}) ===`,
+    `${service}: ${traces.length} traces, ${spans.filter((s) => s.name === 'vipguard.connect').length} vipguard.connect spans (handshake attempts), ` +
+    `${spans.filter((s) => s.name === 'vipguard.connection').length} vipguard.connection spans`];
+  for (const b of topo.backends) {
+    const byOutcome = new Map<string, number>();
+    for (const s of spans) {
+      if (s.name === 'vipguard.connect' && s.tags['network.peer.address'] === b.ip) {
+        const o = String(s.tags['vipguard.outcome']);
+        byOutcome.set(o, (byOutcome.get(o) ?? 0) + 1);
+      }
+    }
+    lines.push(`  ${b.name} (${b.ip}): ${[...byOutcome].map(([o, n]) => `${n} ${o}`).join(', ') || 'no attempts'}`);
+  }
+  for (const [outcome, backend] of [['unanswered', 'b2'], ['refused', 'b3']] as const) {
+    const ip = topo.backend(backend).ip;
+    const tags = { 'network.peer.address': ip, 'vipguard.outcome': outcome };
+    const found = await findTraces(jaeger.queryUrl, { service, tags, lookbackMs });
+    const r = found.map((t) => rescueIn(t, ip, [outcome])).find(Boolean);
+    lines.push(`a connect rescued from ${backend} (GET /api/traces?service=${service}&tags=${JSON.stringify(tags)}: ${found.length} traces):`);
+    if (!r) { lines.push('  none found'); continue; }
+    const name = (ip: unknown) => topo.backends.find((x) => x.ip === ip)?.name ?? String(ip);
+    for (const s of [...r.path, ...(r.connection ? [r.connection] : [])]) {
+      lines.push(`  trace ${s.traceId.slice(0, 8)}… ${s.name.padEnd(19)} ${name(s.tags['network.peer.address'])} ` +
+        `${String(s.tags['vipguard.outcome'] ?? (s.tags['error.type'] ? 'reset' : 'closed')).padEnd(11)} ${(s.durationUs / 1000).toFixed(1).padStart(7)} ms` +
+        (s.tags['vipguard.attempt'] !== undefined ? `  attempt ${s.tags['vipguard.attempt']}` : ''));
+    }
+  }
+  return lines.join('\n');
+}
+
 export async function main(): Promise<void> {
   const log = (l: string) => process.stdout.write(l + '\n');
   const out = process.env.VIPGUARD_LAB_OUT ?? fs.mkdtempSync('/tmp/vipguard-demo-');
   const topo = await Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false });
   const ipvs = await IpvsClient.open();
+  // Jaeger beside vipguard when scripts/jaeger.sh built it; the demo is the same without it.
+  let jaeger: JaegerProcess | undefined;
+  if (jaegerBinaryIfBuilt()) {
+    jaeger = await startJaeger({ discardMetrics: true }).catch((e) => { log(`demo: Jaeger did not start, going on without it: ${(e as Error).message.split('\n')[0]}`); return undefined; });
+    if (jaeger) log(`demo: Jaeger v2 runs beside vipguard (in-memory, OTLP on 127.0.0.1:${jaeger.ports.otlp}); the vipguard run's spans go there and are read back at the end`);
+  } else {
+    log(`demo: Jaeger is not built (${jaegerBinaryPath()}): the spans go nowhere; scripts/jaeger.sh builds it`);
+  }
   try {
-    const runs = [await playRun('bare IPVS', topo, ipvs, log), await playRun('vipguard', topo, ipvs, log)];
+    const bare = await playRun('bare IPVS', topo, ipvs, log);
+    const vgStart = Date.now();
+    const runs = [bare, await playRun('vipguard', topo, ipvs, log, jaeger)];
     log(summarize(runs));
+    if (jaeger) {
+      await new Promise((r) => setTimeout(r, 1500)); // the receiver's last batch and Jaeger's own (200 ms)
+      log(await jaegerReport(jaeger, topo, vgStart).catch((e) => `demo: could not read Jaeger's query API: ${(e as Error).message}`));
+    }
     fs.writeFileSync(path.join(out, 'demo.json'), JSON.stringify(runs, null, 1));
     fs.writeFileSync(path.join(out, 'demo.html'), renderHtml(runs, `kernel ${process.env.VIPGUARD_LAB_KERNEL ?? '?'}`));
   } finally {
     ipvs.close();
+    await stopJaeger(jaeger);
     await topo.down();
   }
 }

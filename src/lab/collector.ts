@@ -105,13 +105,20 @@ export interface CollectorProcess {
 /**
  * Starts the collector on a configuration and waits for "Everything is ready". `env` is added to this process's
  * environment (the sidecar config takes its backend endpoints from VIPGUARD_TRACES_ENDPOINT and
- * VIPGUARD_REMOTE_WRITE_URL).
+ * VIPGUARD_REMOTE_WRITE_URL). `overlays`: more YAML documents, each passed as a further `--config` and so merged
+ * over the first in order, the way otel-config/actuator-tls.yaml is — the shipped file stays as it is.
  */
-export async function startCollector(configYaml: string, opts: { env?: NodeJS.ProcessEnv; dir?: string; readyTimeoutMs?: number } = {}): Promise<CollectorProcess> {
+export async function startCollector(configYaml: string, opts: { env?: NodeJS.ProcessEnv; dir?: string; readyTimeoutMs?: number; overlays?: string[] } = {}): Promise<CollectorProcess> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'otelcol-'));
   const configPath = path.join(dir, 'collector.yaml');
   fs.writeFileSync(configPath, configYaml);
-  const proc = spawn(collectorBinary(), ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const args = ['--config', configPath];
+  (opts.overlays ?? []).forEach((yaml, i) => {
+    const file = path.join(dir, `overlay-${i + 1}.yaml`);
+    fs.writeFileSync(file, yaml);
+    args.push('--config', file);
+  });
+  const proc = spawn(collectorBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const lines: string[] = [];
   const onData = (b: Buffer) => { for (const l of b.toString().split('\n')) if (l) lines.push(l); };
   proc.stdout!.on('data', onData);
