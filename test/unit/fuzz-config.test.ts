@@ -10,10 +10,10 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { CONFIG_LIMITS, ConfigError, parseConfig } from '../../src/config/config';
-import { FUZZ_CASES, FUZZ_SEED, MiB, Rng, Tally, caseRng, nastyText, retainedHeap } from '../fuzz';
+import { CaseMemory, FUZZ_CASES, FUZZ_SEED, MiB, Rng, Tally, caseRng, nastyText, retainedHeap } from '../fuzz';
 
 const CASE_MS = 6000; // per case; the largest (1 MiB, 100 000 keys) take ~2 s in yaml's parser on this 2-core machine
-const RSS_BOUND = 512 * MiB; // peak, over the whole run: the 1 MiB documents cost yaml's parser ~100 MiB each on the way
+const RSS_BOUND = 384 * MiB; // one case, from a collected heap: the 1 MiB documents cost yaml's parser ~100–250 MiB on the way
 const RETAINED_BOUND = 32 * MiB; // heap still used after a full GC at the end: nothing accumulates
 
 type Doc = Record<string, unknown>;
@@ -246,8 +246,7 @@ describe('fuzzing the configuration loader', { timeout: 120_000 }, () => {
   it(`parseConfig: ${FUZZ_CASES} seeded cases (seed ${FUZZ_SEED})`, (t) => {
     const tally = new Tally();
     const heap0 = retainedHeap();
-    const rss0 = process.memoryUsage().rss;
-    let rssMax = rss0;
+    const memory = new CaseMemory();
     let loaded = 0;
     let refused = 0;
     let issues = 0;
@@ -255,6 +254,7 @@ describe('fuzzing the configuration loader', { timeout: 120_000 }, () => {
     for (let i = 0; i < FUZZ_CASES; i++) {
       const c = makeCase(caseRng(i, 1));
       const where = `case ${i} (${c.kind}, VIPGUARD_FUZZ_SEED=${FUZZ_SEED}): ${JSON.stringify(c.text.slice(0, 120))}`;
+      memory.start(i, c.text.length);
       const t0 = performance.now();
       let error: unknown;
       let config: ReturnType<typeof parseConfig> | undefined;
@@ -264,6 +264,7 @@ describe('fuzzing the configuration loader', { timeout: 120_000 }, () => {
         error = e;
       }
       const ms = performance.now() - t0;
+      memory.end(`${i} ${c.kind} (${c.text.length} chars)`);
       tally.add(`${c.kind}:${config ? 'loaded' : 'refused'}`);
       tally.time(c.kind, ms, `${i} ${c.kind} (${c.text.length} chars)`);
       assert.ok(ms < CASE_MS, `${where}: took ${ms.toFixed(0)} ms`);
@@ -292,19 +293,16 @@ describe('fuzzing the configuration loader', { timeout: 120_000 }, () => {
         assert.ok(hit, `${where}: no issue at '${c.refusedAt.path}'${c.refusedAt.includes ? ` saying ${c.refusedAt.includes}` : ''}: ${error.message}`);
         if (c.refusedAt.path) assert.match(hit.where ?? '', /^\d+:\d+$/, `${where}: the issue has no line:column`);
       }
-      if (i % 16 === 0) rssMax = Math.max(rssMax, process.memoryUsage().rss);
     }
-    rssMax = Math.max(rssMax, process.memoryUsage().rss);
-    const growth = rssMax - rss0;
     const retained = retainedHeap() - heap0;
     t.diagnostic(`config fuzz: ${FUZZ_CASES} cases in ${((Date.now() - start) / 1000).toFixed(1)} s, seed ${FUZZ_SEED}: ${loaded} loaded, ${refused} refused ` +
       `(${issues} issues), 0 other exceptions; slowest case ${tally.worstMs.toFixed(0)} ms (${tally.worstCase}, bound ${CASE_MS} ms); ` +
-      `peak RSS growth ${(growth / MiB).toFixed(1)} MiB (bound ${RSS_BOUND / MiB}), heap retained after GC ${(retained / MiB).toFixed(1)} MiB (bound ${RETAINED_BOUND / MiB})`);
+      `${memory.summary(RSS_BOUND)}, heap retained after GC ${(retained / MiB).toFixed(1)} MiB (bound ${RETAINED_BOUND / MiB})`);
     t.diagnostic(`config fuzz kinds: ${tally.summary()}`);
     t.diagnostic(`config fuzz time by kind: ${tally.timeSummary()}`);
     assert.ok(retained < RETAINED_BOUND, `heap retained ${(retained / MiB).toFixed(1)} MiB`);
     assert.ok(FUZZ_CASES >= 1000 || process.env.VIPGUARD_FUZZ_CASES !== undefined, 'at least 1000 cases');
-    assert.ok(growth < RSS_BOUND, `RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
+    assert.ok(memory.worst < RSS_BOUND, memory.summary(RSS_BOUND));
     assert.ok(loaded > FUZZ_CASES / 10 && refused > FUZZ_CASES / 3, 'both valid and invalid cases were exercised');
   });
 });

@@ -20,11 +20,11 @@ import { DestinationId, ServiceId, destinationKey, serviceKey } from '../../src/
 import { OtlpServer } from '../../src/otlp/server';
 import { flattenSpans } from '../../src/otlp/model';
 import { METRICS_REQUEST, OTLP_LIMITS, TRACE_REQUEST, decode, encode } from '../../src/otlp/proto';
-import { FUZZ_CASES, FUZZ_SEED, MiB, Rng, Tally, caseRng, nastyText, retainedHeap } from '../fuzz';
+import { CaseMemory, FUZZ_CASES, FUZZ_SEED, MiB, Rng, Tally, caseRng, nastyText, retainedHeap } from '../fuzz';
 
 const NOW = Date.parse('2026-11-26T08:00:00Z');
 const DEADLINE_MS = 10_000;
-const RSS_BOUND = 512 * MiB; // peak, client and server in this process: a request at the element limit unfolds into ~150 MiB on the way
+const RSS_BOUND = 256 * MiB; // one case from a collected heap, client and server in this process: a request at the element limit unfolds into ~150 MiB on the way
 const RETAINED_BOUND = 32 * MiB;
 const MAX_MESSAGE = 4 * MiB;
 
@@ -312,8 +312,7 @@ describe('fuzzing the OTLP endpoint', { timeout: 180_000 }, () => {
     const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': -1, 'grpc.max_receive_message_length': -1 });
     const tally = new Tally();
     const heap0 = retainedHeap();
-    const rss0 = process.memoryUsage().rss;
-    let rssMax = rss0;
+    const memory = new CaseMemory(8);
     let quarantines = 0;
     const start = Date.now();
     try {
@@ -324,9 +323,11 @@ describe('fuzzing the OTLP endpoint', { timeout: 180_000 }, () => {
         const actuator = new Actuator(CONFIG, { ipvs, clock: { mono: () => NOW, wall: () => NOW } });
         await actuator.start();
         current = { actuator, ipvs };
+        memory.start(i, c.body.length);
         const t0 = performance.now();
         const reply = await call(client, c);
         const ms = performance.now() - t0;
+        memory.end(`${i} ${c.kind} (${c.body.length} bytes)`);
         await actuator.reconcile();
         await actuator.stop({ restore: false });
         tally.add(`${c.kind}:${S[reply.code]}`);
@@ -346,23 +347,20 @@ describe('fuzzing the OTLP endpoint', { timeout: 180_000 }, () => {
           assert.deepEqual(changes, expectedCalls(c.body, actionableIn(c.body)[0]), `${where}: a change the request did not call for`);
         }
         quarantines += changes.filter((ch) => ch.endsWith(' 0')).length;
-        if (i % 8 === 0) rssMax = Math.max(rssMax, process.memoryUsage().rss);
       }
     } finally {
       client.close();
       await server.stop();
     }
-    rssMax = Math.max(rssMax, process.memoryUsage().rss);
-    const growth = rssMax - rss0;
     const retained = retainedHeap() - heap0;
     t.diagnostic(`OTLP fuzz: ${FUZZ_CASES} cases in ${((Date.now() - start) / 1000).toFixed(1)} s, seed ${FUZZ_SEED}: ${quarantines} quarantines, all by valid ` +
       `requests naming owned backends; ${metricsRequests} metrics requests handled; slowest answer ${tally.worstMs.toFixed(0)} ms (${tally.worstCase}), ` +
-      `slowest handler ${handlerMs.toFixed(0)} ms; peak RSS growth ${(growth / MiB).toFixed(1)} MiB (bound ${RSS_BOUND / MiB}), ` +
+      `slowest handler ${handlerMs.toFixed(0)} ms; ${memory.summary(RSS_BOUND)}, ` +
       `heap retained after GC ${(retained / MiB).toFixed(1)} MiB (bound ${RETAINED_BOUND / MiB}); server stats ${JSON.stringify({ requests: server.stats.requests, refused: server.stats.refused })}`);
     t.diagnostic(`OTLP fuzz outcomes: ${tally.summary()}`);
     t.diagnostic(`OTLP fuzz time by kind: ${tally.timeSummary()}`);
     assert.ok(FUZZ_CASES >= 1000 || process.env.VIPGUARD_FUZZ_CASES !== undefined, 'at least 1000 cases');
-    assert.ok(growth < RSS_BOUND, `RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
+    assert.ok(memory.worst < RSS_BOUND, memory.summary(RSS_BOUND));
     assert.ok(retained < RETAINED_BOUND, `heap retained ${(retained / MiB).toFixed(1)} MiB`);
     assert.ok(quarantines > 0, 'valid requests quarantined owned backends');
   });

@@ -3,7 +3,7 @@
 // whole, or of one alert: issue 12), random byte edits, garbage, nesting bombs, oversized and huge bodies, wrong media
 // types. For every case: an answer within 5 s, never a 5xx, a JSON `error` on every 4xx, and the fake target handed
 // exactly the signals the case's valid alerts call for — the others of a batch with one broken alert still apply;
-// none at all when the request was refused. Server RSS growth is sampled and bounded.
+// none at all when the request was refused. Server RSS growth per case is sampled and bounded, and nothing accumulates.
 //
 // Reproduce: VIPGUARD_FUZZ_SEED=<seed> [VIPGUARD_FUZZ_CASES=n] node --test dist/test/unit/http-fuzz.test.js
 // Each case draws from its own generator seeded by (seed, endpoint, case number), so a failure names one case.
@@ -17,13 +17,14 @@ import { ActuatorHttpServer } from '../../src/actuator/http/server';
 import { labelsFingerprint } from '../../src/actuator/http/fingerprint';
 import { REFUSAL_STATUS } from '../../src/actuator/http/ingest';
 import { formatEndpoint } from '../../src/common/addr';
-import { Rng } from '../fuzz';
+import { CaseMemory, Rng, retainedHeap } from '../fuzz';
 
 const SEED = Number(process.env.VIPGUARD_FUZZ_SEED ?? 0x5eed);
 const CASES = Number(process.env.VIPGUARD_FUZZ_CASES ?? 1500);
 const NOW = Date.parse('2024-05-01T12:00:00Z');
 const MAX_BODY = 1 << 20;
-const RSS_BOUND = 256 << 20;
+const RSS_BOUND = 64 << 20; // one case, from a collected heap (bodies are capped at 1 MiB)
+const RETAINED_BOUND = 32 << 20; // heap still used after a full GC at the end: nothing accumulates
 
 // ---- the fake target: the same resolution rules as http-api.test.ts, usable as the oracle too ----
 
@@ -357,8 +358,8 @@ async function fuzz(endpoint: Endpoint, diag: (s: string) => void): Promise<void
   const path = endpoint === 'v2' ? '/api/v2/alerts' : '/webhook';
   const statuses: Record<string, number> = {};
   const kinds: Record<string, number> = {};
-  const rss0 = process.memoryUsage().rss;
-  let rssMax = rss0;
+  const heap0 = retainedHeap();
+  const memory = new CaseMemory(8);
   let signals = 0;
   const start = Date.now();
   try {
@@ -367,7 +368,9 @@ async function fuzz(endpoint: Endpoint, diag: (s: string) => void): Promise<void
       const c = makeCase(new Rng(caseSeed), endpoint);
       const where = `${endpoint} case ${i} (${c.kind}, VIPGUARD_FUZZ_SEED=${SEED}): ${String(Buffer.from(c.body).subarray(0, 200))}`;
       const resolvesBefore = target.resolveCalls;
+      memory.start(i, c.body.length);
       const reply = await send(port, agent, path, c).catch((e: Error) => assert.fail(`${where}: ${e.message}`));
+      memory.end(`${i} ${c.kind} (${c.body.length} bytes)`);
       const got = target.signals.map(sig);
       statuses[reply.status] = (statuses[reply.status] ?? 0) + 1;
       kinds[c.kind] = (kinds[c.kind] ?? 0) + 1;
@@ -393,18 +396,18 @@ async function fuzz(endpoint: Endpoint, diag: (s: string) => void): Promise<void
       }
       signals += got.length;
       target.signals.length = 0; // keep only the server's memory in the RSS figures
-      rssMax = Math.max(rssMax, process.memoryUsage().rss);
     }
   } finally {
     agent.destroy();
     await server.stop();
   }
-  const growth = rssMax - rss0;
   diag(`${endpoint}: ${CASES} cases in ${((Date.now() - start) / 1000).toFixed(1)} s, seed ${SEED}; statuses ${JSON.stringify(statuses)}; `
     + `kinds ${JSON.stringify(kinds)}; signals ${signals}; log lines ${logLines} (+${server.stats.logSuppressed} suppressed); `
-    + `max RSS growth ${(growth / 2 ** 20).toFixed(1)} MiB (bound ${RSS_BOUND / 2 ** 20} MiB)`);
+    + `${memory.summary(RSS_BOUND)}; heap retained after GC ${((retainedHeap() - heap0) / 2 ** 20).toFixed(1)} MiB (bound ${RETAINED_BOUND / 2 ** 20})`);
   assert.ok(CASES >= 1000 || process.env.VIPGUARD_FUZZ_CASES !== undefined, 'at least 1000 cases');
-  assert.ok(growth < RSS_BOUND, `RSS grew by ${(growth / 2 ** 20).toFixed(1)} MiB`);
+  assert.ok(memory.worst < RSS_BOUND, memory.summary(RSS_BOUND));
+  const retained = retainedHeap() - heap0;
+  assert.ok(retained < RETAINED_BOUND, `heap retained ${(retained / 2 ** 20).toFixed(1)} MiB`);
   assert.ok(signals > 0, 'the valid cases applied alerts');
 }
 
