@@ -19,6 +19,8 @@ APT_PACKAGES=(
   iproute2 nftables ipvsadm procps curl
   # real peers for integration tests and benchmarks
   keepalived prometheus prometheus-alertmanager
+  # UDP: dnsmasq as DNS backends, dig as a client (issue 13)
+  dnsmasq-base bind9-dnsutils
 )
 
 log() { echo "provision: $*" >&2; }
