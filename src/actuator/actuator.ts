@@ -13,13 +13,14 @@ import type { Config, QuarantinePolicy, ServiceConfig } from '../config/config';
 import type { FlatSpan } from '../otlp/model';
 import type { AlertSignal, AlertTarget, SignalVerdict } from './alerts';
 import { QuarantineBook, QuarantineRecord, RateLimiter, quarantined, probing } from './policy';
-import { Change, apply, changeAttributes, describeChange, diff } from './reconcile';
+import { Change, apply, changeAttributes, changeWhy, describeChange, diff } from './reconcile';
+import { holdsByRemoval, savedOf, withRemoved } from './holdout';
 import { plan, viewOf, overCapReason, Plan } from './desired';
 import { IpvsPort, KernelTable, destinationIdOf, ownedDestinations, readKernel, serviceIdOf } from './kernel';
 import { Intake } from './intake';
 import { Probe, Recovery } from './recovery';
 import type { Destination } from './ipvs/types';
-import { DestinationId, ServiceId, destinationKey, parseService, serviceKey } from './ipvs/identity';
+import { DestinationId, ServiceId, destinationKey, parseDestination as parseDestinationKey, parseService, serviceKey } from './ipvs/identity';
 import { Clock, systemClock, toWall } from '../common/clock';
 import { Logger, lineLogger } from '../common/log';
 
@@ -42,8 +43,8 @@ export interface ActuatorEvents {
 export interface ActuatorDeps {
   ipvs: IpvsPort;
   clock?: Clock;
-  /** direct probe of a destination before restoring it */
-  probe?: Probe;
+  /** direct probe of a destination before restoring it, by its service's settings (probes.ts: probeDestination) */
+  probe?: (dest: DestinationId, timeoutMs: number, service: ServiceConfig) => Promise<boolean>;
   saveState?: (records: QuarantineRecord[]) => void;
   initialRecords?: QuarantineRecord[];
   log?: Logger;
@@ -101,7 +102,7 @@ export class Actuator implements AlertTarget {
     this.intake = new Intake(config, () => this.kernel);
     this.book = new QuarantineBook(this.adopt(deps.initialRecords ?? []), new RateLimiter(rl.perSecond, rl.burst, this.clock.mono()));
     this.recovery = new Recovery({
-      book: this.book, clock: this.clock, probe: deps.probe,
+      book: this.book, clock: this.clock, probe: deps.probe && this.probeOf(deps.probe),
       policyOf: (s) => this.policyOf(s),
       released: (service, destination, how) => {
         this.log.info(`release ${destination} in ${service}: ${how}`, { 'vipguard.service': service, 'vipguard.destination': destination });
@@ -109,6 +110,13 @@ export class Actuator implements AlertTarget {
         void this.reconcile();
       },
     });
+  }
+
+  private probeOf(probe: NonNullable<ActuatorDeps['probe']>): Probe {
+    return (dest, timeoutMs, name) => {
+      const s = this.intake.serviceByName(name);
+      return s ? probe(dest, timeoutMs, s) : Promise.resolve(false);
+    };
   }
 
   private policyOf(service: string): QuarantinePolicy | undefined {
@@ -275,12 +283,33 @@ export class Actuator implements AlertTarget {
    */
   private drainNow(svc: ServiceConfig, dest: DestinationId): void {
     const service = serviceIdOf(svc);
+    if (holdsByRemoval(svc.protocol)) {
+      void this.removeNow(svc.name, service, dest);
+      return;
+    }
     const change: Change = { op: 'edit-destination', name: svc.name, service, destination: dest, weight: 0, from: 0, why: 'quarantine' };
     this.deps.ipvs.editDestination(service, dest, { weight: 0 }).then((before) => {
       const from = (before as Destination | undefined)?.weight;
       if (typeof from === 'number' && from > 0) this.report({ ...change, from }, undefined);
     }, (e: Error) => this.log.warn(`quarantine: ${describeChange(change)} at once failed (${e.message}); the reconcile that follows retries it`,
       { ...changeAttributes(change), 'vipguard.result': 'error' }));
+  }
+
+  /** drainNow for a service held out by removal (UDP): one listing, the settings saved ahead, one DEL_DEST. */
+  private async removeNow(name: string, service: ServiceId, dest: DestinationId): Promise<void> {
+    const key = destinationKey(dest);
+    try {
+      const cur = (await this.deps.ipvs.listDestinations(service)).find((d) => d.key === key);
+      const saved = cur && savedOf(cur);
+      if (!cur || cur.weight === 0 || !saved || typeof saved === 'string') return; // the reconcile that follows decides
+      const change: Change = { op: 'remove-destination', name, service, destination: dest, why: 'quarantine', saved };
+      this.removingAhead([change]);
+      await this.deps.ipvs.removeDestination(service, dest);
+      this.report(change, undefined);
+    } catch (e) {
+      this.log.warn(`quarantine: removing ${key} from ${name} at once failed (${(e as Error).message}); the reconcile that follows retries it`,
+        { 'vipguard.service': name, 'vipguard.destination': key, 'vipguard.action': 'quarantine', 'vipguard.result': 'error' });
+    }
   }
 
   // ---- reconcile ---------------------------------------------------------------------------------------------
@@ -312,10 +341,11 @@ export class Actuator implements AlertTarget {
     const failures: string[] = [];
     const config = only ? { ...this.config, services: this.config.services.filter((s) => s.name === only) } : this.config;
     try {
-      const listed = await readKernel(config.services.map(serviceIdOf), this.deps.ipvs);
+      const listed = withRemoved(await readKernel(config.services.map(serviceIdOf), this.deps.ipvs), this.book.all());
       this.kernel = only ? new Map([...this.kernel, ...listed]) : listed;
       const p = this.settle(plan(config, this.book, listed), config);
       changes = diff(p.services, listed);
+      this.removingAhead(changes);
       const res = await apply(changes, this.deps.ipvs);
       for (const c of res.applied) this.report(c, undefined);
       for (const f of res.failed) {
@@ -323,7 +353,7 @@ export class Actuator implements AlertTarget {
         this.report(f.change, f.error);
       }
       if (res.applied.length) {
-        const after = await readKernel(config.services.map(serviceIdOf), this.deps.ipvs);
+        const after = withRemoved(await readKernel(config.services.map(serviceIdOf), this.deps.ipvs), this.book.all());
         this.kernel = only ? new Map([...this.kernel, ...after]) : after;
       }
       if (!only && this.orphans.length) this.orphans = await this.giveBack(this.orphans);
@@ -335,6 +365,20 @@ export class Actuator implements AlertTarget {
     const ms = this.clock.mono() - t0;
     this.lastReconcile = { at: this.clock.wall(), ms, changes: changes.length, failures };
     this.deps.events?.reconciled?.(ms, changes.length, failures.length);
+  }
+
+  /**
+   * A removal's settings go into the book, and the book to disk, before the destination leaves the kernel: a
+   * crash in between leaves a record that can add it back, never a destination gone that nobody can restore.
+   */
+  private removingAhead(changes: Change[]): void {
+    let any = false;
+    for (const c of changes) {
+      if (c.op !== 'remove-destination' || c.why !== 'quarantine' || !c.saved) continue;
+      this.book.removing(c.name, destinationKey(c.destination), c.saved);
+      any = true;
+    }
+    if (any) this.persist();
   }
 
   /** The plan's bookkeeping goes into the book before its table is applied: over-cap releases, owner edits, restores. */
@@ -383,6 +427,20 @@ export class Actuator implements AlertTarget {
     for (const r of records) {
       const id = ids.get(r.serviceKey);
       const d = kernel.get(r.serviceKey)?.destinations.find((x) => x.key === r.destination);
+      if (id && !d && kernel.has(r.serviceKey) && r.removedAs && r.restoreWeight > 0) {
+        // Removed by vipguard (UDP): added back exactly as it was, with the owner's weight.
+        let dest: DestinationId;
+        try { dest = parseDestinationKey(r.destination); } catch { continue; }
+        const change: Change = { op: 'add-destination', name: r.service, service: id, destination: dest, weight: r.restoreWeight, forward: r.removedAs.forward, why: 'restore', restoring: r.removedAs };
+        try {
+          await this.deps.ipvs.addDestination(id, dest, { ...r.removedAs, weight: r.restoreWeight });
+          this.report(change, undefined);
+        } catch (e) {
+          this.report(change, e as Error);
+          left.push(r);
+        }
+        continue;
+      }
       if (!id || !d || d.weight !== 0 || r.restoreWeight <= 0) continue;
       const change: Change = { op: 'edit-destination', name: r.service, service: id, destination: d.id, weight: r.restoreWeight, from: 0, why: 'restore' };
       try {
@@ -398,9 +456,9 @@ export class Actuator implements AlertTarget {
 
   private report(c: Change, error: Error | undefined): void {
     const info: ChangeInfo = {};
-    if (c.op === 'edit-destination') {
+    if (c.op === 'edit-destination' || c.op === 'remove-destination' || c.op === 'add-destination') {
       const k = `${c.name}|${destinationKey(c.destination)}`;
-      if (c.why === 'quarantine' && !error) {
+      if (changeWhy(c) === 'quarantine' && !error) {
         info.signalAt = this.signalAt.get(k);
         this.signalAt.delete(k);
       }

@@ -37,10 +37,14 @@ export class Intake {
     return this.config.services.find((s) => s.name === name);
   }
 
-  private serviceByVip(address: string, port: number): ServiceConfig | undefined {
+  /**
+   * The configured services at a virtual address and port: of `protocol` when it is known, else all of them
+   * (a TCP and a UDP service may share both; the caller refuses the ambiguity).
+   */
+  private servicesByVip(address: string, port: number, protocol?: string): ServiceConfig[] {
     let a: string;
-    try { a = canonAddr(address); } catch { return undefined; }
-    return this.config.services.find((s) => s.address === a && s.port === port);
+    try { a = canonAddr(address); } catch { return []; }
+    return this.config.services.filter((s) => s.address === a && s.port === port && (protocol === undefined || s.protocol === protocol));
   }
 
   owns(s: ServiceConfig, destKey: string): boolean {
@@ -60,8 +64,14 @@ export class Intake {
       }
       if (!svc) return { ok: false, refusal: 'unknown-service', error: `unknown service '${named}': not in the configuration` };
     } else if (labels.server_address !== undefined && labels.server_port !== undefined) {
-      svc = this.serviceByVip(labels.server_address, Number(labels.server_port));
-      if (!svc) return { ok: false, refusal: 'unknown-service', error: `no configured service at ${labels.server_address}:${labels.server_port}` };
+      const transport = labels.network_transport;
+      const found = this.servicesByVip(labels.server_address, Number(labels.server_port), transport);
+      const at = `${transport !== undefined ? `${transport}/` : ''}${labels.server_address}:${labels.server_port}`;
+      if (!found.length) return { ok: false, refusal: 'unknown-service', error: `no configured service at ${at}` };
+      if (found.length > 1) {
+        return { ok: false, refusal: 'bad-target', error: `${found.map((s) => `${s.name} (${s.protocol})`).join(' and ')} are both at ${at}: add a network_transport label (tcp or udp) or vipguard_service` };
+      }
+      svc = found[0];
     } else {
       return { ok: false, refusal: 'bad-target', error: 'no service label: expected vipguard_service or server_address+server_port' };
     }
@@ -84,7 +94,7 @@ export class Intake {
   /** A handshake attempt resolved to a configured service and an owned destination, or undefined. */
   private owned(a: ConnectAttempt): OwnedAttempt | undefined {
     if (!a.backend) return undefined;
-    const svc = this.serviceByVip(a.service.address, a.service.port);
+    const svc = this.servicesByVip(a.service.address, a.service.port, a.service.protocol)[0];
     if (!svc || !this.owns(svc, a.backend.key)) return undefined;
     return { attempt: a, service: svc.name, destination: a.backend.key };
   }

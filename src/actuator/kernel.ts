@@ -2,12 +2,14 @@
 // services of quarantines being given back after a reload dropped them) are ever listed: everything else in the
 // IPVS table is not vipguard's to read for changes or to touch.
 import type { ServiceConfig } from '../config/config';
-import type { Destination, ForwardMethod, Service } from './ipvs/types';
+import type { Destination, DestinationOptions, ForwardMethod, Service } from './ipvs/types';
 import { DestinationId, ServiceId, parseDestination, parseService, serviceKey } from './ipvs/identity';
 
 export interface KernelService {
   service: Service;
   destinations: Destination[];
+  /** destinations vipguard removed (UDP, holdout.ts), listed above at weight 0 though the kernel has no entry */
+  removed?: ReadonlySet<string>;
 }
 
 /** What the kernel has, by canonical service key. */
@@ -19,7 +21,7 @@ export interface IpvsPort {
   listDestinations(s: ServiceId): Promise<Destination[]>;
   addService(service: ServiceId, options: { scheduler: string }): Promise<void>;
   editService(service: ServiceId, changes: { scheduler: string }): Promise<void>;
-  addDestination(service: ServiceId, dest: DestinationId, options: { weight: number; forward: ForwardMethod }): Promise<void>;
+  addDestination(service: ServiceId, dest: DestinationId, options: { weight: number; forward: ForwardMethod } & Partial<DestinationOptions>): Promise<void>;
   /** resolves to the destination as it was before the edit, when the client can tell */
   editDestination(service: ServiceId, dest: DestinationId, changes: { weight?: number; forward?: ForwardMethod }): Promise<unknown>;
   removeDestination(service: ServiceId, dest: DestinationId): Promise<void>;

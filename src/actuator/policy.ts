@@ -13,6 +13,7 @@
 // Backoff: a destination that fails again within decayAfter of its last release starts one level higher
 // (flapping is kept out longer each time); each full decayAfter of health takes one level off.
 import type { QuarantinePolicy } from '../config/config';
+import type { SavedDestination } from './holdout';
 
 export interface QuarantineRecord {
   service: string;
@@ -33,6 +34,8 @@ export interface QuarantineRecord {
   restoreWeight: number;
   /** released, but the kernel has not been seen with the weight back yet */
   pendingRestore: boolean;
+  /** held out by removal (UDP, holdout.ts): the destination as it was when vipguard removed it, to add it back */
+  removedAs?: SavedDestination;
   /** consecutive successful probes in the current probing phase */
   probeOks: number;
   /** most recent reasons, newest last (bounded) */
@@ -146,6 +149,7 @@ export class QuarantineBook {
       service: sig.service, destination: sig.destination, serviceKey: sig.serviceKey, level, active: true, since: now,
       holdUntil: now + holdMs(policy, level), lastEnded: rec?.lastEnded, restoreWeight: ctx.currentWeight,
       pendingRestore: false, probeOks: 0, reasons: rec?.reasons ?? [], source: sig.source, alert: sig.alert,
+      removedAs: rec?.removedAs, // released but not yet added back: still removed
       prevLevel: rec?.level, prevLastEnded: rec?.lastEnded,
     };
     remember(next, sig.reason);
@@ -221,7 +225,16 @@ export class QuarantineBook {
   /** The reconciler saw the weight back (or nothing left to give back): the restore is done. */
   restored(service: string, destination: string): void {
     const rec = this.get(service, destination);
-    if (rec) rec.pendingRestore = false;
+    if (rec) {
+      rec.pendingRestore = false;
+      rec.removedAs = undefined;
+    }
+  }
+
+  /** What a destination was before vipguard removes it (written ahead of the removal, like every quarantine). */
+  removing(service: string, destination: string, saved: SavedDestination): void {
+    const rec = this.get(service, destination);
+    if (rec) rec.removedAs = { ...saved, tunnel: saved.tunnel && { ...saved.tunnel } };
   }
 
   /** Takes records out of the book (ownership ended): the caller gives back what they hold. */
@@ -247,7 +260,7 @@ export class QuarantineBook {
 }
 
 function copy(r: QuarantineRecord): QuarantineRecord {
-  return { ...r, reasons: [...r.reasons] };
+  return { ...r, reasons: [...r.reasons], removedAs: r.removedAs && { ...r.removedAs } };
 }
 
 function remember(r: QuarantineRecord, reason: string): void {

@@ -10,7 +10,8 @@ import { parseDestination } from './ipvs/identity';
 import type { QuarantineBook } from './policy';
 import type { Clock } from '../common/clock';
 
-export type Probe = (dest: DestinationId, timeoutMs: number) => Promise<boolean>;
+/** Probes one destination of the named service directly; true when it answered (src/actuator/probes.ts). */
+export type Probe = (dest: DestinationId, timeoutMs: number, service: string) => Promise<boolean>;
 
 export interface RecoveryDeps {
   book: QuarantineBook;
@@ -76,7 +77,7 @@ export class Recovery {
       // A probe that never settles (a bug, a wedged socket) must not stall this destination's recovery for good.
       let guard: NodeJS.Timeout | undefined;
       ok = await Promise.race([
-        this.deps.probe!(parseDestination(destination), p.probeTimeoutMs),
+        this.deps.probe!(parseDestination(destination), p.probeTimeoutMs, service),
         new Promise<boolean>((r) => { guard = setTimeout(() => r(false), p.probeTimeoutMs + 250); guard.unref(); }),
       ]);
       clearTimeout(guard);

@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Clock, fromWall, toWall } from '../common/clock';
 import type { QuarantineRecord } from './policy';
+import { parseSaved } from './holdout';
 
 const VERSION = 2;
 const MAX_RECORDS = 10_000;
@@ -65,6 +66,7 @@ function fromDisk(o: Record<string, unknown>, clock: Clock, maxHoldMs: number): 
     lastEnded: lastEnded ? mono(lastEnded, 0, now) : undefined,
     restoreWeight: Math.max(0, Math.min(2 ** 31 - 1, Math.floor(restoreWeight))),
     pendingRestore: o.pendingRestore === true,
+    removedAs: parseSaved(o.removedAs),
     probeOks: 0,
     reasons: (Array.isArray(o.reasons) ? o.reasons : []).filter((x): x is string => typeof x === 'string').slice(-5).map((x) => x.slice(0, MAX_TEXT)),
     source: str(o.source, 40), alert: str(o.alert, 200),

@@ -36,7 +36,7 @@ export interface ServiceConfig {
   name: string;
   address: string;
   port: number;
-  protocol: 'tcp';
+  protocol: 'tcp' | 'udp';
   manage: boolean;
   scheduler: string;
   destinations?: DestinationConfig[];
@@ -237,8 +237,11 @@ function semanticIssues(raw: Raw, issues: { path: string; message: string }[], c
     const at = `services[${i}]`;
     if (names.has(s.name)) issues.push({ path: `${at}.name`, message: `duplicate service name '${s.name}' (also services[${names.get(s.name)}])` });
     names.set(s.name, i);
-    const vip = `${canon(s.address)}:${s.port}`;
+    const vip = `${s.protocol}/${canon(s.address)}:${s.port}`;
     if (vips.has(vip)) issues.push({ path: `${at}.address`, message: `${vip} is already services[${vips.get(vip)}]` });
+    if (s.protocol === 'udp' && raw.actuator.enabled && raw.actuator.expireNodestConn === false) {
+      issues.push({ path: `${at}.protocol`, message: 'a UDP service needs actuator.expireNodestConn: true — a UDP destination is quarantined by removing it, and without expire_nodest_conn its flows would be black-holed instead of moved' });
+    }
     vips.set(vip, i);
     const manage = s.manage ?? s.destinations !== undefined;
     if (manage && !s.destinations?.length) issues.push({ path: `${at}.destinations`, message: 'a managed service (manage: true) needs at least one destination' });

@@ -94,7 +94,10 @@ export const CONFIG_SCHEMA = {
           name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$', description: 'Name used in telemetry, alerts and status.' },
           address: { ...ip, description: 'Virtual IP.' },
           port: { ...port, description: 'Virtual port.' },
-          protocol: { enum: ['tcp'], default: 'tcp', description: 'Only TCP for now.' },
+          protocol: {
+            enum: ['tcp', 'udp'], default: 'tcp',
+            description: 'The virtual service\'s protocol. A TCP and a UDP service may share an address and port (they are separate IPVS services). A UDP destination is quarantined by removing it (weight 0 does not move an existing UDP flow) and added back exactly as it was; this needs actuator.expireNodestConn.',
+          },
           manage: {
             type: 'boolean',
             description: 'true: vipguard creates the service and keeps its scheduler, destinations and weights as written here (declarative). false: the service is made by someone else; vipguard only changes the weights of its destinations for quarantine. Default: true when `destinations` is given.',
@@ -209,7 +212,7 @@ export const CONFIG_SCHEMA = {
         reconcileInterval: duration('How often the kernel\'s IPVS table is listed and corrected, besides every change.', '2s'),
         expireNodestConn: {
           type: 'boolean', default: true,
-          description: 'Set net.ipv4.vs.expire_nodest_conn=1, which makes IPVS reschedule the next SYN retransmit of a connect pending on a quarantined destination (in-flight rescue). vipguard restores the previous value on shutdown.',
+          description: 'Set net.ipv4.vs.expire_nodest_conn=1, which makes IPVS reschedule the next SYN retransmit of a connect pending on a quarantined destination (in-flight rescue), and move a UDP flow off a removed destination at its next datagram (required with UDP services: without it their flows would be black-holed). vipguard restores the previous value on shutdown.',
         },
         rules: {
           type: 'array',

@@ -10,8 +10,8 @@ export type AttemptOutcome = (typeof ATTEMPT_OUTCOME_VALUES)[number];
 export interface ConnectAttempt {
   /** trace/span id, for de-duplication ('' when the span has none) */
   id: string;
-  /** the virtual service as the client addressed it, canonical address */
-  service: { address: string; port: number };
+  /** the virtual service as the client addressed it, canonical address; protocol from network.transport (default tcp) */
+  service: { address: string; port: number; protocol: string };
   /** the real backend IPVS chose; undefined when the receiver could not tell */
   backend?: { address: string; port: number; key: string };
   outcome: AttemptOutcome;
@@ -50,7 +50,8 @@ export function readConnectSpan(s: FlatSpan): ConnectAttempt | undefined {
   let service: ConnectAttempt['service'];
   let backend: ConnectAttempt['backend'];
   try {
-    service = { address: canon(vip), port: vport };
+    const transport = get(s, 'network.transport');
+    service = { address: canon(vip), port: vport, protocol: typeof transport === 'string' ? transport : 'tcp' };
     const peer = get(s, 'network.peer.address');
     const pport = get(s, 'network.peer.port');
     if (typeof peer === 'string' && isPort(pport)) {

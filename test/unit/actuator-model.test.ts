@@ -1,10 +1,13 @@
 // Model-based test of the actuator's invariants (src/actuator/desired.ts I1–I3, README "Safety"): random
 // sequences of signals from every source, spans and late answers, probe results (pass / fail / hang until its
 // timeout), reloads that add, shrink and remove services and change caps, restarts after kill -9 with valid,
-// stale, corrupt and hostile state files, graceful stops, owners editing weights, and time passing with the wall
+// stale, corrupt and hostile state files, graceful stops, owners editing weights (and adding back a UDP destination
+// vipguard removed), and time passing with the wall
 // clock stepping both ways — against the real Actuator, state file and restore scheduler on an in-memory IPVS
 // table. Every invariant is checked on the kernel table after every step; fast-check shrinks a failure to the
-// shortest sequence and prints it with its seed.
+// shortest sequence and prints it with its seed. A watched UDP service shares web's address and port: its
+// destinations are held out by removal (src/actuator/holdout.ts), so there "held" means absent, and a destination
+// present must be exactly as its owner made it (weight, thresholds).
 //
 //   VIPGUARD_MODEL_RUNS=20000 VIPGUARD_MODEL_SEED=123 node --test dist/test/unit/actuator-model.test.js
 import { test } from 'node:test';
@@ -27,10 +30,17 @@ const SEED = Number(process.env.VIPGUARD_MODEL_SEED ?? 20261205);
 
 const WEB: ServiceId = { kind: 'address', protocol: 'tcp', family: 4, address: '10.99.0.1', port: 80 };
 const WEB_KEY = 'tcp/10.99.0.1:80';
+const DNS: ServiceId = { ...WEB, protocol: 'udp' };
+const DNS_KEY = 'udp/10.99.0.1:80';
+const DNS_DESTS = ['10.200.0.2:80', '10.200.0.6:80', '10.200.0.7:80'];
+/** the UDP service's owner's settings, which a removal and an add-back must keep exactly */
+const DNS_THRESHOLDS: Record<string, { upperThreshold: number; lowerThreshold: number }> = {
+  '10.200.0.2:80': { upperThreshold: 0, lowerThreshold: 0 }, '10.200.0.6:80': { upperThreshold: 100, lowerThreshold: 10 }, '10.200.0.7:80': { upperThreshold: 7, lowerThreshold: 0 },
+};
 const API_KEY = 'tcp/10.99.0.2:8080';
 const WEB_DESTS = ['10.200.0.2:80', '10.200.0.3:80', '10.200.0.4:80'];
 const API_DESTS = ['10.200.0.2:8080', '10.200.0.3:8080', '10.200.0.5:8080'];
-const ALL = [...WEB_DESTS.map((d) => [WEB_KEY, d] as const), ...API_DESTS.map((d) => [API_KEY, d] as const)];
+const ALL = [...WEB_DESTS.map((d) => [WEB_KEY, d] as const), ...API_DESTS.map((d) => [API_KEY, d] as const), ...DNS_DESTS.map((d) => [DNS_KEY, d] as const)];
 const v4 = (hp: string): DestinationId => ({ family: 4, address: hp.split(':')[0], port: Number(hp.split(':')[1]) });
 
 /** The configurations a reload may switch between: the same two services shrunk, grown, removed, re-capped. */
@@ -38,6 +48,7 @@ const CONFIGS: Record<string, string> = {
   both: `
 services:
   - { name: web, address: 10.99.0.1, port: 80 }
+  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp }
   - name: api
     address: 10.99.0.2
     port: 8080
@@ -53,6 +64,7 @@ services:
     port: 80
     manage: false
     destinations: [{ address: 10.200.0.2, port: 80 }, { address: 10.200.0.3, port: 80 }]
+  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp, manage: false, destinations: [{ address: 10.200.0.2, port: 80 }, { address: 10.200.0.6, port: 80 }] }
   - name: api
     address: 10.99.0.2
     port: 8080
@@ -63,6 +75,7 @@ services:
   webOnlyCapAll: `
 services:
   - { name: web, address: 10.99.0.1, port: 80, quarantine: { maxQuarantined: "100%" } }
+  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp, quarantine: { maxQuarantined: "100%" } }
 `,
   apiOnlyCap2: `
 services:
@@ -92,6 +105,7 @@ class World {
   readonly stateFile: string;
   /** the watched service's owner: the weights it wants (initially and after its own edits) */
   readonly ownerWeb = new Map<string, number>([['10.200.0.2:80', 1], ['10.200.0.3:80', 1], ['10.200.0.4:80', 3]]);
+  readonly ownerDns = new Map<string, number>([['10.200.0.2:80', 2], ['10.200.0.6:80', 1], ['10.200.0.7:80', 5]]);
   configName = 'both';
   probe = new Map<string, ProbeMode>();
   hangs: { due: number; resolve: (ok: boolean) => void }[] = [];
@@ -102,6 +116,14 @@ class World {
   constructor(dir: string) {
     this.stateFile = path.join(dir, 'state.json');
     this.ipvs.add(WEB, [...this.ownerWeb].map(([d, w]) => [v4(d), w]));
+    this.ipvs.add(DNS, []);
+    for (const [d, w] of this.ownerDns) this.ownerAddsDns(d, w);
+  }
+
+  /** the UDP service's owner adds a destination (at the start, or back after vipguard removed it) */
+  ownerAddsDns(dest: string, weight: number): void {
+    const dests = this.ipvs.services.get(DNS_KEY)!.dests;
+    dests.set(dest, { ...FakeIpvs.dest(v4(dest), weight, 'nat'), ...DNS_THRESHOLDS[dest] });
   }
 
   get config(): Config { return config(this.configName); }
@@ -113,7 +135,8 @@ class World {
       ipvs: this.ipvs, clock: this.clock, initialRecords: loaded.records,
       log: lineLogger((l) => { if (this.log.length < 200) this.log.push(l); }),
       saveState: (r) => { if (!this.dead) saveState(this.stateFile, r, this.clock); },
-      probe: (d) => {
+      probe: (d, _timeout, service) => {
+        assert.ok(service.name === 'web' || service.name === 'api' || service.name === 'dns', `probe for ${service.name}`);
         const mode = this.probe.get(`${d.address}:${d.port}`) ?? 'pass';
         if (mode !== 'hang') return Promise.resolve(mode === 'pass');
         return new Promise<boolean>((resolve) => this.hangs.push({ due: this.clock.mono() + 200, resolve }));
@@ -133,6 +156,7 @@ class World {
   /** Owner weight of each destination the kernel has; managed services' owner is the configuration in force. */
   ownerWeight(svc: string, dest: string): number | undefined {
     if (svc === WEB_KEY) return this.ownerWeb.get(dest);
+    if (svc === DNS_KEY) return this.ownerDns.get(dest);
     const api = this.config.services.find((s) => s.name === 'api');
     const d = api?.destinations?.find((x) => `${x.address}:${x.port}` === dest);
     return d?.weight ?? this.lastApiWeights.get(dest);
@@ -147,10 +171,21 @@ class World {
   check(where: string, opts: { stopped?: boolean } = {}): void {
     const cfg = this.config;
     for (const [svcKey, e] of this.ipvs.services) {
-      const svcCfg = cfg.services.find((s) => `tcp/${s.address}:${s.port}` === svcKey);
+      const svcCfg = cfg.services.find((s) => `${s.protocol}/${s.address}:${s.port}` === svcKey);
       const dests = [...e.dests.values()];
-      const inService = dests.filter((d) => (this.ownerWeight(svcKey, d.key) ?? 0) > 0);
-      const held = inService.filter((d) => d.weight === 0);
+      let inService = dests.filter((d) => (this.ownerWeight(svcKey, d.key) ?? 0) > 0);
+      let held = inService.filter((d) => d.weight === 0);
+      if (svcKey === DNS_KEY) {
+        // Held out by removal: the owner's destinations absent from the kernel; present ones exactly as the owner made them.
+        for (const d of dests) {
+          assert.deepEqual({ upperThreshold: d.upperThreshold, lowerThreshold: d.lowerThreshold, forward: d.forward }, { ...DNS_THRESHOLDS[d.key], forward: 'nat' },
+            `${where}: ${d.key} in ${svcKey} not as its owner made it`);
+        }
+        assert.deepEqual(dests.filter((d) => d.weight === 0 && (this.ownerDns.get(d.key) ?? 0) > 0).map((d) => d.key), [], `${where}: a UDP destination held at weight 0, which does not move its flows`);
+        const absent = [...this.ownerDns].filter(([k, w]) => w > 0 && !e.dests.has(k)).map(([k]) => FakeIpvs.dest(v4(k), 0, 'nat'));
+        inService = [...inService, ...absent];
+        held = absent;
+      }
       for (const d of dests) {
         const owner = this.ownerWeight(svcKey, d.key) ?? 0;
         // I2: vipguard only ever sets 0 or the owner's weight, and never puts back what the owner drained.
@@ -186,11 +221,12 @@ const cmd = (name: string, run: (w: World) => Promise<void> | void): Cmd => ({
 
 const span = (w: World, svc: string, dest: string, outcome: string, late = false): FlatSpan => {
   const [vip, vport] = svc.slice(4).split(':');
+  const transport = svc.slice(0, 3);
   const [peer, pport] = dest.split(':');
   return {
     name: 'vipguard.connect', traceId: '', spanId: '', parentSpanId: '', kind: 3, startNs: 0n, endNs: BigInt(w.clock.wall()) * 1_000_000n,
     attributes: {
-      'vipguard.outcome': outcome, 'server.address': vip, 'server.port': Number(vport), 'network.peer.address': peer, 'network.peer.port': Number(pport),
+      'vipguard.outcome': outcome, 'server.address': vip, 'server.port': Number(vport), 'network.peer.address': peer, 'network.peer.port': Number(pport), 'network.transport': transport,
       ...(late ? { 'vipguard.handshake.late': true, 'vipguard.handshake.duration': 0.8 } : {}),
     },
     resource: {}, statusCode: 0, links: [],
@@ -250,6 +286,11 @@ const commands = [
     w.ownerWeb.set(dest, 0);
     w.ipvs.setWeight(WEB_KEY, dest, 0);
   })),
+  fc.tuple(fc.constantFrom(...DNS_DESTS), fc.constantFrom(1, 2, 5)).map(([dest, weight]) => cmd(`owner sets udp ${dest} to ${weight}, or adds it back`, (w) => {
+    w.ownerDns.set(dest, weight);
+    if (w.ipvs.services.get(DNS_KEY)!.dests.has(dest)) w.ipvs.setWeight(DNS_KEY, dest, weight);
+    else w.ownerAddsDns(dest, weight); // vipguard removed it: the owner takes it back
+  })),
   fc.constantFrom('valid', 'stale', 'corrupt', 'hostile').map((kind) => cmd(`kill -9, restart with a ${kind} state file`, async (w) => {
     w.dead = true; // a crash: nothing more is written
     const snapshot = fs.existsSync(w.stateFile) ? fs.readFileSync(w.stateFile, 'utf8') : undefined;
@@ -274,6 +315,9 @@ const commands = [
   })),
 ];
 
+/** UDP removals and add-backs over all runs: the property is not vacuous for the removal path */
+const udpCalls = { removed: 0, addedBack: 0 };
+
 async function runSequence(cmds: Iterable<Cmd>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipguard-model-'));
   const w = new World(dir);
@@ -285,6 +329,9 @@ async function runSequence(cmds: Iterable<Cmd>): Promise<void> {
     await fc.asyncModelRun(() => ({ model: {}, real: w }), cmds);
     await w.act.stop({ restore: true });
     w.check('final graceful stop', { stopped: true });
+    // only the UDP service's destinations are on port 80 and ever removed or added by vipguard
+    udpCalls.removed += w.ipvs.calls.filter((c) => /^remove-dest .*:80$/.test(c)).length;
+    udpCalls.addedBack += w.ipvs.calls.filter((c) => /^add-dest .*:80 /.test(c)).length;
   } finally {
     for (const h of w.hangs) h.resolve(false);
     await w.act?.stop({ restore: false }).catch(() => {});
@@ -295,6 +342,8 @@ async function runSequence(cmds: Iterable<Cmd>): Promise<void> {
 test(`invariants hold over ${RUNS} random sequences (seed ${SEED}; VIPGUARD_MODEL_RUNS, VIPGUARD_MODEL_SEED)`, async () => {
   try {
     await fc.assert(fc.asyncProperty(fc.commands(commands, { maxCommands: 30 }), (cmds) => runSequence(cmds)), { numRuns: RUNS, seed: SEED });
+    console.log(`UDP removals ${udpCalls.removed}, add-backs ${udpCalls.addedBack} over ${RUNS} sequences`);
+    assert.ok(udpCalls.removed > RUNS / 20 && udpCalls.addedBack > RUNS / 20, `the UDP removal path was exercised: ${JSON.stringify(udpCalls)}`);
   } catch (e) {
     // The shrunk counterexample and the invariant it broke, both in the report (node's reporter drops `cause`).
     const cause = (e as Error & { cause?: unknown }).cause;
@@ -324,3 +373,22 @@ named('a quarantine whose service a reload removes is given back, not forgotten'
   fireCmd('tcp/10.99.0.1:80', '10.200.0.4:80', 'alertmanager', 'Down', true),
   reloadCmd('apiOnlyCap2'),
   advanceCmd(12_000));
+
+named('a UDP destination is removed, not set to 0, and added back exactly as it was',
+  fireCmd('udp/10.99.0.1:80', '10.200.0.6:80', 'alertmanager', 'Down', true),
+  cmd('it is absent, and its settings are in the state file', (w) => {
+    assert.equal(w.ipvs.services.get(DNS_KEY)!.dests.has('10.200.0.6:80'), false);
+    const rec = loadState(w.stateFile, w.clock, 8_000).records.find((r) => r.destination === '10.200.0.6:80');
+    assert.deepEqual(rec?.removedAs, { weight: 1, forward: 'nat', upperThreshold: 100, lowerThreshold: 10 });
+  }),
+  advanceCmd(1_500),
+  cmd('back with its weight and thresholds', (w) => {
+    const d = w.ipvs.services.get(DNS_KEY)!.dests.get('10.200.0.6:80');
+    assert.deepEqual(d && [d.weight, d.upperThreshold, d.lowerThreshold], [1, 100, 10]);
+  }));
+
+named('a removed UDP destination survives kill -9 and is added back by the next process',
+  fireCmd('udp/10.99.0.1:80', '10.200.0.7:80', 'webhook', 'Down', true),
+  cmd('kill -9, restart', async (w) => { w.dead = true; await w.act.stop({ restore: false }); await w.boot(); }),
+  advanceCmd(1_500),
+  cmd('back', (w) => assert.equal(w.ipvs.services.get(DNS_KEY)!.dests.get('10.200.0.7:80')?.upperThreshold, 7)));

@@ -76,7 +76,7 @@ actuator:
   allowLoopbackWithoutToken: true
 `), [
     '3:13 services[1].name: duplicate service name \'web\' (also services[0])',
-    '3:27 services[1].address: 10.99.0.1:80 is already services[0]',
+    '3:27 services[1].address: tcp/10.99.0.1:80 is already services[0]',
     '4:5 services[2].destinations: a managed service (manage: true) needs at least one destination',
     '6:11 actuator.listen: 0.0.0.0:9095 is not loopback: allowLoopbackWithoutToken applies to loopback only — drop it (a token is then required) or listen on 127.0.0.1',
     '6:11 actuator.listen: 0.0.0.0:9095 is not loopback and has no TLS: expected actuator.tls (certFile, keyFile, optional clientCAFile) — the bearer token would cross the network in clear — or allowPlaintextBeyondLoopback: true on an already encrypted network',

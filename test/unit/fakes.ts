@@ -3,7 +3,7 @@
 // wall clock can step both ways, the monotonic one only forward. The real kernel is in test/lab.
 import type { IpvsPort } from '../../src/actuator/kernel';
 import type { Clock } from '../../src/common/clock';
-import type { Destination, ForwardMethod, Service } from '../../src/actuator/ipvs/types';
+import type { Destination, DestinationOptions, ForwardMethod, Service } from '../../src/actuator/ipvs/types';
 import { DestinationId, ServiceId, destinationKey, serviceKey } from '../../src/actuator/ipvs/identity';
 
 export class FakeClock implements Clock {
@@ -62,10 +62,13 @@ export class FakeIpvs implements IpvsPort {
     const e = this.services.get(serviceKey(s))!;
     e.service = { ...e.service, scheduler: o.scheduler };
   }
-  async addDestination(s: ServiceId, d: DestinationId, o: { weight: number; forward: ForwardMethod }) {
+  async addDestination(s: ServiceId, d: DestinationId, o: { weight: number; forward: ForwardMethod } & Partial<DestinationOptions>) {
     this.fail('add-dest');
+    const m = this.services.get(serviceKey(s))?.dests;
+    if (!m) throw Object.assign(new Error('no such service'), { code: 'ESRCH' });
+    if (m.has(destinationKey(d))) throw Object.assign(new Error('destination exists'), { code: 'EEXIST' });
     this.calls.push(`add-dest ${destinationKey(d)} ${o.weight}`);
-    this.services.get(serviceKey(s))!.dests.set(destinationKey(d), FakeIpvs.dest(d, o.weight, o.forward));
+    m.set(destinationKey(d), { ...FakeIpvs.dest(d, o.weight, o.forward), upperThreshold: o.upperThreshold ?? 0, lowerThreshold: o.lowerThreshold ?? 0, ...(o.tunnel ? { tunnel: o.tunnel } : {}) });
   }
   async editDestination(s: ServiceId, d: DestinationId, c: { weight?: number }) {
     this.fail('weight');
@@ -77,7 +80,10 @@ export class FakeIpvs implements IpvsPort {
     return cur; // as the real client: the destination as it was before
   }
   async removeDestination(s: ServiceId, d: DestinationId) {
+    this.fail('remove-dest');
+    const m = this.services.get(serviceKey(s))?.dests;
+    if (!m?.has(destinationKey(d))) throw Object.assign(new Error('no such destination'), { code: 'ENOENT' });
     this.calls.push(`remove-dest ${destinationKey(d)}`);
-    this.services.get(serviceKey(s))!.dests.delete(destinationKey(d));
+    m.delete(destinationKey(d));
   }
 }
