@@ -2,7 +2,7 @@
 # The lab's IPVS test topology, for tests (through src/lab/topology.ts), benchmarks and by hand inside the lab VM.
 #
 #   topology.sh up [--backends healthy,refuse,blackhole] [--port 8080] [--vip 10.99.0.1] [--vip6 fd00:99::1]
-#                  [--vip-port 80] [--scheduler rr] [--no-ipv6]
+#                  [--vip-port 80] [--scheduler rr] [--no-ipv6] [--udp 53]
 #   topology.sh backend NAME healthy|refuse|blackhole|slow MS
 #   topology.sh weight NAME W           # IPVS weight of the backend in both services (0: no new connections)
 #   topology.sh status                  # key/value lines, parsed by src/lab/topology.ts
@@ -14,13 +14,15 @@
 #   vg-cli 10.200.0.1/24, fd00:200::1/64  <──veth──>  vg-srv0 10.200.0.2…, fd00:200::2…  (backend bN = .N+1)
 #   route 10.99.0.1/32 and fd00:99::1/128 dev vg-cli
 #   IPVS  10.99.0.1:80, [fd00:99::1]:80  NAT (masquerade), scheduler rr, one real server per backend
+#   --udp P: also UDP services 10.99.0.1:P, [fd00:99::1]:P, each backend running Debian's dnsmasq on port P, which
+#         answers any name under vipguard.test with the backend's own addresses (A and AAAA): a lookup says who answered
 #
 # The VIP is *routed* via vg-cli, not a local address: IPVS catches the client's SYN at LOCAL_OUT and DNATs it to a
 # backend; a local VIP would become the source address of that connection and the replies could not come back.
 #
 # Backend states, switched at runtime:
-#   healthy    busybox httpd listening on the backend's addresses (answers GET / with its name)
-#   refuse     listener killed: the kernel answers the SYN with RST → ECONNREFUSED
+#   healthy    busybox httpd listening on the backend's addresses (answers GET / with its name); dnsmasq with --udp
+#   refuse     listeners killed: the kernel answers a SYN with RST → ECONNREFUSED, a datagram with ICMP port unreachable
 #   blackhole  nft drop of everything addressed to the backend, inside vg-srv → SYN retransmits
 #   slow MS    listener up, netem delay of MS on everything the backend sends (its band of a prio qdisc on vg-srv0);
 #              "slow" in `up --backends` means 200 ms
@@ -57,19 +59,19 @@ ip6_of() { echo "fd00:200::$(printf '%x' $(($1 + 1)))"; }
 
 # ---- pieces of a backend's state; each ensure_* is idempotent ---------------------------------------------------
 
-listener_pids() { # N → live PIDs of its listeners (recorded by us, and still a busybox httpd)
+listener_pids() { # N → live PIDs of its listeners (recorded by us, and still a busybox httpd or dnsmasq)
   local f pid
   for f in "$STATE/b$1".pid*; do
     [[ -f "$f" ]] || continue
     pid=$(<"$f")
-    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'httpd'; then echo "$pid"; fi
+    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qE 'httpd|dnsmasq'; then echo "$pid"; fi
   done
 }
 
-wait_listening() { # ADDR PORT — until the listener accepts (httpd binds before it forks into the background)
+wait_listening() { # ADDR PORT [t|u] — until the listener is bound (httpd binds before it forks into the background)
   local i
   for i in $(seq 1 100); do
-    if ip netns exec "$NS" ss -Hltn "sport = :$2" | grep -qF "$1"; then return 0; fi
+    if ip netns exec "$NS" ss "-Hl${3:-t}n" "sport = :$2" | grep -qF "$1"; then return 0; fi
     sleep 0.05
   done
   die "listener on $1 port $2 did not come up"
@@ -87,8 +89,20 @@ ensure_listening() {
     ip netns exec "$NS" busybox httpd -f -p "[$(ip6_of "$n")]:$PORT" -h "$www" </dev/null >/dev/null 2>&1 &
     echo $! >"$STATE/b$n.pid6"
   fi
+  if [[ ${UDP:-0} != 0 ]]; then
+    local -a dns=(--keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll --bind-interfaces
+      --user=root --group=root --pid-file= --port="$UDP" --listen-address="$(ip4_of "$n")"
+      --address="/vipguard.test/$(ip4_of "$n")")
+    if [[ $IPV6 == 1 ]]; then dns+=(--listen-address="$(ip6_of "$n")" --address="/vipguard.test/$(ip6_of "$n")"); fi
+    ip netns exec "$NS" dnsmasq "${dns[@]}" </dev/null >/dev/null 2>&1 &
+    echo $! >"$STATE/b$n.piddns"
+  fi
   wait_listening "$(ip4_of "$n")" "$PORT"
   if [[ $IPV6 == 1 ]]; then wait_listening "$(ip6_of "$n")" "$PORT"; fi
+  if [[ ${UDP:-0} != 0 ]]; then
+    wait_listening "$(ip4_of "$n")" "$UDP" u
+    if [[ $IPV6 == 1 ]]; then wait_listening "$(ip6_of "$n")" "$UDP" u; fi
+  fi
 }
 
 alive() { # PID → running (not a zombie)
@@ -147,7 +161,7 @@ set_backend() { # NAME STATE [MS]
 # ---- commands -----------------------------------------------------------------------------------------------------
 
 cmd_up() {
-  local backends="healthy,refuse,blackhole" port=8080 vip=10.99.0.1 vip6=fd00:99::1 vport=80 sched=rr ipv6=1
+  local backends="healthy,refuse,blackhole" port=8080 vip=10.99.0.1 vip6=fd00:99::1 vport=80 sched=rr ipv6=1 udp=0
   while (($#)); do
     case "$1" in
       --backends) backends="$2"; shift 2 ;;
@@ -157,6 +171,7 @@ cmd_up() {
       --vip-port) vport="$2"; shift 2 ;;
       --scheduler) sched="$2"; shift 2 ;;
       --no-ipv6) ipv6=0; shift ;;
+      --udp) udp="$2"; shift 2 ;;
       *) die "up: unknown option '$1'" ;;
     esac
   done
@@ -165,7 +180,9 @@ cmd_up() {
   local count=${#states[@]}
   ((count >= 1 && count <= 15)) || die "up: 1 to 15 backends (one prio band each, prio has 16), got $count"
   [[ $(id -u) == 0 ]] || die "up: needs root (network namespaces, IPVS)"
+  [[ "$udp" =~ ^[0-9]+$ && $udp -le 65535 ]] || die "up: --udp takes a port, got '$udp'"
   for tool in ip nft ipvsadm tc busybox ss; do command -v "$tool" >/dev/null || die "up: missing $tool — run scripts/provision.sh"; done
+  if [[ $udp != 0 ]]; then command -v dnsmasq >/dev/null || die "up: missing dnsmasq (--udp) — run scripts/provision.sh"; fi
 
   # Start from nothing we made before (a test that died mid-way), never from someone else's objects.
   [[ -f "$STATE/config" ]] && cmd_down
@@ -178,6 +195,7 @@ VIP6=$vip6
 VPORT=$vport
 SCHED=$sched
 IPV6=$ipv6
+UDP=$udp
 EOF
   load_config
 
@@ -232,6 +250,18 @@ EOF
     ipvsadm -a -t "$VIP:$VPORT" -r "$(ip4_of "$n"):$PORT" -m -w 1
     if [[ $IPV6 == 1 ]]; then ipvsadm -a -t "[$VIP6]:$VPORT" -r "[$(ip6_of "$n")]:$PORT" -m -w 1; fi
   done
+  if [[ ${UDP:-0} != 0 ]]; then
+    ipvsadm -A -u "$VIP:$UDP" -s "$SCHED"
+    echo "$VIP:$UDP" >"$STATE/ipvsu4"
+    if [[ $IPV6 == 1 ]]; then
+      ipvsadm -A -u "[$VIP6]:$UDP" -s "$SCHED"
+      echo "[$VIP6]:$UDP" >"$STATE/ipvsu6"
+    fi
+    for ((n = 1; n <= COUNT; n++)); do
+      ipvsadm -a -u "$VIP:$UDP" -r "$(ip4_of "$n"):$UDP" -m -w 1
+      if [[ $IPV6 == 1 ]]; then ipvsadm -a -u "[$VIP6]:$UDP" -r "[$(ip6_of "$n")]:$UDP" -m -w 1; fi
+    done
+  fi
 
   for ((n = 1; n <= COUNT; n++)); do
     if [[ ${states[n - 1]} == slow ]]; then set_backend "b$n" slow 200; else set_backend "b$n" "${states[n - 1]}"; fi
@@ -251,6 +281,9 @@ cmd_down() {
   for f in "$STATE/ipvs4" "$STATE/ipvs6"; do
     [[ -f "$f" ]] && { ipvsadm -D -t "$(<"$f")" 2>/dev/null || true; }
   done
+  for f in "$STATE/ipvsu4" "$STATE/ipvsu6"; do
+    [[ -f "$f" ]] && { ipvsadm -D -u "$(<"$f")" 2>/dev/null || true; }
+  done
   # The namespace takes vg-srv0, its nft table and qdiscs with it, and the veth peer vg-cli with its routes.
   if ip netns list | grep -qw "$NS"; then ip netns del "$NS"; fi
   if ip link show "$CLI_DEV" >/dev/null 2>&1; then ip link del "$CLI_DEV"; fi
@@ -267,12 +300,21 @@ cmd_weight() { # NAME W — ensure-style: a destination a test (or a managed ser
     ipvsadm -e -t "[$VIP6]:$VPORT" -r "[$(ip6_of "$n")]:$PORT" -m -w "$2" 2>/dev/null ||
       ipvsadm -a -t "[$VIP6]:$VPORT" -r "[$(ip6_of "$n")]:$PORT" -m -w "$2"
   fi
+  if [[ ${UDP:-0} != 0 ]]; then
+    ipvsadm -e -u "$VIP:$UDP" -r "$(ip4_of "$n"):$UDP" -m -w "$2" 2>/dev/null ||
+      ipvsadm -a -u "$VIP:$UDP" -r "$(ip4_of "$n"):$UDP" -m -w "$2"
+    if [[ $IPV6 == 1 ]]; then
+      ipvsadm -e -u "[$VIP6]:$UDP" -r "[$(ip6_of "$n")]:$UDP" -m -w "$2" 2>/dev/null ||
+        ipvsadm -a -u "[$VIP6]:$UDP" -r "[$(ip6_of "$n")]:$UDP" -m -w "$2"
+    fi
+  fi
 }
 
 cmd_status() {
   load_config
   echo "vip $VIP $VPORT"
   if [[ $IPV6 == 1 ]]; then echo "vip6 $VIP6 $VPORT"; fi
+  if [[ ${UDP:-0} != 0 ]]; then echo "udp $UDP"; fi
   local n
   for ((n = 1; n <= COUNT; n++)); do
     local ip6="-"

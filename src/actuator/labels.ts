@@ -6,6 +6,7 @@
 //   vipguard_service                        the configured service name (or its canonical form tcp/10.99.0.1:80)
 //   vipguard_backend                        a destination as host:port (10.200.0.4:80, [fd00::2]:80)
 //   server_address + server_port            the virtual service, as vipguard's receiver telemetry names it
+//     (+ network_transport, tcp or udp, when a TCP and a UDP service share them)
 //   network_peer_address + network_peer_port  the real backend, likewise
 // (OTel attribute dots become underscores in Prometheus.) Generic keys (`service`, `backend`, `instance`, …) count
 // only when listed, and only after the own ones.
@@ -62,7 +63,11 @@ export class AlertLabels {
     const pair = (keys: readonly string[]) => keys.every((k) => Object.hasOwn(labels, k));
     const svc = first(this.serviceKeys);
     if (svc !== undefined) out.vipguard_service = labels[svc];
-    else if (pair(OWN_LABELS.serviceAddress)) for (const k of OWN_LABELS.serviceAddress) out[k] = labels[k];
+    else if (pair(OWN_LABELS.serviceAddress)) {
+      for (const k of OWN_LABELS.serviceAddress) out[k] = labels[k];
+      // A TCP and a UDP service may share the address and port: the transport tells them apart.
+      if (Object.hasOwn(labels, 'network_transport')) out.network_transport = labels.network_transport;
+    }
     const dest = first(this.destinationKeys);
     if (dest !== undefined) out.backend = labels[dest];
     else if (pair(OWN_LABELS.destinationAddress)) for (const k of OWN_LABELS.destinationAddress) out[k] = labels[k];

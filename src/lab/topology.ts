@@ -20,6 +20,8 @@ export interface TopologyOptions {
   scheduler?: string;
   /** Also build the IPv6 side (fd00:200::/64 and the VIP6 service). Default true. */
   ipv6?: boolean;
+  /** Also UDP services on the VIPs at this port, each backend running dnsmasq there (see topology.sh). Default none. */
+  udpPort?: number;
   /** Where the fixture records what it created. Default /run/vipguard-topology (a tmpfs in the lab). */
   stateDir?: string;
 }
@@ -41,6 +43,8 @@ export interface Backend {
 export interface TopologyStatus {
   vip: Endpoint;
   vip6?: Endpoint;
+  /** the UDP services' port (same VIPs), when built with udpPort */
+  udpPort?: number;
   backends: Backend[];
 }
 
@@ -78,6 +82,7 @@ export class Topology {
     if (opts.vipPort !== undefined) args.push('--vip-port', String(opts.vipPort));
     if (opts.scheduler) args.push('--scheduler', opts.scheduler);
     if (opts.ipv6 === false) args.push('--no-ipv6');
+    if (opts.udpPort !== undefined) args.push('--udp', String(opts.udpPort));
     try {
       return new Topology(env, parseStatus(await topologySh(args, env)));
     } catch (err) {
@@ -127,16 +132,18 @@ export class Topology {
 export function parseStatus(text: string): TopologyStatus {
   let vip: Endpoint | undefined;
   let vip6: Endpoint | undefined;
+  let udpPort: number | undefined;
   const backends: Backend[] = [];
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f[0] === 'vip') vip = { host: f[1], port: Number(f[2]) };
     else if (f[0] === 'vip6') vip6 = { host: f[1], port: Number(f[2]) };
+    else if (f[0] === 'udp') udpPort = Number(f[1]);
     else if (f[0] === 'backend')
       backends.push({ name: f[1], ip: f[2], ip6: f[3] === '-' ? undefined : f[3], port: Number(f[4]), state: f.slice(5).join(' ') });
   }
   if (!vip) throw new Error(`topology: status had no vip line: ${JSON.stringify(text)}`);
-  return { vip, vip6, backends };
+  return { vip, vip6, udpPort, backends };
 }
 
 function topologySh(args: string[], env: NodeJS.ProcessEnv): Promise<string> {

@@ -99,7 +99,14 @@ export function authHeader(dir: string): Record<string, string> {
 }
 
 export async function vgStatus(vg: VipguardProcess): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const r = await fetch(`http://127.0.0.1:${vg.httpPort}/api/vipguard/status`, { headers: authHeader(vg.dir), signal: AbortSignal.timeout(20_000) });
+  const get = () => fetch(`http://127.0.0.1:${vg.httpPort}/api/vipguard/status`, { headers: authHeader(vg.dir), signal: AbortSignal.timeout(20_000) });
+  // fetch reuses a pooled keep-alive connection; when the server's keep-alive timeout closes it at the moment the
+  // request goes out, the request fails with "other side closed" (seen in the lab on 5.10, ~5 s after an earlier
+  // request). A status GET is idempotent: once more on a fresh connection.
+  const r = await get().catch((e: Error & { cause?: { code?: string; name?: string } }) => {
+    if (e.cause?.name === 'SocketError' || e.cause?.code === 'ECONNRESET') return get();
+    throw e;
+  });
   return r.json();
 }
 

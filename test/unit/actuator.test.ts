@@ -324,3 +324,34 @@ test('a probe that never settles does not stall recovery: it counts as failed af
   assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3);
   await act.stop({ restore: false });
 });
+
+test('a TCP and a UDP service on one address and port are kept apart: spans by network.transport, alerts by network_transport', async () => {
+  const { ipvs, clock, act } = setup(`
+services:
+  - { name: web, address: 10.99.0.1, port: 80 }
+  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp }
+actuator:
+  quarantine: { base: 10s, max: 1m }
+`);
+  const UDP: ServiceId = { ...SVC, protocol: 'udp' };
+  ipvs.add(UDP, [[v4('10.200.0.2', 80), 1], [v4('10.200.0.3', 80), 1], [v4('10.200.0.4', 80), 3]]);
+  await act.start();
+  const ambiguous = act.resolveTarget({ server_address: '10.99.0.1', server_port: '80', backend: '10.200.0.4:80' });
+  assert.ok(!ambiguous.ok && ambiguous.refusal === 'bad-target' && /web \(tcp\) and dns \(udp\).*network_transport/.test(ambiguous.error), JSON.stringify(ambiguous));
+  const udp = act.resolveTarget({ server_address: '10.99.0.1', server_port: '80', network_transport: 'udp', backend: '10.200.0.4:80' });
+  assert.ok(udp.ok && udp.service === 'dns', JSON.stringify(udp));
+  // A UDP span names the UDP service only: its destination is removed (held out), the TCP service's is untouched.
+  const s = span('10.200.0.4', 'unanswered', clock.wall());
+  act.ingestSpans([{ ...s, attributes: { ...s.attributes, 'network.transport': 'udp' } }]);
+  await act.idle();
+  await act.reconcile();
+  assert.equal(ipvs.weight('udp/10.99.0.1:80', '10.200.0.4:80'), undefined, 'the UDP destination removed');
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.4:80'), 3, 'the TCP one untouched');
+  assert.deepEqual(act.quarantines().map((r) => [r.service, r.destination, r.removedAs?.weight]), [['dns', '10.200.0.4:80', 3]]);
+  // A span without network.transport is TCP's (the receiver's spans before UDP existed).
+  act.ingestSpans([span('10.200.0.3', 'unanswered', clock.wall())]);
+  await act.idle();
+  await act.reconcile();
+  assert.equal(ipvs.weight('tcp/10.99.0.1:80', '10.200.0.3:80'), 0);
+  assert.equal(ipvs.weight('udp/10.99.0.1:80', '10.200.0.3:80'), 1);
+});

@@ -1,0 +1,187 @@
+// UDP quarantine on real IPVS (issue 13), with Debian's dnsmasq as three DNS backends behind a UDP virtual service
+// (scripts/lab/topology.sh --udp): each answers any name under vipguard.test with its own address, so every answer
+// says which backend a datagram reached.
+//
+// First the kernel facts the actuator builds on (src/actuator/holdout.ts), kept as a test because they decide the
+// mechanism: a UDP flow stays on its destination at weight 0; removing the destination moves it at its next
+// datagram with expire_nodest_conn=1. Then `vipguard run` on a watched UDP service: an alert removes the destination
+// (its flow moves, new lookups by an unmodified client — dig — never reach it), the restore adds it back exactly as
+// its owner made it (weight, thresholds, forwarding method), and so does a stop.
+import assert from 'node:assert/strict';
+import * as dgram from 'node:dgram';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { Topology } from '../../src/lab/topology';
+import { IpvsClient, parseService } from '../../src/actuator/ipvs';
+import type { Destination } from '../../src/actuator/ipvs/types';
+import { authHeader, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
+import { labConfig } from '../../src/lab/vipguard-process';
+import { waitFor, waitForAsync } from '../helpers';
+
+const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
+const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
+const EXPIRE = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
+const NAME = 'who.vipguard.test';
+const INTERVAL_MS = 50;
+
+/** A DNS query for NAME (type A, RD) with the given id. */
+function query(id: number): Buffer {
+  const labels = NAME.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
+  return Buffer.concat([Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), ...labels, Buffer.from([0, 0, 1, 0, 1])]);
+}
+
+/** The A record of dnsmasq's one-answer reply: its last four bytes. */
+const answerIp = (m: Buffer): string | undefined => (m.length >= 16 && m.readUInt16BE(6) === 1 ? [...m.subarray(m.length - 4)].join('.') : undefined);
+
+/**
+ * One client flow: a connected UDP socket (one source port, so one IPVS connection entry) asking every
+ * INTERVAL_MS, as a resolver library or a metrics shipper keeps one socket. Records who answered each query.
+ */
+class DnsFlow {
+  readonly sock = dgram.createSocket('udp4');
+  readonly answers: { id: number; at: number; from: string }[] = [];
+  sent = 0;
+  private timer?: NodeJS.Timeout;
+
+  static async open(host: string, port: number): Promise<DnsFlow> {
+    const f = new DnsFlow();
+    f.sock.on('message', (m) => { const from = answerIp(m); if (from) f.answers.push({ id: m.readUInt16BE(0), at: Date.now(), from }); });
+    f.sock.on('error', () => { /* an ICMP error on the connected socket: counted as no answer */ });
+    await new Promise<void>((r) => f.sock.connect(port, host, r));
+    f.timer = setInterval(() => { if (f.sent < 20_000) f.sock.send(query(++f.sent & 0xffff)); }, INTERVAL_MS);
+    return f;
+  }
+
+  get backend(): string | undefined { return this.answers.at(-1)?.from; }
+
+  /** Until `n` more answers arrived (bounded), then who gave them. */
+  async next(n: number, timeoutMs = 5000): Promise<string[]> {
+    const start = this.answers.length;
+    await waitFor(() => this.answers.length >= start + n, timeoutMs, `${n} DNS answers on one flow`);
+    return this.answers.slice(start, start + n).map((a) => a.from);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.sock.close();
+  }
+}
+
+/** dig, an unmodified client: one lookup from a fresh socket (a new flow), the answering backend or undefined. */
+function dig(vip: string, port: number): string | undefined {
+  try {
+    const out = execFileSync('dig', ['+short', '+tries=1', '+time=1', '-p', String(port), `@${vip}`, NAME], { encoding: 'utf8', timeout: 5000 });
+    return out.trim().split('\n').find((l) => /^\d+\.\d+\.\d+\.\d+$/.test(l));
+  } catch {
+    return undefined;
+  }
+}
+
+describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () => {
+  let topo: Topology;
+  let ipvs: IpvsClient;
+  let vg: VipguardProcess | undefined;
+  const flows: DnsFlow[] = [];
+  let expireBefore = '';
+  const svc = () => parseService(`udp/${topo.vip.host}:${topo.status.udpPort}`);
+  const ip = (name: string) => topo.backend(name).ip;
+  const dest = async (name: string): Promise<Destination | undefined> => (await ipvs.listDestinations(svc())).find((d) => d.id.address === ip(name));
+  /** a flow whose datagrams IPVS sends to backend `name` (rr: a few new sockets are enough) */
+  async function flowOn(name: string): Promise<DnsFlow> {
+    for (let i = 0; i < 8; i++) {
+      const f = await DnsFlow.open(topo.vip.host, topo.status.udpPort!);
+      flows.push(f);
+      await f.next(2);
+      if (f.backend === ip(name)) return f;
+    }
+    throw new Error(`no flow landed on ${name} in 8 tries`);
+  }
+
+  before(async () => {
+    expireBefore = fs.readFileSync(EXPIRE, 'utf8').trim();
+    topo = await Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false, udpPort: 53 });
+    ipvs = await IpvsClient.open();
+  });
+
+  afterEach(async (t) => {
+    if (vg && process.env.VIPGUARD_TEST_DEBUG) console.log(`--- vipguard log (${(t as { name?: string }).name}):\n${vg.lines.join('\n')}`);
+    await stopVipguard(vg);
+    vg = undefined;
+    for (const f of flows.splice(0)) f.close();
+    await topo.reset();
+    fs.writeFileSync(EXPIRE, expireBefore);
+  });
+
+  after(async () => {
+    ipvs?.close();
+    await topo?.down();
+  });
+
+  test('kernel: a UDP flow stays on its destination at weight 0, and moves at its next datagram once the destination is removed (expire_nodest_conn=1)', async () => {
+    fs.writeFileSync(EXPIRE, '1');
+    const f = await flowOn('b2');
+    const vip = `${topo.vip.host}:${topo.status.udpPort}`;
+    execFileSync('ipvsadm', ['-e', '-u', vip, '-r', `${ip('b2')}:53`, '-m', '-w', '0']);
+    const atZero = await f.next(10);
+    assert.deepEqual([...new Set(atZero)], [ip('b2')], `at weight 0 the flow kept going to b2 (${atZero})`);
+    const sentAtRemoval = f.sent;
+    execFileSync('ipvsadm', ['-d', '-u', vip, '-r', `${ip('b2')}:53`]);
+    const afterRemoval = await f.next(10);
+    assert.ok(!afterRemoval.includes(ip('b2')), `after the removal no answer came from b2 (${afterRemoval})`);
+    // Which query got the first answer from elsewhere: how many datagrams the move cost.
+    const first = f.answers.find((a) => a.from !== ip('b2') && a.id > (sentAtRemoval & 0xffff));
+    console.log(`# kernel ${KERNEL}: flow moved to ${first?.from} with query ${first ? first.id - sentAtRemoval : '?'} after the removal`);
+    assert.ok(first && first.id - sentAtRemoval <= 3, `the flow moved within 3 datagrams of the removal (query ${first && first.id - sentAtRemoval})`);
+  });
+
+  test('vipguard: an alert removes a watched UDP destination, its flow moves and dig never reaches it; it comes back exactly as it was, after the hold and on stop', async () => {
+    const vip = `${topo.vip.host}:${topo.status.udpPort}`;
+    // The owner's settings that must survive a removal: weight 3, thresholds, masquerading.
+    execFileSync('ipvsadm', ['-e', '-u', vip, '-r', `${ip('b2')}:53`, '-m', '-w', '3', '-x', '100', '-y', '10']);
+    const owner = await dest('b2');
+    assert.ok(owner && owner.weight === 3 && owner.upperThreshold === 100 && owner.lowerThreshold === 10);
+    const settings = (d: Destination | undefined) => d && { weight: d.weight, forward: d.forward, upperThreshold: d.upperThreshold, lowerThreshold: d.lowerThreshold };
+
+    vg = await startVipguard(labConfig({ address: topo.vip.host, port: topo.status.udpPort!, name: 'dns' }, {
+      services: [{ name: 'dns', address: topo.vip.host, port: topo.status.udpPort, protocol: 'udp', manage: false }],
+      actuator: { reconcileInterval: '500ms', quarantine: { base: '60s', max: '60s', probeBeforeRestore: false } },
+    }), { args: ['--only', 'actuator'] });
+    assert.equal(fs.readFileSync(EXPIRE, 'utf8').trim(), '1', 'vipguard sets expire_nodest_conn, which moves the flows of a removed destination');
+    const alert = async (name: string, resolved = false) => {
+      const labels = { alertname: name, vipguard_service: 'dns', vipguard_backend: `${ip('b2')}:53` };
+      const r = await fetch(`http://127.0.0.1:${vg!.httpPort}/api/v2/alerts`, {
+        method: 'POST', headers: { 'content-type': 'application/json', ...authHeader(vg!.dir) },
+        body: JSON.stringify([{ labels, ...(resolved ? { endsAt: new Date(Date.now() - 1000).toISOString() } : {}) }]),
+      });
+      assert.equal(r.status, 200, await r.text());
+    };
+    const f = await flowOn('b2');
+    const t0 = Date.now();
+    await alert('DnsDown');
+    await waitForAsync(async () => (await dest('b2')) === undefined, 5000, 'b2 removed from the UDP service');
+    const removedMs = Date.now() - t0;
+    const moved = await f.next(5);
+    assert.ok(!moved.includes(ip('b2')), `the flow on b2 moved (${moved})`);
+    const looked = Array.from({ length: 12 }, () => dig(topo.vip.host, topo.status.udpPort!));
+    assert.ok(looked.every((x) => x !== undefined && x !== ip('b2')), `every dig answered, none by b2: ${looked}`);
+    const st = (await vgStatus(vg)).services[0];
+    const b2 = st.destinations.find((d: { destination: string }) => d.destination === `${ip('b2')}:53`);
+    assert.equal(b2?.state, 'quarantined', `status lists the removed destination as quarantined: ${JSON.stringify(st)}`);
+    console.log(`# kernel ${KERNEL}: alert → b2 removed in ${removedMs} ms; its flow moved; 12 digs answered by ${[...new Set(looked)]}`);
+
+    // The alert resolves: the hold ends (unprobed here), and b2 is added back exactly as its owner made it.
+    await alert('DnsDown', true);
+    await waitForAsync(async () => (await dest('b2')) !== undefined, 10_000, 'b2 added back after the hold');
+    assert.deepEqual(settings(await dest('b2')), settings(owner), 'added back with the owner\'s weight, thresholds and forwarding method');
+    await waitFor(() => fs.existsSync(`${vg!.dir}/state.json`), 2000, 'state file');
+
+    // Quarantined again, then vipguard stops: it gives the destination back.
+    await alert('DnsDown');
+    await waitForAsync(async () => (await dest('b2')) === undefined, 5000, 'b2 removed again');
+    await stopVipguard(vg);
+    vg = undefined;
+    assert.deepEqual(settings(await dest('b2')), settings(owner), 'a stopped vipguard added it back as it was');
+    await sleep(100);
+  });
+});
