@@ -156,7 +156,7 @@ export class Vipguard {
     if (a.synTimeout.enabled) {
       const { SynTimeoutController } = await import('../actuator/synrto');
       this.synTimeout = new SynTimeoutController(a.synTimeout, { ...DEFAULT_DEADLINE, ...this.config.receiver.deadline }, this.log);
-      this.synTimeout.start(this.config.services);
+      this.synTimeout.start(tcpOnly(this.config.services));
     }
     const synTimeout = this.synTimeout;
     const { OtlpServer } = await import('../otlp/server');
@@ -208,13 +208,13 @@ export class Vipguard {
     this.scrapePort = await telemetry.listen();
     if (scrapeTls) this.log.info(`receiver: Prometheus endpoint: ${describeTls(scrapeTls)}`);
     receiver = new Receiver({
-      services: this.config.services, traceAll: r.traceAll, ringBufferBytes: r.ringBufferBytes,
+      services: tcpOnly(this.config.services), traceAll: r.traceAll, ringBufferBytes: r.ringBufferBytes,
       deadline: r.deadline.enabled ? { ...DEFAULT_DEADLINE, ...r.deadline } : false,
       sinks: [telemetry], onBatch: (n) => telemetry.countEvents(n),
     });
     this.receiver = receiver;
     for (const h of receiver.describeHooks()) this.log[h.active ? 'info' : 'warn'](`receiver: ${h.line}`);
-    this.log.info(`receiver: tracing ${r.traceAll ? 'every TCP connection' : this.config.services.map((s) => `${s.name}=${s.address}:${s.port}`).join(', ')}; ` +
+    this.log.info(`receiver: tracing ${r.traceAll ? 'every TCP connection' : tcpOnly(this.config.services).map((s) => `${s.name}=${s.address}:${s.port}`).join(', ') || 'no TCP service'}; ` +
       `OTLP to ${e.enabled ? e.endpoint : '(export disabled)'}${otlp ? ' and to the actuator in-process' : ''}` +
       `${r.prometheus.enabled ? `; Prometheus ${scrapeTls ? 'https' : 'http'}://${r.prometheus.listen}/metrics (port ${this.scrapePort})` : ''}`);
   }
@@ -286,9 +286,9 @@ export class Vipguard {
       c.actuator.tokenFile, c.actuator.allowLoopbackWithoutToken]);
     const restartNeeded = tlsRestart || restartKeys(next) !== restartKeys(this.config);
     this.config = next;
-    this.receiver?.setServices(next.services);
+    this.receiver?.setServices(tcpOnly(next.services));
     this.actuator?.setConfig(next);
-    this.synTimeout?.setServices(next.services);
+    this.synTimeout?.setServices(tcpOnly(next.services));
     this.http?.setAlertLabels(next.actuator.alertLabels);
     this.holdRefusals?.setServices(next.services.map(serviceIdOf));
     for (const renew of renewals) this.log.info(`reload: ${renew()}`);
@@ -400,4 +400,13 @@ export async function run(opts: RunOptions): Promise<void> {
   clearInterval(watcher);
   notify({ STOPPING: 1, STATUS: handover ? 'stopping for a restart: quarantines stay, detaching BPF' : 'stopping: giving back weights, detaching BPF' });
   await vg.stop({ handover });
+}
+
+/**
+ * The services the receiver traces and whose SYN timeout is tuned: TCP ones. The receiver does not trace UDP yet
+ * (issue 13): a UDP service's destinations are quarantined from alerts only, and its address and port must not
+ * label TCP connections to the same port.
+ */
+function tcpOnly<S extends { protocol: string }>(services: readonly S[]): S[] {
+  return services.filter((s) => s.protocol === 'tcp');
 }
