@@ -8,7 +8,6 @@
 //
 // This file wires them and keeps the one thing none of them can: what vipguard must still give back when it
 // stops owning a destination (a reload dropped it, a stop, a failed start) — invariant I3, "nothing forgotten".
-import * as net from 'node:net';
 import type { Config, QuarantinePolicy, ServiceConfig } from '../config/config';
 import type { FlatSpan } from '../otlp/model';
 import type { AlertSignal, AlertTarget, SignalVerdict } from './alerts';
@@ -49,27 +48,6 @@ export interface ActuatorDeps {
   initialRecords?: QuarantineRecord[];
   log?: Logger;
   events?: ActuatorEvents;
-}
-
-/**
- * Connects straight to the destination (not through the virtual service) and closes with an RST, not a FIN.
- *
- * Why the RST: a FIN close leaves this host a TIME_WAIT socket for 60 s on (local port P, destination). A client on
- * this host connecting to the virtual service may pick the same P (its own 4-tuple, with the VIP, is free), and
- * IPVS (NAT) may schedule it onto the probed destination: on the wire that is the TIME_WAIT's 4-tuple. TCP early
- * demux (ip_rcv_finish(), before IPVS translates the SYN-ACK's source back to the VIP at LOCAL_IN) hands the
- * SYN-ACK to the TIME_WAIT socket, which answers with an old ACK; the destination resets, the connect's SYN-ACK
- * is lost, and its retransmit ends in a 1 s delay or ECONNRESET. Seen in the lab on Debian 6.1 (benchmark of
- * 2026-12-06, and test/lab/probe.test.ts); keepalived's TCP_CHECK leaves the same TIME_WAITs.
- */
-export function tcpProbe(dest: DestinationId, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: dest.address, port: dest.port, timeout: timeoutMs });
-    const done = (ok: boolean) => { s.destroy(); resolve(ok); };
-    s.once('connect', () => { s.resetAndDestroy(); resolve(true); });
-    s.once('timeout', () => done(false));
-    s.once('error', () => done(false));
-  });
 }
 
 /** How long a service stays reported in panic after a signal was refused at its cap. */

@@ -77,7 +77,7 @@ export async function killListener(b: Backend): Promise<void> {
 }
 
 /** A direct connect to the backend, closed with an RST: a FIN would leave a TIME_WAIT on (port, backend) that can
- * capture the SYN-ACK of a client connect through the VIP from the same port (src/actuator/actuator.ts tcpProbe). */
+ * capture the SYN-ACK of a client connect through the VIP from the same port (src/actuator/probes.ts tcpProbe). */
 function accepts(ip: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host: ip, port });

@@ -11,7 +11,8 @@
 // most of the start-up time — are loaded after it (`await import`).
 import * as fs from 'node:fs';
 import { Config, ConfigError, loadConfig } from '../config/config';
-import { Actuator, tcpProbe } from '../actuator/actuator';
+import { Actuator } from '../actuator/actuator';
+import { probeDestination } from '../actuator/probes';
 import { IpvsClient } from '../actuator/ipvs';
 import { flattenSpans } from '../otlp/model';
 import { loadState, saveState } from '../actuator/state';
@@ -129,7 +130,7 @@ export class Vipguard {
     const state = loadState(a.stateFile, systemClock, maxHold);
     if (state.problem) this.log.warn(state.problem);
     this.actuator = new Actuator(this.config, {
-      ipvs: this.ipvs, probe: tcpProbe, initialRecords: state.records, log: this.log,
+      ipvs: this.ipvs, probe: probeDestination, initialRecords: state.records, log: this.log,
       saveState: (records) => saveState(a.stateFile, records, systemClock),
     });
     await this.actuator.start();

@@ -10,6 +10,7 @@ import { CONFIG_SCHEMA } from './schema';
 import { formatAddr, parseAddr } from '../common/addr';
 import { isLoopback } from '../common/token';
 import { TlsFileError, TlsFiles, loadTls } from '../common/tls';
+import { UdpProbeSpec, parseUdpProbeSpec } from '../actuator/udp-probe';
 
 export type Outcome = 'unanswered' | 'refused' | 'unreachable' | 'abandoned';
 
@@ -37,6 +38,8 @@ export interface ServiceConfig {
   address: string;
   port: number;
   protocol: 'tcp' | 'udp';
+  /** UDP: how a quarantined destination is probed before it is restored (src/actuator/udp-probe.ts) */
+  probe?: UdpProbeSpec;
   manage: boolean;
   scheduler: string;
   destinations?: DestinationConfig[];
@@ -239,6 +242,13 @@ function semanticIssues(raw: Raw, issues: { path: string; message: string }[], c
     names.set(s.name, i);
     const vip = `${s.protocol}/${canon(s.address)}:${s.port}`;
     if (vips.has(vip)) issues.push({ path: `${at}.address`, message: `${vip} is already services[${vips.get(vip)}]` });
+    if (s.probe !== undefined && s.protocol !== 'udp') {
+      issues.push({ path: `${at}.probe`, message: 'probe is for UDP services; a TCP destination is probed with a connect' });
+    } else if (s.probe !== undefined) {
+      try { parseUdpProbeSpec(s.probe); } catch (e) { issues.push({ path: `${at}.probe`, message: (e as Error).message }); }
+    } else if (s.protocol === 'udp' && (s.quarantine?.probeBeforeRestore ?? raw.actuator.quarantine?.probeBeforeRestore ?? true)) {
+      issues.push({ path: `${at}.probe`, message: 'a UDP service needs a restore probe — {dns: <name>} for DNS (any answer counts), {payload: <bytes>, expect: <bytes>}, or {silence: true} (the weakest: no ICMP error) — or quarantine.probeBeforeRestore: false' });
+    }
     if (s.protocol === 'udp' && raw.actuator.enabled && raw.actuator.expireNodestConn === false) {
       issues.push({ path: `${at}.protocol`, message: 'a UDP service needs actuator.expireNodestConn: true — a UDP destination is quarantined by removing it, and without expire_nodest_conn its flows would be black-holed instead of moved' });
     }
@@ -351,6 +361,7 @@ function build(raw: Raw): Config {
   return {
     services: raw.services.map((s: Raw) => ({
       name: s.name, address: canon(s.address), port: s.port, protocol: s.protocol,
+      ...(s.probe !== undefined ? { probe: parseUdpProbeSpec(s.probe) } : {}),
       manage: s.manage ?? s.destinations !== undefined, scheduler: s.scheduler,
       destinations: s.destinations?.map((d: Raw) => ({ address: canon(d.address), port: d.port, weight: d.weight, forward: d.forward })),
       quarantine: s.quarantine ? quarantinePolicy(s.quarantine, policy) : policy,

@@ -98,6 +98,16 @@ export const CONFIG_SCHEMA = {
             enum: ['tcp', 'udp'], default: 'tcp',
             description: 'The virtual service\'s protocol. A TCP and a UDP service may share an address and port (they are separate IPVS services). A UDP destination is quarantined by removing it (weight 0 does not move an existing UDP flow) and added back exactly as it was; this needs actuator.expireNodestConn.',
           },
+          probe: {
+            type: 'object', additionalProperties: false,
+            description: 'UDP services: how a quarantined destination is checked before it is restored, one of `{dns: <name>}` (a DNS query; any well-formed answer counts, NXDOMAIN included), `{payload: <bytes>, expect: <bytes>}` (a reply, containing `expect` if given; bytes as text or `hex:…`) or `{silence: true}` (no ICMP error within probeTimeout — the weakest: a dead host looks alive). Required for a UDP service unless probeBeforeRestore is false.',
+            properties: {
+              dns: { type: 'string', description: 'Host name to query (type A).' },
+              payload: { type: 'string', description: 'Bytes to send: text, or hex: followed by pairs of hex digits.' },
+              expect: { type: 'string', description: 'Bytes the reply must contain (with payload).' },
+              silence: { type: 'boolean', const: true, description: 'Success is no ICMP error within the timeout.' },
+            },
+          },
           manage: {
             type: 'boolean',
             description: 'true: vipguard creates the service and keeps its scheduler, destinations and weights as written here (declarative). false: the service is made by someone else; vipguard only changes the weights of its destinations for quarantine. Default: true when `destinations` is given.',

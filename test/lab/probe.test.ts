@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
-import { tcpProbe } from '../../src/actuator/actuator';
+import { tcpProbe } from '../../src/actuator/probes';
 import { waitFor } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;

@@ -5,8 +5,9 @@
 // First the kernel facts the actuator builds on (src/actuator/holdout.ts), kept as a test because they decide the
 // mechanism: a UDP flow stays on its destination at weight 0; removing the destination moves it at its next
 // datagram with expire_nodest_conn=1. Then `vipguard run` on a watched UDP service: an alert removes the destination
-// (its flow moves, new lookups by an unmodified client — dig — never reach it), the restore adds it back exactly as
-// its owner made it (weight, thresholds, forwarding method), and so does a stop.
+// (its flow moves, new lookups by an unmodified client — dig — never reach it); while its dnsmasq is dead the DNS
+// restore probe keeps it out; once it answers it is added back exactly as its owner made it (weight, thresholds,
+// forwarding method), and so is it on stop.
 import assert from 'node:assert/strict';
 import * as dgram from 'node:dgram';
 import { execFileSync } from 'node:child_process';
@@ -144,8 +145,8 @@ describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () =>
     const settings = (d: Destination | undefined) => d && { weight: d.weight, forward: d.forward, upperThreshold: d.upperThreshold, lowerThreshold: d.lowerThreshold };
 
     vg = await startVipguard(labConfig({ address: topo.vip.host, port: topo.status.udpPort!, name: 'dns' }, {
-      services: [{ name: 'dns', address: topo.vip.host, port: topo.status.udpPort, protocol: 'udp', manage: false }],
-      actuator: { reconcileInterval: '500ms', quarantine: { base: '60s', max: '60s', probeBeforeRestore: false } },
+      services: [{ name: 'dns', address: topo.vip.host, port: topo.status.udpPort, protocol: 'udp', manage: false, probe: { dns: NAME } }],
+      actuator: { reconcileInterval: '500ms', quarantine: { base: '60s', max: '60s', probeInterval: '300ms', probeTimeout: '500ms' } },
     }), { args: ['--only', 'actuator'] });
     assert.equal(fs.readFileSync(EXPIRE, 'utf8').trim(), '1', 'vipguard sets expire_nodest_conn, which moves the flows of a removed destination');
     const alert = async (name: string, resolved = false) => {
@@ -170,9 +171,16 @@ describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () =>
     assert.equal(b2?.state, 'quarantined', `status lists the removed destination as quarantined: ${JSON.stringify(st)}`);
     console.log(`# kernel ${KERNEL}: alert → b2 removed in ${removedMs} ms; its flow moved; 12 digs answered by ${[...new Set(looked)]}`);
 
-    // The alert resolves: the hold ends (unprobed here), and b2 is added back exactly as its owner made it.
+    // dnsmasq on b2 dies (ICMP port unreachable) and the alert resolves: the hold ends, but the DNS probe is refused,
+    // so b2 stays out; once it answers again it is added back exactly as its owner made it.
+    await topo.set('b2', 'refuse');
     await alert('DnsDown', true);
-    await waitForAsync(async () => (await dest('b2')) !== undefined, 10_000, 'b2 added back after the hold');
+    await sleep(2000);
+    assert.equal(await dest('b2'), undefined, 'a refusing backend is not restored: its DNS probe fails');
+    await topo.set('b2', 'healthy');
+    const healthyAt = Date.now();
+    await waitForAsync(async () => (await dest('b2')) !== undefined, 10_000, 'b2 added back once its DNS probe answers');
+    console.log(`# kernel ${KERNEL}: b2 answering again → added back in ${Date.now() - healthyAt} ms`);
     assert.deepEqual(settings(await dest('b2')), settings(owner), 'added back with the owner\'s weight, thresholds and forwarding method');
     await waitFor(() => fs.existsSync(`${vg!.dir}/state.json`), 2000, 'state file');
 

@@ -48,7 +48,7 @@ const CONFIGS: Record<string, string> = {
   both: `
 services:
   - { name: web, address: 10.99.0.1, port: 80 }
-  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp }
+  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp, probe: { silence: true } }
   - name: api
     address: 10.99.0.2
     port: 8080
@@ -64,7 +64,7 @@ services:
     port: 80
     manage: false
     destinations: [{ address: 10.200.0.2, port: 80 }, { address: 10.200.0.3, port: 80 }]
-  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp, manage: false, destinations: [{ address: 10.200.0.2, port: 80 }, { address: 10.200.0.6, port: 80 }] }
+  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp, probe: { dns: probe.test }, manage: false, destinations: [{ address: 10.200.0.2, port: 80 }, { address: 10.200.0.6, port: 80 }] }
   - name: api
     address: 10.99.0.2
     port: 8080
@@ -75,7 +75,7 @@ services:
   webOnlyCapAll: `
 services:
   - { name: web, address: 10.99.0.1, port: 80, quarantine: { maxQuarantined: "100%" } }
-  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp, quarantine: { maxQuarantined: "100%" } }
+  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp, probe: { payload: "hex:00 01", expect: ok }, quarantine: { maxQuarantined: "100%" } }
 `,
   apiOnlyCap2: `
 services:

@@ -329,7 +329,7 @@ test('a TCP and a UDP service on one address and port are kept apart: spans by n
   const { ipvs, clock, act } = setup(`
 services:
   - { name: web, address: 10.99.0.1, port: 80 }
-  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp }
+  - { name: dns, address: 10.99.0.1, port: 80, protocol: udp, probe: { dns: example.org } }
 actuator:
   quarantine: { base: 10s, max: 1m }
 `);

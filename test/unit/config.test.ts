@@ -83,6 +83,31 @@ actuator:
   ]);
 });
 
+test('UDP services: next to a TCP one on the same address and port, with a restore probe, and expire_nodest_conn', () => {
+  const c = parseConfig(`services:
+  - { name: web, address: 10.99.0.1, port: 53 }
+  - { name: dns, address: 10.99.0.1, port: 53, protocol: udp, probe: { dns: example.org } }
+  - { name: logs, address: 10.99.0.1, port: 514, protocol: udp, probe: { payload: "hex:00 01", expect: ok } }
+  - { name: quiet, address: 10.99.0.1, port: 9999, protocol: udp, quarantine: { probeBeforeRestore: false } }
+`);
+  assert.deepEqual(c.services.map((s) => [s.name, s.protocol, s.probe?.kind]), [['web', 'tcp', undefined], ['dns', 'udp', 'dns'], ['logs', 'udp', 'payload'], ['quiet', 'udp', undefined]]);
+  assert.deepEqual(problems(`services:
+  - { name: dns, address: 10.99.0.1, port: 53, protocol: udp }
+  - { name: dns2, address: 10.99.0.1, port: 53, protocol: udp, probe: { silence: true } }
+  - { name: web, address: 10.99.0.1, port: 80, probe: { dns: example.org } }
+  - { name: bad, address: 10.99.0.2, port: 53, protocol: udp, probe: { dns: example.org, silence: true } }
+actuator: { expireNodestConn: false }
+`), [
+    '2:5 services[0].probe: a UDP service needs a restore probe — {dns: <name>} for DNS (any answer counts), {payload: <bytes>, expect: <bytes>}, or {silence: true} (the weakest: no ICMP error) — or quarantine.probeBeforeRestore: false',
+    '2:58 services[0].protocol: a UDP service needs actuator.expireNodestConn: true — a UDP destination is quarantined by removing it, and without expire_nodest_conn its flows would be black-holed instead of moved',
+    '3:28 services[1].address: udp/10.99.0.1:53 is already services[0]',
+    '3:59 services[1].protocol: a UDP service needs actuator.expireNodestConn: true — a UDP destination is quarantined by removing it, and without expire_nodest_conn its flows would be black-holed instead of moved',
+    '4:55 services[2].probe: probe is for UDP services; a TCP destination is probed with a connect',
+    '5:58 services[3].protocol: a UDP service needs actuator.expireNodestConn: true — a UDP destination is quarantined by removing it, and without expire_nodest_conn its flows would be black-holed instead of moved',
+    '5:70 services[3].probe: UDP probe has "dns" and "silence", only one may be given: expected {dns: <host name>}, {payload: <bytes>, expect?: <bytes>} or {silence: true}, where <bytes> is text or hex:<pairs of hex digits>',
+  ]);
+});
+
 test('the token: a file beside the state file by default, loopback without one only on request, generic alert labels only when listed', () => {
   const c = parseConfig('services: [{ name: web, address: 10.99.0.1, port: 80 }]\nactuator: { stateFile: /srv/vg/state.json }\n');
   assert.equal(c.actuator.tokenFile, '/srv/vg/token');
