@@ -483,6 +483,50 @@ export interface ParseOptions {
    * file (`status`, `trace`), whose user may rightly be unable to read a key private to vipguard's user.
    */
   tlsFiles?: boolean;
+  /** where the standard OTEL_EXPORTER_OTLP_* variables are read from (default: this process's environment) */
+  env?: NodeJS.ProcessEnv;
+}
+
+const DEFAULT_OTLP_ENDPOINT = '127.0.0.1:4317';
+
+/**
+ * The standard OTLP exporter variables, under what the file writes (the file wins, setting by setting):
+ * OTEL_EXPORTER_OTLP_ENDPOINT (a URL; its scheme says plaintext or TLS), OTEL_EXPORTER_OTLP_INSECURE and
+ * OTEL_EXPORTER_OTLP_HEADERS (key=value pairs, comma-separated, values URL-encoded). The TLS file variables are read
+ * by the exporter itself (src/telemetry/export.ts). Signal-specific forms (…_TRACES_ENDPOINT) are not: vipguard
+ * sends traces and metrics to one endpoint.
+ */
+function applyOtlpEnv(e: Raw, env: NodeJS.ProcessEnv, issues: { path: string; message: string }[]): void {
+  const url = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  if (e.endpoint === undefined && url) {
+    let u: URL | undefined;
+    try { u = new URL(url); } catch { /* reported below */ }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || !u.hostname || (u.pathname !== '/' && u.pathname !== '')) {
+      issues.push({ path: 'receiver.export.endpoint', message: `OTEL_EXPORTER_OTLP_ENDPOINT=${JSON.stringify(url.slice(0, 200))} is not an OTLP/gRPC endpoint URL: expected http://HOST:PORT (plaintext) or https://HOST:PORT (TLS) — or write receiver.export.endpoint in the file` });
+    } else {
+      e.endpoint = `${u.hostname}:${u.port || '4317'}`;
+      if (u.protocol === 'https:' && e.insecure === undefined && !e.tls) e.insecure = false;
+    }
+  }
+  const insecure = env.OTEL_EXPORTER_OTLP_INSECURE?.trim().toLowerCase();
+  if (e.insecure === undefined && !e.tls && (insecure === 'true' || insecure === 'false')) e.insecure = insecure === 'true';
+  const headers = env.OTEL_EXPORTER_OTLP_HEADERS?.trim();
+  if (headers) {
+    const fromEnv: Record<string, string> = {};
+    for (const part of headers.split(',')) {
+      const eq = part.indexOf('=');
+      const key = eq > 0 ? part.slice(0, eq).trim() : '';
+      let value: string | undefined;
+      try { value = eq > 0 ? decodeURIComponent(part.slice(eq + 1).trim()) : undefined; } catch { /* reported below */ }
+      if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(key) || value === undefined) {
+        issues.push({ path: 'receiver.export.headers', message: `OTEL_EXPORTER_OTLP_HEADERS: ${JSON.stringify(part.slice(0, 80))} is not key=value (expected key=value pairs separated by commas, values URL-encoded)` });
+        continue;
+      }
+      fromEnv[key.toLowerCase()] = value;
+    }
+    e.headers = { ...fromEnv, ...e.headers };
+  }
+  e.endpoint ??= DEFAULT_OTLP_ENDPOINT;
 }
 
 export function parseConfig(text: string, source = 'config', opts: ParseOptions = {}): Config {
@@ -561,6 +605,7 @@ export function parseConfig(text: string, source = 'config', opts: ParseOptions 
   }
   const sem: { path: string; message: string }[] = [];
   durationIssues(CONFIG_SCHEMA as Raw, data, '', sem);
+  applyOtlpEnv((data as Raw).receiver.export, opts.env ?? process.env, sem);
   semanticIssues(data as Raw, sem, opts.tlsFiles ?? true);
   if (sem.length) {
     throw new ConfigError(source, sem.map((i) => located(i.path, '/' + i.path.replace(/\[(\d+)\]/g, '.$1').split('.').join('/'), i.message)).sort(byPosition));

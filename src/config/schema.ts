@@ -162,7 +162,7 @@ export const CONFIG_SCHEMA = {
           description: 'OTLP/gRPC export, normally to the collector sidecar.',
           properties: {
             enabled: { type: 'boolean', default: true },
-            endpoint: { type: 'string', pattern: '^[^\\s/]+:[0-9]{1,5}$', default: '127.0.0.1:4317', description: 'HOST:PORT of the OTLP/gRPC endpoint.' },
+            endpoint: { type: 'string', pattern: '^[^\\s/]+:[0-9]{1,5}$', description: 'HOST:PORT of the OTLP/gRPC endpoint. Default: the standard `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set (a URL: `http://` plaintext, `https://` TLS; `OTEL_EXPORTER_OTLP_INSECURE=true` is plaintext too), else `127.0.0.1:4317`. `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,…`, values URL-encoded) adds to `headers`; a setting written in the file wins.' },
             insecure: { type: 'boolean', description: 'Plaintext gRPC. Default: true without `tls`, false with it. `insecure: false` without `tls` uses TLS with the files of the standard `OTEL_EXPORTER_OTLP_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `OTEL_EXPORTER_OTLP_CLIENT_KEY` variables (or their `_TRACES_`/`_METRICS_` forms), else the system\'s CAs. Written `true`, it is also the opt-in to send a `tokenFile` or `authorization` header in clear to an endpoint beyond loopback.' },
             tls: {
               type: 'object', additionalProperties: false,

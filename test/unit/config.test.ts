@@ -125,3 +125,30 @@ test('YAML syntax errors and a missing services list', () => {
   assert.deepEqual(problems('receiver: {}\n'), ['1:1 services: missing (required)']);
   assert.deepEqual(problems(''), ['- services: missing (required)']);
 });
+
+test('the standard OTEL_EXPORTER_OTLP_* variables: under what the file writes, with a clear error when malformed', () => {
+  const exp = (yaml: string, env: NodeJS.ProcessEnv) => parseConfig(`services: []\n${yaml}`, 'x', { env }).receiver.export;
+  assert.deepEqual(exp('', {}), { ...exp('', {}), endpoint: '127.0.0.1:4317', insecure: true }, 'no variables: the sidecar on loopback');
+  const https = exp('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example:4317', OTEL_EXPORTER_OTLP_HEADERS: 'x-tenant=a%20b, Api-Key=k1' });
+  assert.deepEqual([https.endpoint, https.insecure, https.headers], ['collector.example:4317', false, { 'x-tenant': 'a b', 'api-key': 'k1' }]);
+  const http = exp('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://[::1]' });
+  assert.deepEqual([http.endpoint, http.insecure], ['[::1]:4317', true], 'http:// is plaintext; the port defaults to 4317');
+  const written = exp('receiver: { export: { endpoint: 127.0.0.1:14317, headers: { api-key: file } } }',
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example:4317', OTEL_EXPORTER_OTLP_HEADERS: 'api-key=env,x-more=1' });
+  assert.deepEqual([written.endpoint, written.insecure, written.headers], ['127.0.0.1:14317', true, { 'api-key': 'file', 'x-more': '1' }], 'the file wins, key by key');
+  assert.equal(exp('', { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://c.example:4317', OTEL_EXPORTER_OTLP_INSECURE: 'true' }).insecure, false, 'the URL\'s scheme decides before INSECURE');
+  assert.equal(exp('', { OTEL_EXPORTER_OTLP_INSECURE: 'false' }).insecure, false);
+  const bad = (env: NodeJS.ProcessEnv, yaml = '') => {
+    try { parseConfig(`services: []\n${yaml}`, 'x', { env }); } catch (e) { return (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`); }
+    return [];
+  };
+  assert.deepEqual(bad({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4317' }), [
+    'receiver.export.endpoint: OTEL_EXPORTER_OTLP_ENDPOINT="collector:4317" is not an OTLP/gRPC endpoint URL: expected http://HOST:PORT (plaintext) or https://HOST:PORT (TLS) — or write receiver.export.endpoint in the file',
+  ]);
+  assert.deepEqual(bad({ OTEL_EXPORTER_OTLP_HEADERS: 'ok=1,broken' }), [
+    'receiver.export.headers: OTEL_EXPORTER_OTLP_HEADERS: "broken" is not key=value (expected key=value pairs separated by commas, values URL-encoded)',
+  ]);
+  // A token sent in clear beyond loopback because of a variable is refused like one written in the file.
+  assert.match(bad({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4317' }, 'receiver: { export: { tokenFile: /run/t } }').join('\n'),
+    /^receiver\.export\.endpoint: collector\.example:4317 is not loopback and the export is plaintext/);
+});

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { REPO_ROOT } from '../../src/common/paths';
 import { CONFIG_SCHEMA } from '../../src/config/schema';
+import { parseConfig } from '../../src/config/config';
 import { ComponentKind, builtComponents, collectorBinary, validateConfig } from '../../src/lab/collector';
 
 const KINDS: ComponentKind[] = ['receivers', 'processors', 'exporters', 'connectors', 'extensions'];
@@ -107,7 +108,7 @@ test('wiring: the receiver exports where the collector listens, the actuator lis
   const schema = CONFIG_SCHEMA.properties;
   // `${env:VIPGUARD_OTLP_LISTEN:-127.0.0.1:4317}`: its default is vipguard's, the Kubernetes sidecar sets its own.
   const listen = /^\$\{env:VIPGUARD_OTLP_LISTEN:-(\S+)\}$/.exec(collector.receivers.otlp.protocols.grpc.endpoint);
-  assert.equal(listen?.[1], schema.receiver.properties.export.properties.endpoint.default);
+  assert.equal(listen?.[1], parseConfig('services: []\n', 'default', { env: {} }).receiver.export.endpoint);
   assert.equal(collector.exporters['otlp_grpc/actuator'].endpoint, schema.actuator.properties.otlpListen.default);
   assert.equal(collector.exporters['otlp_grpc/actuator'].tls.insecure, true, 'vipguard\'s OTLP endpoint is plaintext on loopback');
   assert.equal(collector.receivers.otlp.protocols.http, undefined, 'no OTLP/HTTP port opened for nothing');
