@@ -492,6 +492,8 @@ export class Actuator implements AlertTarget {
             const q = quarantined(r);
             return {
               destination: d.key, owned: owned.has(d.key), weight: d.weight, activeConns: d.activeConns, inactiveConns: d.inactiveConns,
+              // held out by removal (UDP): not in the kernel's table until it is added back
+              ...(k?.removed?.has(d.key) ? { removed: true } : {}),
               state: q ? (probing(r, now) ? 'probing' : 'quarantined') : r?.pendingRestore ? 'restoring' : 'healthy',
               until: q ? this.wallDate(r!.holdUntil).toISOString() : undefined, level: r?.level, reasons: r?.reasons, source: q ? r!.source : undefined,
             };

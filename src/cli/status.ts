@@ -9,6 +9,8 @@ import { readTokenFile, TOKEN_ENV } from '../common/token-file';
 
 interface DestStatus {
   destination: string; owned: boolean; weight: number; activeConns: number; inactiveConns: number;
+  /** held out by removal (a UDP destination): absent from the kernel until it is added back */
+  removed?: boolean;
   state: string; until?: string; level?: number; reasons?: string[];
   /** which input the quarantine came from (rule, alertmanager, webhook) */
   source?: string;
@@ -154,7 +156,8 @@ export function renderStatus(s: Status, timeZone?: string): string {
     for (const d of svc.destinations) {
       const until = d.until ? ` until ${localTime(d.until, timeZone)} (level ${d.level}${d.source ? `, from ${d.source}` : ''})` : '';
       const why = d.reasons?.length && d.state !== 'healthy' ? `  why: ${d.reasons[d.reasons.length - 1]}` : '';
-      out.push(`  ${d.destination.padEnd(24)} weight ${String(d.weight).padStart(3)}  ${d.state}${until}` +
+      const weight = d.removed ? 'removed   ' : `weight ${String(d.weight).padStart(3)}`;
+      out.push(`  ${d.destination.padEnd(24)} ${weight}  ${d.state}${until}` +
         `  conns ${d.activeConns}/${d.inactiveConns}${d.owned ? '' : '  (not owned)'}${why}`);
     }
   }
