@@ -240,33 +240,37 @@ EOF
     fi
   done
 
-  ipvsadm -A -t "$VIP:$VPORT" -s "$SCHED"
-  echo "$VIP:$VPORT" >"$STATE/ipvs4"
-  if [[ $IPV6 == 1 ]]; then
-    ipvsadm -A -t "[$VIP6]:$VPORT" -s "$SCHED"
-    echo "[$VIP6]:$VPORT" >"$STATE/ipvs6"
-  fi
-  for ((n = 1; n <= COUNT; n++)); do
-    ipvsadm -a -t "$VIP:$VPORT" -r "$(ip4_of "$n"):$PORT" -m -w 1
-    if [[ $IPV6 == 1 ]]; then ipvsadm -a -t "[$VIP6]:$VPORT" -r "[$(ip6_of "$n")]:$PORT" -m -w 1; fi
-  done
-  if [[ ${UDP:-0} != 0 ]]; then
-    ipvsadm -A -u "$VIP:$UDP" -s "$SCHED"
-    echo "$VIP:$UDP" >"$STATE/ipvsu4"
-    if [[ $IPV6 == 1 ]]; then
-      ipvsadm -A -u "[$VIP6]:$UDP" -s "$SCHED"
-      echo "[$VIP6]:$UDP" >"$STATE/ipvsu6"
-    fi
-    for ((n = 1; n <= COUNT; n++)); do
-      ipvsadm -a -u "$VIP:$UDP" -r "$(ip4_of "$n"):$UDP" -m -w 1
-      if [[ $IPV6 == 1 ]]; then ipvsadm -a -u "[$VIP6]:$UDP" -r "[$(ip6_of "$n")]:$UDP" -m -w 1; fi
-    done
-  fi
+  ipvs_services -t "$VPORT" "$PORT" ipvs
+  if [[ ${UDP:-0} != 0 ]]; then ipvs_services -u "$UDP" "$UDP" ipvsu; fi
 
   for ((n = 1; n <= COUNT; n++)); do
     if [[ ${states[n - 1]} == slow ]]; then set_backend "b$n" slow 200; else set_backend "b$n" "${states[n - 1]}"; fi
   done
   cmd_status
+}
+
+ipvs_services() { # -t|-u VPORT RPORT STATE-NAME — the virtual services (v4, v6) with every backend at weight 1
+  local proto=$1 vport=$2 rport=$3 n
+  ipvsadm -A "$proto" "$VIP:$vport" -s "$SCHED"
+  echo "$VIP:$vport" >"$STATE/${4}4"
+  if [[ $IPV6 == 1 ]]; then
+    ipvsadm -A "$proto" "[$VIP6]:$vport" -s "$SCHED"
+    echo "[$VIP6]:$vport" >"$STATE/${4}6"
+  fi
+  for ((n = 1; n <= COUNT; n++)); do
+    ipvsadm -a "$proto" "$VIP:$vport" -r "$(ip4_of "$n"):$rport" -m -w 1
+    if [[ $IPV6 == 1 ]]; then ipvsadm -a "$proto" "[$VIP6]:$vport" -r "[$(ip6_of "$n")]:$rport" -m -w 1; fi
+  done
+}
+
+ipvs_weight() { # -t|-u VPORT RPORT N W — ensure-style: a destination a test (or a managed service) removed is added back
+  local proto=$1 vport=$2 rport=$3 n=$4 w=$5
+  ipvsadm -e "$proto" "$VIP:$vport" -r "$(ip4_of "$n"):$rport" -m -w "$w" 2>/dev/null ||
+    ipvsadm -a "$proto" "$VIP:$vport" -r "$(ip4_of "$n"):$rport" -m -w "$w"
+  if [[ $IPV6 == 1 ]]; then
+    ipvsadm -e "$proto" "[$VIP6]:$vport" -r "[$(ip6_of "$n")]:$rport" -m -w "$w" 2>/dev/null ||
+      ipvsadm -a "$proto" "[$VIP6]:$vport" -r "[$(ip6_of "$n")]:$rport" -m -w "$w"
+  fi
 }
 
 cmd_down() {
@@ -290,24 +294,12 @@ cmd_down() {
   rm -rf "$STATE"
 }
 
-cmd_weight() { # NAME W — ensure-style: a destination a test (or a managed service) removed is added back
+cmd_weight() { # NAME W — in the TCP service, and in the UDP one when there is one
   local n
   n=$(backend_index "$1")
   [[ "$2" =~ ^[0-9]+$ ]] || die "weight must be a number >= 0, got '$2'"
-  ipvsadm -e -t "$VIP:$VPORT" -r "$(ip4_of "$n"):$PORT" -m -w "$2" 2>/dev/null ||
-    ipvsadm -a -t "$VIP:$VPORT" -r "$(ip4_of "$n"):$PORT" -m -w "$2"
-  if [[ $IPV6 == 1 ]]; then
-    ipvsadm -e -t "[$VIP6]:$VPORT" -r "[$(ip6_of "$n")]:$PORT" -m -w "$2" 2>/dev/null ||
-      ipvsadm -a -t "[$VIP6]:$VPORT" -r "[$(ip6_of "$n")]:$PORT" -m -w "$2"
-  fi
-  if [[ ${UDP:-0} != 0 ]]; then
-    ipvsadm -e -u "$VIP:$UDP" -r "$(ip4_of "$n"):$UDP" -m -w "$2" 2>/dev/null ||
-      ipvsadm -a -u "$VIP:$UDP" -r "$(ip4_of "$n"):$UDP" -m -w "$2"
-    if [[ $IPV6 == 1 ]]; then
-      ipvsadm -e -u "[$VIP6]:$UDP" -r "[$(ip6_of "$n")]:$UDP" -m -w "$2" 2>/dev/null ||
-        ipvsadm -a -u "[$VIP6]:$UDP" -r "[$(ip6_of "$n")]:$UDP" -m -w "$2"
-    fi
-  fi
+  ipvs_weight -t "$VPORT" "$PORT" "$n" "$2"
+  if [[ ${UDP:-0} != 0 ]]; then ipvs_weight -u "$UDP" "$UDP" "$n" "$2"; fi
 }
 
 cmd_status() {
