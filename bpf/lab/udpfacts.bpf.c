@@ -395,3 +395,19 @@ int BPF_PROG(uf_recv_length, struct sock *sk, int ret, int flags)
 	on_sock(UF_RECV_LEN, sk, ret);
 	return 0;
 }
+
+/* The end of a UDP socket (sk_common_release() -> sk_prot->destroy), while its ports are still set: where a
+ * per-socket table keyed by the socket's address can drop its entry — UDP has no state tracepoint to do it. */
+SEC("fentry/udp_destroy_sock")
+int BPF_PROG(uf_udp_destroy_sock, struct sock *sk)
+{
+	on_sock(UF_DESTROY, sk, 0);
+	return 0;
+}
+
+SEC("fentry/udpv6_destroy_sock")
+int BPF_PROG(uf_udpv6_destroy_sock, struct sock *sk)
+{
+	on_sock(UF_DESTROY, sk, 0);
+	return 0;
+}

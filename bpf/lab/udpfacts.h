@@ -23,6 +23,7 @@ enum udpf_hook {
 	UF_RECV_LEN,        /* tp_btf sock_recv_length (6.3+): ret = recvmsg's result */
 	UF_ICMP_ERR_KPROBE, /* kprobe __udp4_lib_err / __udp6_lib_err: as UF_ICMP_ERR */
 	UF_UDPV6_ERR,       /* fentry udpv6_err (6 arguments; in BTF from 6.1): as UF_ICMP_ERR */
+	UF_DESTROY,         /* fentry udp_destroy_sock / udpv6_destroy_sock: the socket is closed; peer as for sends */
 	UF__MAX,
 };
 

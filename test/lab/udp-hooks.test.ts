@@ -15,10 +15,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { BpfObject, openBpfObject } from '../../src/native/bpf';
+import { BpfObject, LibbpfError, openBpfObject } from '../../src/native/bpf';
 import { bpfObjectPath } from '../../src/common/paths';
 import { cgroup2Root } from '../../src/common/cgroup';
 import { DNS_PORT, UdpFlow, UdpTopology, VIP4, VIP6, dig } from './udp-lab';
+import { waitFor } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS, kprobes and fentry: runs inside the lab VM';
@@ -26,7 +27,7 @@ const DEBUG = !!process.env.VIPGUARD_TEST_DEBUG;
 
 /** enum udpf_hook in bpf/lab/udpfacts.h, in order. */
 const HOOKS = ['ipvs_conn', 'send_fentry', 'send_fexit', 'send_kprobe', 'cg_egress', 'cg_ingress', 'enqueue', 'icmp_err',
-  'err_report', 'send_len', 'recv_len', 'icmp_err_kprobe', 'udpv6_err'] as const;
+  'err_report', 'send_len', 'recv_len', 'icmp_err_kprobe', 'udpv6_err', 'destroy'] as const;
 type Hook = (typeof HOOKS)[number];
 const SEEN_SIZE = 72; // UDPF_SEEN_SIZE
 
@@ -189,7 +190,7 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
     assert.deepEqual([...facts.refused.keys()], want.refused, `attaches ${KERNEL} refuses`);
     for (const [p, e] of facts.refused) assert.match(e, p === 'uf_udpv6_err' ? /busy/i : /Unknown error 524/, `${p} refused with the error seen before`);
     for (const p of ['uf_ip_vs_conn_new', 'uf_udp_sendmsg', 'uf_udp_sendmsg_exit', 'uf_udpv6_sendmsg', 'uf_udpv6_sendmsg_exit', 'uf_udp_sendmsg_kprobe',
-      'uf_cg_egress', 'uf_cg_ingress', 'uf_enqueue', 'uf_udp4_err', 'uf_udp4_err_kprobe', 'uf_udp6_err_kprobe']) {
+      'uf_cg_egress', 'uf_cg_ingress', 'uf_enqueue', 'uf_udp4_err', 'uf_udp4_err_kprobe', 'uf_udp6_err_kprobe', 'uf_udp_destroy_sock', 'uf_udpv6_destroy_sock']) {
       assert.ok(facts.attached.includes(p), `${p} attached on ${KERNEL}`);
     }
   });
@@ -246,9 +247,42 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
       assert.equal(s.icmp_err, undefined, 'no ICMP error for a healthy flow');
       assert.equal(s.err_report, undefined, 'no error report for a healthy flow');
       flow.close();
+      await waitFor(() => facts.of(family, flow.localPort).destroy !== undefined, 3000, `udp destroy of ${flow.localPort}`);
+      const d = facts.of(family, flow.localPort).destroy!;
+      assert.equal(d.count, 1, 'the socket was destroyed once, on close');
+      assert.equal(d.peer, vip, 'still naming its flow (addresses and ports set) when destroyed');
     }
     assert.equal(new Set(dests.slice(0, 3)).size, 3, `rr spreads three new IPv4 flows over three backends: ${dests}`);
     assert.equal(calls1.ipvs_conn - calls0.ipvs_conn, flows.length, `ip_vs_conn_new ran ${flows.length} times for ${flows.length * QUERIES} datagrams`);
+  });
+
+  test('per-flow counts without an event per datagram: the socket\'s own storage, from fentry and cgroup_skb (6.1+; 5.10 refuses it to fentry)', async () => {
+    const obj = openBpfObject(bpfObjectPath('lab/udpflows'));
+    try {
+      if (KERNEL === '5.10') {
+        // bpf_sk_storage_get() in tracing programs arrived in 5.11 (commit 8e4597c627fb).
+        assert.throws(() => obj.load(), (e: LibbpfError) => /sk_storage_get/.test(`${e.message}\n${e.logTail ?? ''}`),
+          'the verifier refuses bpf_sk_storage_get in fentry on 5.10');
+        return;
+      }
+      obj.load();
+      obj.attach('uflow_udp_sendmsg');
+      obj.attach('uflow_udpv6_sendmsg');
+      obj.attach('uflow_ingress', { cgroup: cgroup2Root()! });
+      for (const vip of [VIP4, VIP6]) {
+        const flow = await UdpFlow.open(vip);
+        for (let i = 0; i < 3; i++) assert.match((await flow.exchange(0x500 + i, 3000)).result, /^10\.201\.0\.\d+$/);
+        const key = Buffer.alloc(4);
+        key.writeInt32LE(flow.fd);
+        const v = obj.mapLookup('flows', key);
+        flow.close();
+        assert.ok(v, `socket storage for flow ${flow.localPort}`);
+        assert.deepEqual({ sent: Number(v.readBigUInt64LE(0)), received: Number(v.readBigUInt64LE(8)) }, { sent: 3, received: 3 },
+          `${vip}: three datagrams out (fentry) and three back (cgroup_skb ingress), counted in the socket`);
+      }
+    } finally {
+      obj.close();
+    }
   });
 
   test('2: cgroup_skb egress does see a datagram sent straight to a backend (the hook works; IPVS hides the NATed ones)', async () => {

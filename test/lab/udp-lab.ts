@@ -210,6 +210,13 @@ export class UdpFlow {
     return x;
   }
 
+  /** The socket's file descriptor: the key of a BPF socket-storage map for this socket. */
+  get fd(): number {
+    const fd = (this.sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    assert.ok(typeof fd === 'number' && fd >= 0, 'a UDP socket with a file descriptor');
+    return fd;
+  }
+
   close(): void {
     this.sock.close();
   }
