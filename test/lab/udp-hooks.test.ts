@@ -68,10 +68,10 @@ const OPTIONAL: Record<string, string> = {
 
 /**
  * Does an ICMPv6 port unreachable for a NATed IPv6 flow reach the client's socket? Not on Debian 5.10 and 6.1: it
- * arrives on the client's interface (Ip6InReceives) but IPVS drops it at LOCAL_IN, before icmpv6_rcv (no Icmp6InMsgs)
- * — handle_response_icmp() validates the ICMPv6 checksum without the IPv6 pseudo-header when the device has not
- * (veth here), fixed upstream by "ipvs: fix the checksum validations" (Julian Anastasov, 2026-07, Fixes: 2a3b791e6e11);
- * Debian's 6.12 delivers it. So on those kernels an IPv6 refusal through the VIP looks exactly like a black hole.
+ * arrives on the client's interface (Ip6InReceives) and vanishes in netfilter before icmpv6_rcv (no Icmp6InMsgs) —
+ * as the bug fixed upstream by "ipvs: fix the checksum validations" (Julian Anastasov, 2026-07, Fixes: 2a3b791e6e11)
+ * would: handle_response_icmp() checks an ICMPv6 checksum without the IPv6 pseudo-header when the device has not
+ * (veth here). Debian's 6.12 delivers it. So there an IPv6 refusal through the VIP looks exactly like a black hole.
  */
 const ICMPV6_REACHES_SOCKET: Record<string, boolean> = { '5.10': false, '6.1': false, '6.12': true };
 
