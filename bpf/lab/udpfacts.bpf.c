@@ -150,7 +150,8 @@ static __always_inline void on_send(__u8 hook, const struct sock *sk, const stru
 	__u8 family = send_dest(sk, msg, addr, &port);
 	if (port != cfg_port)
 		return;
-	record(family, hook, BPF_CORE_READ(sk, __sk_common.skc_num), addr, port, zero16, 0, ret, 0);
+	record(family, hook, BPF_CORE_READ(sk, __sk_common.skc_num), addr, port, zero16, 0, ret,
+	       ret < 0 ? UDPF_F_RET_ERROR : 0);
 }
 
 static __always_inline void enter_send(const struct sock *sk, const struct msghdr *msg)

@@ -35,6 +35,7 @@ struct udpf_key {
 };
 
 #define UDPF_F_IN_SENDMSG 1 /* UF_IPVS_CONN: ran inside udp_sendmsg on the sending thread */
+#define UDPF_F_RET_ERROR 2  /* UF_SEND_FEXIT: some call returned an error (ret keeps only the last value) */
 
 struct udpf_seen {
 	__u64 count;

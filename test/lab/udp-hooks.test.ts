@@ -18,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { BpfObject, LibbpfError, openBpfObject } from '../../src/native/bpf';
 import { bpfObjectPath } from '../../src/common/paths';
 import { cgroup2Root } from '../../src/common/cgroup';
-import { DNS_PORT, UdpFlow, UdpTopology, VIP4, VIP6, dig } from './udp-lab';
+import { DNS_PORT, UdpFlow, UdpTopology, VIP4, VIP6, dig, sendOnly } from './udp-lab';
 import { waitFor } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
@@ -41,6 +41,8 @@ interface Seen {
   ret: number;
   peerChanges: number;
   inSendmsg: boolean;
+  /** UF_SEND_FEXIT: some call returned an error */
+  retError: boolean;
 }
 
 function addr(b: Buffer, family: number): string {
@@ -137,7 +139,7 @@ class Facts {
         count: Number(v.readBigUInt64LE(0)), firstNs: v.readBigUInt64LE(8), lastNs: v.readBigUInt64LE(16),
         peer: join(family, addr(v.subarray(24, 40), family), v.readUInt16LE(56)),
         other: join(family, addr(v.subarray(40, 56), family), v.readUInt16LE(58)),
-        ret: v.readInt32LE(60), peerChanges: v.readUInt32LE(64), inSendmsg: (v.readUInt32LE(68) & 1) === 1,
+        ret: v.readInt32LE(60), peerChanges: v.readUInt32LE(64), inSendmsg: (v.readUInt32LE(68) & 1) === 1, retError: (v.readUInt32LE(68) & 2) === 2,
       };
     });
     return out;
@@ -355,6 +357,17 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
     assert.equal(us.icmp_err?.count, 1, '__udp4_lib_err still ran for it');
     assert.equal(us.icmp_err!.peer, `${VIP4}:${DNS_PORT}`);
     assert.equal(us.err_report, undefined, 'inet_sk_error_report: not for an unconnected socket');
+    // A client that only sends (a log or metric shipper) learns of the refusal on its next send: sendmsg returns
+    // the pending sk_err (sock_alloc_send_pskb -> sock_error) and clears it, so the send after that succeeds.
+    const so = sendOnly(VIP4, 3, 300);
+    const ss = facts.of(2, so.localPort);
+    console.log(`[${KERNEL}] refused, send-only ${so.localPort}: sends ${so.sends.join(', ')}; ${brief(ss)}`);
+    assert.deepEqual(so.sends, ['ok', 'ECONNREFUSED', 'ok'], 'the second send fails with ECONNREFUSED, the third goes out again');
+    assert.equal(ss.send_fexit?.count, 3);
+    assert.equal(ss.icmp_err?.count, 2, 'one ICMP error per datagram that reached b2 (the first and the third)');
+    if (facts.attached.includes('uf_send_length')) assert.equal(ss.send_len?.count, 3);
+    assert.equal(ss.send_fexit!.retError, true, 'fexit udp_sendmsg saw the refused send (-ECONNREFUSED)');
+    assert.ok(ss.send_fexit!.ret > 0, 'and the last send go out');
     // dig alone takes 0.4-1.3 s to start and end in the TCG guest: a 5 s timeout tells "at once" from "waited".
     const d = dig(VIP4, 5);
     console.log(`[${KERNEL}] dig via the VIP to killed b2: ${d.ms.toFixed(0)} ms, exit ${d.status}: ${d.out.replace(/\n/g, ' | ')}`);

@@ -222,6 +222,31 @@ export class UdpFlow {
   }
 }
 
+/**
+ * A send-only client on a connected UDP socket, as log and metric shippers are (syslog, statsd): Python sends
+ * `count` queries `gapMs` apart and never reads. Each send's outcome ('ok' or the errno name) and its local port.
+ */
+export function sendOnly(host: string, count: number, gapMs: number): { localPort: number; sends: string[] } {
+  const code = `
+import errno, json, socket, sys, time
+host, count, gap = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) / 1000
+s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((host, ${DNS_PORT}))
+out = []
+for i in range(count):
+    try:
+        s.send(bytes.fromhex(sys.argv[4]))
+        out.append('ok')
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+    time.sleep(gap)
+print(json.dumps({'localPort': s.getsockname()[1], 'sends': out}))
+`;
+  const r = spawnSync('python3', ['-c', code, host, String(count), String(gapMs), dnsQuery(0x600).toString('hex')], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, `python3 send-only client: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { localPort: number; sends: string[] };
+}
+
 /** `dig` (bind9-dnsutils, an unmodified client) once through the VIP: its verdict and how long it took. */
 export function dig(server: string, timeoutSec: number): { out: string; ms: number; status: number | null } {
   const t0 = performance.now();
