@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
 /*
- * Layout shared by bpf/lab/udpfacts.bpf.c and its only reader, test/lab/udp-hooks.test.ts (UDP_SEEN_* there).
+ * Layout shared by bpf/lab/udpfacts.bpf.c and its only reader, test/lab/udpfacts.ts (HOOKS, SEEN_SIZE there).
  * A lab instrument, not part of vipguard: it answers "which hook sees what of a UDP flow through IPVS".
  */
 #ifndef VIPGUARD_UDPFACTS_H
 #define VIPGUARD_UDPFACTS_H
 
-/* Keep in step with HOOKS in test/lab/udp-hooks.test.ts. */
+/* Keep in step with HOOKS in test/lab/udpfacts.ts. */
 enum udpf_hook {
 	UF_IPVS_CONN = 0,   /* kprobe ip_vs_conn_new: peer = the real destination IPVS chose, other = the virtual
 	                     * service, ret = the destination's family */

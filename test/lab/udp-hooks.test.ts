@@ -1,72 +1,31 @@
 // Which BPF hooks see what of a UDP flow through IPVS — proven on Debian 5.10, 6.1 and 6.12 (issue 13's groundwork;
 // the facts are kept in docs/udp.md). bpf/lab/udpfacts.bpf.c counts, per client socket (its local port) and per
-// hook, what each candidate hook saw; the flows are real: Node's dgram on connected sockets, Debian's dnsmasq as
-// the backends (test/lab/udp-lab.ts), dig as an unmodified client.
+// hook, what each candidate hook saw (read by ./udpfacts.ts); the flows are real: Node's dgram on connected and
+// unconnected sockets, a send-only Python client, Debian's dnsmasq as the backends (./udp-lab.ts), dig.
 //   1. kprobe ip_vs_conn_new fires once per new UDP flow (not per datagram), inside the first udp_sendmsg, with the
 //      real destination IPVS chose.
 //   2. fentry/fexit udp_sendmsg and udpv6_sendmsg see every datagram with the socket and the VIP as destination;
 //      cgroup_skb egress sees none of them (IPVS re-sends the NATed datagram without its socket) though it sees a
-//      direct one; the replies reach cgroup_skb ingress and __udp_enqueue_schedule_skb from the VIP, reverse-NATed.
+//      direct one; the replies reach cgroup_skb ingress and __udp_enqueue_schedule_skb from the VIP, reverse-NATed;
+//      per-flow counters fit in the socket's own storage (bpf/lab/udpflows.bpf.c) on 6.1 and 6.12.
 //   3. a killed backend: ICMP port unreachable, translated by IPVS (outer source and quoted destination are the
-//      VIP), reaches __udp4_lib_err / __udp6_lib_err and, on 6.1 and 6.12, tracepoint inet_sk_error_report; the
-//      connected socket gets ECONNREFUSED at once, and dig says "connection refused".
+//      VIP), reaches __udp4_lib_err and, on 6.1 and 6.12, tracepoint inet_sk_error_report; the connected socket gets
+//      ECONNREFUSED at once (a send-only one on its next send), dig says "connection refused". ICMPv6: 6.12 only.
 //   4. a black-holed backend: nothing at all comes back — only a deadline can tell.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { BpfObject, LibbpfError, openBpfObject } from '../../src/native/bpf';
+import { LibbpfError, openBpfObject } from '../../src/native/bpf';
 import { bpfObjectPath } from '../../src/common/paths';
 import { cgroup2Root } from '../../src/common/cgroup';
 import { DNS_PORT, UdpFlow, UdpTopology, VIP4, VIP6, dig, sendOnly } from './udp-lab';
+import { Facts, Hook, brief } from './udpfacts';
 import { waitFor } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS, kprobes and fentry: runs inside the lab VM';
 const DEBUG = !!process.env.VIPGUARD_TEST_DEBUG;
-
-/** enum udpf_hook in bpf/lab/udpfacts.h, in order. */
-const HOOKS = ['ipvs_conn', 'send_fentry', 'send_fexit', 'send_kprobe', 'cg_egress', 'cg_ingress', 'enqueue', 'icmp_err',
-  'err_report', 'send_len', 'recv_len', 'icmp_err_kprobe', 'udpv6_err', 'destroy'] as const;
-type Hook = (typeof HOOKS)[number];
-const SEEN_SIZE = 72; // UDPF_SEEN_SIZE
-
-/** What one hook saw of one client socket (struct udpf_seen). */
-interface Seen {
-  count: number;
-  firstNs: bigint;
-  lastNs: bigint;
-  peer: string;
-  other: string;
-  ret: number;
-  peerChanges: number;
-  inSendmsg: boolean;
-  /** UF_SEND_FEXIT: some call returned an error */
-  retError: boolean;
-}
-
-function addr(b: Buffer, family: number): string {
-  if (family === 2) return [...b.subarray(0, 4)].join('.');
-  // RFC 5952: the longest run of two or more zero groups becomes '::'.
-  const g = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2).toString(16));
-  let best = [-1, 0];
-  for (let i = 0; i < 8; i++) {
-    let j = i;
-    while (j < 8 && g[j] === '0') j++;
-    if (j - i > best[1]) best = [i, j - i];
-  }
-  if (best[1] < 2) return g.join(':');
-  return `${g.slice(0, best[0]).join(':')}::${g.slice(best[0] + best[1]).join(':')}`;
-}
-const join = (family: number, a: string, port: number) => (family === 10 ? `[${a}]:${port}` : `${a}:${port}`);
-
-/** Programs whose hook may be missing, and the BTF name that says the running kernel has it (probed, not versioned). */
-const OPTIONAL: Record<string, string> = {
-  uf_error_report: 'btf_trace_inet_sk_error_report', // 5.14+
-  uf_send_length: 'btf_trace_sock_send_length', // 6.3+
-  uf_recv_length: 'btf_trace_sock_recv_length',
-  uf_udpv6_err: 'udpv6_err', // static: Debian 5.10's BTF leaves it out
-};
 
 /**
  * Does an ICMPv6 port unreachable for a NATed IPv6 flow reach the client's socket? Not on Debian 5.10 and 6.1: it
@@ -84,74 +43,6 @@ const EXPECTED: Record<string, { missing: string[]; refused: string[] }> = {
   '6.1': { missing: ['uf_send_length', 'uf_recv_length'], refused: ['uf_udp6_err', 'uf_udpv6_err'] },
   '6.12': { missing: [], refused: ['uf_udpv6_err'] },
 };
-
-class Facts {
-  readonly obj: BpfObject;
-  readonly attached: string[] = [];
-  readonly missing: string[] = [];
-  /** program → the attach error */
-  readonly refused = new Map<string, string>();
-
-  constructor() {
-    this.obj = openBpfObject(bpfObjectPath('lab/udpfacts'));
-    const btf = fs.readFileSync('/sys/kernel/btf/vmlinux');
-    for (const [prog, type] of Object.entries(OPTIONAL)) {
-      if (!btf.includes(Buffer.from(`\0${type}\0`))) {
-        this.obj.setAutoload(prog, false);
-        this.missing.push(prog);
-      }
-    }
-    this.obj.load();
-    const cgroup = cgroup2Root();
-    assert.ok(cgroup, 'a cgroup2 mount for the cgroup_skb programs');
-    for (const p of this.obj.programs()) {
-      if (!p.autoload) continue;
-      try {
-        this.obj.attach(p.name, p.type === 'cgroup_skb' ? { cgroup } : undefined);
-        this.attached.push(p.name);
-      } catch (e) {
-        this.refused.set(p.name, (e as Error).message);
-      }
-    }
-  }
-
-  clear(): void {
-    for (const k of this.obj.mapKeys('seen')) this.obj.mapDelete('seen', k);
-  }
-
-  calls(): Record<Hook, number> {
-    const sums = this.obj.percpuSums('calls', HOOKS.length);
-    return Object.fromEntries(HOOKS.map((h, i) => [h, Number(sums[i])])) as Record<Hook, number>;
-  }
-
-  /** Everything the hooks saw of the socket with local port `lport`, by hook. */
-  of(family: 2 | 10, lport: number): Partial<Record<Hook, Seen>> {
-    const out: Partial<Record<Hook, Seen>> = {};
-    HOOKS.forEach((h, i) => {
-      const key = Buffer.alloc(4);
-      key.writeUInt8(family, 0);
-      key.writeUInt8(i, 1);
-      key.writeUInt16LE(lport, 2);
-      const v = this.obj.mapLookup('seen', key);
-      if (!v) return;
-      assert.equal(v.length, SEEN_SIZE, 'udpf_seen layout');
-      out[h] = {
-        count: Number(v.readBigUInt64LE(0)), firstNs: v.readBigUInt64LE(8), lastNs: v.readBigUInt64LE(16),
-        peer: join(family, addr(v.subarray(24, 40), family), v.readUInt16LE(56)),
-        other: join(family, addr(v.subarray(40, 56), family), v.readUInt16LE(58)),
-        ret: v.readInt32LE(60), peerChanges: v.readUInt32LE(64), inSendmsg: (v.readUInt32LE(68) & 1) === 1, retError: (v.readUInt32LE(68) & 2) === 2,
-      };
-    });
-    return out;
-  }
-
-  close(): void {
-    this.obj.close();
-  }
-}
-
-const brief = (s: Partial<Record<Hook, Seen>>) =>
-  Object.entries(s).map(([h, x]) => `${h}×${x!.count} peer ${x!.peer}${x!.other.startsWith('0.0.0.0') || x!.other.startsWith('[::]') ? '' : ` other ${x!.other}`} ret ${x!.ret}`).join('; ');
 
 /** One IPVS UDP connection entry per client port: `ipvsadm -Lnc` (an independent reader of the kernel). */
 function ipvsUdpDestination(clientPort: number): string[] {
