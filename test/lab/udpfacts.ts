@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { BpfObject, openBpfObject } from '../../src/native/bpf';
 import { bpfObjectPath } from '../../src/common/paths';
 import { cgroup2Root } from '../../src/common/cgroup';
+import { formatAddr, formatEndpoint } from '../../src/common/addr';
 
 /** enum udpf_hook in bpf/lab/udpfacts.h, in order. */
 export const HOOKS = ['ipvs_conn', 'send_fentry', 'send_fexit', 'send_kprobe', 'cg_egress', 'cg_ingress', 'enqueue', 'icmp_err',
@@ -26,21 +27,6 @@ export interface Seen {
   /** UF_SEND_FEXIT: some call returned an error */
   retError: boolean;
 }
-
-function addr(b: Buffer, family: number): string {
-  if (family === 2) return [...b.subarray(0, 4)].join('.');
-  // RFC 5952: the longest run of two or more zero groups becomes '::'.
-  const g = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2).toString(16));
-  let best = [-1, 0];
-  for (let i = 0; i < 8; i++) {
-    let j = i;
-    while (j < 8 && g[j] === '0') j++;
-    if (j - i > best[1]) best = [i, j - i];
-  }
-  if (best[1] < 2) return g.join(':');
-  return `${g.slice(0, best[0]).join(':')}::${g.slice(best[0] + best[1]).join(':')}`;
-}
-const join = (family: number, a: string, port: number) => (family === 10 ? `[${a}]:${port}` : `${a}:${port}`);
 
 /** Programs whose hook may be missing, and the BTF name that says the running kernel has it (probed, not versioned). */
 export const OPTIONAL: Record<string, string> = {
@@ -92,6 +78,7 @@ export class Facts {
   /** Everything the hooks saw of the socket with local port `lport`, by hook. */
   of(family: 2 | 10, lport: number): Partial<Record<Hook, Seen>> {
     const out: Partial<Record<Hook, Seen>> = {};
+    const fam = family === 2 ? 4 : 6;
     HOOKS.forEach((h, i) => {
       const key = Buffer.alloc(4);
       key.writeUInt8(family, 0);
@@ -102,8 +89,8 @@ export class Facts {
       assert.equal(v.length, SEEN_SIZE, 'udpf_seen layout');
       out[h] = {
         count: Number(v.readBigUInt64LE(0)), firstNs: v.readBigUInt64LE(8), lastNs: v.readBigUInt64LE(16),
-        peer: join(family, addr(v.subarray(24, 40), family), v.readUInt16LE(56)),
-        other: join(family, addr(v.subarray(40, 56), family), v.readUInt16LE(58)),
+        peer: formatEndpoint(formatAddr(fam, v.subarray(24, 40)), v.readUInt16LE(56)),
+        other: formatEndpoint(formatAddr(fam, v.subarray(40, 56)), v.readUInt16LE(58)),
         ret: v.readInt32LE(60), peerChanges: v.readUInt32LE(64), inSendmsg: (v.readUInt32LE(68) & 1) === 1, retError: (v.readUInt32LE(68) & 2) === 2,
       };
     });
