@@ -142,6 +142,11 @@ export async function getJson(url: string): Promise<any> { // eslint-disable-lin
   return r.json();
 }
 
+/** An instant query against the Prometheus at `base` (http://127.0.0.1:PORT): its result vector, [] if none. */
+export async function promQuery(base: string, q: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
+  return (await getJson(`${base}/api/v1/query?query=${encodeURIComponent(q)}`)).data?.result ?? [];
+}
+
 /**
  * An Alertmanager configuration (and its storage directory) in `dir` that sends every alert to vipguard's webhook
  * at once, resolutions too, re-checked every second, with the token from `tokenFile`. Returns its path.
