@@ -27,8 +27,8 @@ function openssl(dir: string, ...args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-export function makePki(): Pki {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipguard-pki-'));
+/** Key, CA and leaf makers writing into `dir`, shared by the PKIs below. */
+function issuer(dir: string) {
   const f = (name: string) => path.join(dir, name);
   const key = (name: string) => openssl(dir, 'genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f(name));
   const ca = (name: string, cn: string) => {
@@ -45,6 +45,30 @@ export function makePki(): Pki {
       '-out', f(`${name}.pem`), '-days', days, '-extfile', f(`${name}.ext`));
     return { cert: f(`${name}.pem`), key: f(`${name}.key`) };
   };
+  return { f, key, ca, leaf };
+}
+
+/**
+ * The smallest PKI for listeners beyond loopback: a CA, one server certificate for `names` (IP addresses or DNS
+ * names, as subjectAltNames) and one client certificate — e.g. a fleet's vipguards and the Prometheus reaching them.
+ */
+export function makeServerPki(names: string[]): Pick<Pki, 'dir' | 'ca' | 'server' | 'client' | 'cleanup'> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipguard-pki-'));
+  const { f, ca, leaf } = issuer(dir);
+  const san = names.map((n) => (/^[\d.]+$|:/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
+  ca('ca', 'vipguard test CA');
+  return {
+    dir,
+    ca: f('ca.pem'),
+    server: leaf('server', 'vipguard server', 'ca', `subjectAltName=${san}\nextendedKeyUsage=serverAuth`),
+    client: leaf('client', 'prometheus', 'ca', 'extendedKeyUsage=clientAuth'),
+    cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+export function makePki(): Pki {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipguard-pki-'));
+  const { f, key, ca, leaf } = issuer(dir);
   const serverExt = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth';
   ca('ca', 'vipguard test CA');
   ca('other-ca', 'some other CA');

@@ -1,4 +1,7 @@
 // Small shared test helpers. No fakes of the kernel here: tests that need the kernel use the real one.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { REPO_ROOT } from '../src/common/paths';
 
 /** For node:test's `skip`: a reason string when not root, false when root. */
 export function requireRoot(): string | false {
@@ -21,4 +24,15 @@ export async function waitForAsync(cond: () => Promise<boolean>, timeoutMs: numb
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/**
+ * A YAML block of a page in docs/, exactly as written there: the ```yaml block whose first line is `firstLine`
+ * (the rule files carry their path as a comment). Tests run the rules the docs show, not a copy of them.
+ */
+export function docsYamlBlock(page: string, firstLine: string): string {
+  const doc = fs.readFileSync(path.join(REPO_ROOT, 'docs', page), 'utf8');
+  const block = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).find((b) => b.startsWith(`${firstLine}\n`));
+  if (!block) throw new Error(`docs/${page} has no \`\`\`yaml block starting with "${firstLine}"`);
+  return block;
 }

@@ -2,8 +2,9 @@
 # The lab's IPVS test topology, for tests (through src/lab/topology.ts), benchmarks and by hand inside the lab VM.
 #
 #   topology.sh up [--backends healthy,refuse,blackhole] [--port 8080] [--vip 10.99.0.1] [--vip6 fd00:99::1]
-#                  [--vip-port 80] [--scheduler rr] [--no-ipv6] [--udp 53]
+#                  [--vip-port 80] [--scheduler rr] [--no-ipv6] [--udp 53] [--clients N]
 #   topology.sh backend NAME healthy|refuse|blackhole|slow MS
+#   topology.sh path CLIENT BACKEND drop|pass   # drop what client host cK sends to bN (its path only), or not
 #   topology.sh weight NAME W           # IPVS weight of the backend in both services (0: no new connections)
 #   topology.sh status                  # key/value lines, parsed by src/lab/topology.ts
 #   topology.sh down                    # removes everything `up` created; safe to run twice
@@ -16,6 +17,18 @@
 #   IPVS  10.99.0.1:80, [fd00:99::1]:80  NAT (masquerade), scheduler rr, one real server per backend
 #   --udp P: also UDP services 10.99.0.1:P, [fd00:99::1]:P, each backend running Debian's dnsmasq on port P, which
 #         answers any name under vipguard.test with the backend's own addresses (A and AAAA): a lookup says who answered
+#
+# With --clients N (1…9), N client hosts besides the root netns, each a netns with its own IPVS table (IPVS state
+# is per network namespace), for fleet tests (test/lab/fleet.test.ts):
+#
+#   netns vg-cK                                  root netns
+#   vg-cK0 10.201.K.2/24, default via .1  <──veth──>  vg-cK 10.201.K.1/24; forwards to vg-cli (ip_forward=1)
+#   IPVS  10.99.K.1:VPORT  NAT, same scheduler, the same backends      vg-srv routes 10.201.0.0/16 via 10.200.0.1
+#   nft   inet vg_path: what cK sends to a backend in its drop set is dropped on cK's way out (`path`)
+#
+# Each client has a VIP of its own: the receiver's BPF tracepoints see the sockets of every namespace and keep the
+# connects to the virtual services they are configured with, so a VIP per client keeps each client's vipguard to
+# its own connects, as on separate hosts. The root netns's own service (above) stays, unused by the clients.
 #
 # The VIP is *routed* via vg-cli, not a local address: IPVS catches the client's SYN at LOCAL_OUT and DNATs it to a
 # backend; a local VIP would become the source address of that connection and the replies could not come back.
@@ -161,7 +174,7 @@ set_backend() { # NAME STATE [MS]
 # ---- commands -----------------------------------------------------------------------------------------------------
 
 cmd_up() {
-  local backends="healthy,refuse,blackhole" port=8080 vip=10.99.0.1 vip6=fd00:99::1 vport=80 sched=rr ipv6=1 udp=0
+  local backends="healthy,refuse,blackhole" port=8080 vip=10.99.0.1 vip6=fd00:99::1 vport=80 sched=rr ipv6=1 udp=0 clients=0
   while (($#)); do
     case "$1" in
       --backends) backends="$2"; shift 2 ;;
@@ -172,6 +185,7 @@ cmd_up() {
       --scheduler) sched="$2"; shift 2 ;;
       --no-ipv6) ipv6=0; shift ;;
       --udp) udp="$2"; shift 2 ;;
+      --clients) clients="$2"; shift 2 ;;
       *) die "up: unknown option '$1'" ;;
     esac
   done
@@ -179,6 +193,7 @@ cmd_up() {
   IFS=, read -r -a states <<<"$backends"
   local count=${#states[@]}
   ((count >= 1 && count <= 15)) || die "up: 1 to 15 backends (one prio band each, prio has 16), got $count"
+  [[ "$clients" =~ ^[0-9]$ ]] || die "up: --clients takes 0 to 9 client hosts, got '$clients'"
   [[ $(id -u) == 0 ]] || die "up: needs root (network namespaces, IPVS)"
   [[ "$udp" =~ ^[0-9]+$ && $udp -le 65535 ]] || die "up: --udp takes a port, got '$udp'"
   for tool in ip nft ipvsadm tc busybox ss; do command -v "$tool" >/dev/null || die "up: missing $tool — run scripts/provision.sh"; done
@@ -196,6 +211,7 @@ VPORT=$vport
 SCHED=$sched
 IPV6=$ipv6
 UDP=$udp
+CLIENTS=$clients
 EOF
   load_config
 
@@ -246,6 +262,7 @@ EOF
   for ((n = 1; n <= COUNT; n++)); do
     if [[ ${states[n - 1]} == slow ]]; then set_backend "b$n" slow 200; else set_backend "b$n" "${states[n - 1]}"; fi
   done
+  for ((n = 1; n <= CLIENTS; n++)); do add_client "$n"; done
   cmd_status
 }
 
@@ -273,6 +290,60 @@ ipvs_weight() { # -t|-u VPORT RPORT N W — ensure-style: a destination a test (
   fi
 }
 
+# ---- client hosts (--clients) -------------------------------------------------------------------------------------
+
+client_vip() { echo "10.99.$1.1"; }
+
+add_client() { # K
+  local k=$1 ns="vg-c$1" vip n
+  vip=$(client_vip "$k")
+  if [[ ! -f "$STATE/ip_forward" ]]; then
+    cat /proc/sys/net/ipv4/ip_forward >"$STATE/ip_forward"
+    echo 1 >/proc/sys/net/ipv4/ip_forward
+    ip -n "$NS" route add 10.201.0.0/16 via 10.200.0.1
+  fi
+  ip netns add "$ns"
+  echo "$ns" >>"$STATE/clients"
+  ip link add "$ns" type veth peer name "${ns}0" netns "$ns"
+  ip -n "$ns" link set lo up
+  ip addr add "10.201.$k.1/24" dev "$ns"
+  ip link set "$ns" up
+  ip -n "$ns" addr add "10.201.$k.2/24" dev "${ns}0"
+  ip -n "$ns" link set "${ns}0" up
+  ip -n "$ns" route add default via "10.201.$k.1"
+  ip netns exec "$ns" nft -f - <<EOF
+table inet vg_path {
+  set drop4 { type ipv4_addr; }
+  chain output {
+    type filter hook output priority 0; policy accept;
+    ip daddr @drop4 drop
+  }
+}
+EOF
+  # IPVS NAT for a local client rewrites the SYN at LOCAL_OUT before this output chain (priority 0) sees it, so
+  # the drop set holds backend addresses. ipvsadm's netlink socket lives in the namespace it runs in.
+  ip netns exec "$ns" ipvsadm -A -t "$vip:$VPORT" -s "$SCHED"
+  for ((n = 1; n <= COUNT; n++)); do ip netns exec "$ns" ipvsadm -a -t "$vip:$VPORT" -r "$(ip4_of "$n"):$PORT" -m -w 1; done
+}
+
+client_index() { # NAME → K (cK)
+  local k=${1#c}
+  [[ "$1" == c* && "$k" =~ ^[0-9]$ && $k -ge 1 && $k -le ${CLIENTS:-0} ]] ||
+    die "unknown client '$1' — clients are c1…c${CLIENTS:-0} (up --clients N)"
+  echo "$k"
+}
+
+set_path() { # CLIENT BACKEND drop|pass
+  local k n
+  k=$(client_index "$1")
+  n=$(backend_index "$2")
+  case "$3" in
+    drop) ip netns exec "vg-c$k" nft add element inet vg_path drop4 "{ $(ip4_of "$n") }" ;;
+    pass) ip netns exec "vg-c$k" nft delete element inet vg_path drop4 "{ $(ip4_of "$n") }" 2>/dev/null || true ;;
+    *) die "path: drop or pass, got '$3'" ;;
+  esac
+}
+
 cmd_down() {
   [[ -d "$STATE" ]] || return 0
   if [[ -f "$STATE/config" ]]; then
@@ -281,7 +352,15 @@ cmd_down() {
     local n
     for ((n = 1; n <= COUNT; n++)); do ensure_not_listening "$n"; done
   fi
-  local f
+  local f c
+  # A client namespace takes its IPVS table, nft table and veth pair with it.
+  if [[ -f "$STATE/clients" ]]; then
+    for c in $(<"$STATE/clients"); do
+      if ip netns list | grep -qw "$c"; then ip netns del "$c"; fi
+      if ip link show "$c" >/dev/null 2>&1; then ip link del "$c"; fi
+    done
+  fi
+  if [[ -f "$STATE/ip_forward" ]]; then cat "$STATE/ip_forward" >/proc/sys/net/ipv4/ip_forward; fi
   for f in "$STATE/ipvs4" "$STATE/ipvs6"; do
     [[ -f "$f" ]] && { ipvsadm -D -t "$(<"$f")" 2>/dev/null || true; }
   done
@@ -313,6 +392,7 @@ cmd_status() {
     if [[ $IPV6 == 1 ]]; then ip6=$(ip6_of "$n"); fi
     echo "backend b$n $(ip4_of "$n") $ip6 $PORT $(cat "$STATE/b$n.state" 2>/dev/null || echo unknown)"
   done
+  for ((n = 1; n <= ${CLIENTS:-0}; n++)); do echo "client c$n vg-c$n 10.201.$n.2 $(client_vip "$n") $VPORT"; done
 }
 
 case "${1:-}" in
@@ -329,5 +409,10 @@ case "${1:-}" in
     load_config
     cmd_weight "$2" "$3"
     ;;
-  *) die "usage: topology.sh up [options] | down | status | backend NAME STATE | weight NAME W (see the top of $0)" ;;
+  path)
+    (($# == 4)) || die "usage: topology.sh path CLIENT BACKEND drop|pass"
+    load_config
+    set_path "$2" "$3" "$4"
+    ;;
+  *) die "usage: topology.sh up [options] | down | status | backend NAME STATE | weight NAME W | path CLIENT BACKEND drop|pass (see the top of $0)" ;;
 esac

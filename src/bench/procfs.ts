@@ -39,8 +39,9 @@ export function parseIpvsTable(text: string): Map<string, ProcDest[]> {
   return out;
 }
 
-export function readIpvsTable(): Map<string, ProcDest[]> {
-  return parseIpvsTable(fs.readFileSync('/proc/net/ip_vs', 'utf8'));
+/** Our network namespace's IPVS table, or (`pid`) that of the namespace process `pid` is in: IPVS is per netns. */
+export function readIpvsTable(pid?: number): Map<string, ProcDest[]> {
+  return parseIpvsTable(fs.readFileSync(pid === undefined ? '/proc/net/ip_vs' : `/proc/${pid}/net/ip_vs`, 'utf8'));
 }
 
 /**

@@ -65,6 +65,7 @@ export class Load {
   private rest = '';
   private stderr = '';
   private malformed?: string;
+  private netns?: string;
 
   /** `epoch`: the performance.now() that `at` counts from; by default the moment start() is called. */
   constructor(private readonly host: string, private readonly port: number, private readonly rate: number,
@@ -74,12 +75,23 @@ export class Load {
     this.epoch = epoch ?? NaN;
   }
 
+  /**
+   * The connects come from network namespace `name` (/run/netns/NAME: a client host of the topology) rather than
+   * ours. nsenter switches the network namespace only — `ip netns exec` would also remount /sys — and execs connload.
+   */
+  inNetns(name: string): this {
+    if (this.proc) throw new Error('Load: inNetns() after start()');
+    this.netns = name;
+    return this;
+  }
+
   start(): void {
     if (this.proc) throw new Error('Load: already started');
     this.startedAt = performance.now();
     if (Number.isNaN(this.epoch)) this.epoch = this.startedAt;
-    const proc = spawn(CONNLOAD_BINARY, ['--addr', this.host, '--port', String(this.port), '--rate', String(this.rate),
-      '--timeout', String(this.timeoutMs)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const argv = [CONNLOAD_BINARY, '--addr', this.host, '--port', String(this.port), '--rate', String(this.rate), '--timeout', String(this.timeoutMs)];
+    if (this.netns) argv.unshift('nsenter', `--net=/run/netns/${this.netns}`);
+    const proc = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
     this.proc = proc;
     proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => this.lines(chunk));
     proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => { this.stderr = (this.stderr + chunk).slice(-2000); });

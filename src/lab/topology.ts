@@ -24,6 +24,8 @@ export interface TopologyOptions {
   udpPort?: number;
   /** Where the fixture records what it created. Default /run/vipguard-topology (a tmpfs in the lab). */
   stateDir?: string;
+  /** Client hosts c1…cN (0–9): network namespaces, each with its own IPVS table and VIP over the same backends. */
+  clients?: number;
 }
 
 export interface Endpoint {
@@ -40,12 +42,24 @@ export interface Backend {
   state: string;
 }
 
+/** A client host of `up --clients N`: a network namespace with its own IPVS service over the backends. */
+export interface Client {
+  name: string;
+  /** the namespace, at /run/netns/<netns> */
+  netns: string;
+  /** its address on the link to the root netns (reachable from the root netns, e.g. by a central Prometheus) */
+  ip: string;
+  /** its virtual service */
+  vip: Endpoint;
+}
+
 export interface TopologyStatus {
   vip: Endpoint;
   vip6?: Endpoint;
   /** the UDP services' port (same VIPs), when built with udpPort */
   udpPort?: number;
   backends: Backend[];
+  clients: Client[];
 }
 
 export class Topology {
@@ -66,6 +80,16 @@ export class Topology {
     return this.status.backends;
   }
 
+  get clients(): Client[] {
+    return this.status.clients;
+  }
+
+  client(name: string): Client {
+    const c = this.status.clients.find((x) => x.name === name);
+    if (!c) throw new Error(`topology: no client ${name} — have ${this.status.clients.map((x) => x.name).join(', ') || 'none (up with clients: N)'}`);
+    return c;
+  }
+
   backend(name: string): Backend {
     const b = this.status.backends.find((x) => x.name === name);
     if (!b) throw new Error(`topology: no backend ${name} — have ${this.status.backends.map((x) => x.name).join(', ')}`);
@@ -83,6 +107,7 @@ export class Topology {
     if (opts.scheduler) args.push('--scheduler', opts.scheduler);
     if (opts.ipv6 === false) args.push('--no-ipv6');
     if (opts.udpPort !== undefined) args.push('--udp', String(opts.udpPort));
+    if (opts.clients) args.push('--clients', String(opts.clients));
     try {
       return new Topology(env, parseStatus(await topologySh(args, env)));
     } catch (err) {
@@ -100,6 +125,11 @@ export class Topology {
     if (state === 'slow') args.push(String(delayMs));
     await topologySh(args, this.env);
     await this.refresh();
+  }
+
+  /** Drops what one client host sends to one backend, on that client's way out (`pass` undoes it): a failure of that path only. */
+  async path(client: string, backend: string, state: 'drop' | 'pass'): Promise<void> {
+    await topologySh(['path', client, backend, state], this.env);
   }
 
   /** IPVS weight of a backend in the v4 (and v6) service; 0 stops new connections to it. */
@@ -134,6 +164,7 @@ export function parseStatus(text: string): TopologyStatus {
   let vip6: Endpoint | undefined;
   let udpPort: number | undefined;
   const backends: Backend[] = [];
+  const clients: Client[] = [];
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f[0] === 'vip') vip = { host: f[1], port: Number(f[2]) };
@@ -141,9 +172,10 @@ export function parseStatus(text: string): TopologyStatus {
     else if (f[0] === 'udp') udpPort = Number(f[1]);
     else if (f[0] === 'backend')
       backends.push({ name: f[1], ip: f[2], ip6: f[3] === '-' ? undefined : f[3], port: Number(f[4]), state: f.slice(5).join(' ') });
+    else if (f[0] === 'client') clients.push({ name: f[1], netns: f[2], ip: f[3], vip: { host: f[4], port: Number(f[5]) } });
   }
   if (!vip) throw new Error(`topology: status had no vip line: ${JSON.stringify(text)}`);
-  return { vip, vip6, udpPort, backends };
+  return { vip, vip6, udpPort, backends, clients };
 }
 
 function topologySh(args: string[], env: NodeJS.ProcessEnv): Promise<string> {

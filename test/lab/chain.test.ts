@@ -14,10 +14,9 @@ import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
 import { collectorBinary, sidecarConfig, startCollector, stopCollector, type CollectorProcess, type SidecarPorts } from '../../src/lab/collector';
 import { freePort } from '../../src/common/ports';
-import { REPO_ROOT } from '../../src/common/paths';
 import { serviceInstanceId } from '../../src/telemetry/resource';
-import { Daemon, alertmanagerToWebhook, Load, getJson, ipvsWeights, startVipguard, stopVipguard, VipguardProcess } from './harness';
-import { waitFor, waitForAsync } from '../helpers';
+import { Daemon, alertmanagerToWebhook, Load, getJson, ipvsWeights, promQuery, startVipguard, stopVipguard, VipguardProcess } from './harness';
+import { docsYamlBlock, waitFor, waitForAsync } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 // On 6.1 only: the chain is userspace (collector, Prometheus, Alertmanager, the webhook); what depends on the kernel
@@ -30,12 +29,7 @@ const PROMETHEUS = '/usr/bin/prometheus';
 const ALERTMANAGER = '/usr/bin/prometheus-alertmanager';
 
 /** The rule file docs/alerts.md shows, exactly as written there (the YAML block headed by its path). */
-export function docsRuleFile(): string {
-  const doc = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'alerts.md'), 'utf8');
-  const block = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).find((b) => b.startsWith('# /etc/prometheus/rules/vipguard.yml'));
-  if (!block) throw new Error('docs/alerts.md has no ```yaml block starting with "# /etc/prometheus/rules/vipguard.yml"');
-  return block;
-}
+export const docsRuleFile = (): string => docsYamlBlock('alerts.md', '# /etc/prometheus/rules/vipguard.yml');
 
 /** vipguard_* metric family names in a Prometheus text exposition (histograms by their family name). */
 function familiesInText(text: string): Set<string> {
@@ -113,7 +107,7 @@ actuator:
   });
 
   const key = (name: string) => `${topo.backend(name).ip}:${topo.backend(name).port}`;
-  const query = async (q: string) => (await getJson(`http://127.0.0.1:${port.prometheus}/api/v1/query?query=${encodeURIComponent(q)}`)).data?.result ?? [];
+  const query = (q: string) => promQuery(`http://127.0.0.1:${port.prometheus}`, q);
 
   test('the docs\' rule fires from remote-written metrics and Alertmanager\'s webhook quarantines the refusing backend', async () => {
     const b3 = topo.backend('b3');

@@ -29,9 +29,12 @@ export function mustAsync(cmd: string, args: string[]): Promise<string> {
   });
 }
 
-/** One destination's weight read from /proc/net/ip_vs (no exec: cheap enough to sample every 50 ms under TCG). */
-export function procWeight(vip: { host: string; port: number }, dest: { ip: string; port: number }): number | undefined {
-  return readIpvsTable().get(procKey(vip.host, vip.port))?.find((d) => d.key === procKey(dest.ip, dest.port))?.weight;
+/**
+ * One destination's weight read from /proc/net/ip_vs (no exec: cheap enough to sample every 50 ms under TCG) — of
+ * our network namespace, or (`pid`) of the one that process is in, e.g. a client host's vipguard.
+ */
+export function procWeight(vip: { host: string; port: number }, dest: { ip: string; port: number }, pid?: number): number | undefined {
+  return readIpvsTable(pid).get(procKey(vip.host, vip.port))?.find((d) => d.key === procKey(dest.ip, dest.port))?.weight;
 }
 
 /** Weights of a service's destinations as ipvsadm lists them (an independent reader of the kernel). */
@@ -137,6 +140,11 @@ export class Daemon {
 export async function getJson(url: string): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
   return r.json();
+}
+
+/** An instant query against the Prometheus at `base` (http://127.0.0.1:PORT): its result vector, [] if none. */
+export async function promQuery(base: string, q: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
+  return (await getJson(`${base}/api/v1/query?query=${encodeURIComponent(q)}`)).data?.result ?? [];
 }
 
 /**
