@@ -401,8 +401,18 @@ export class Lifecycle {
   private lateAnswer(r: SocketRecord, endNs: bigint, outcome: AttemptOutcome, synRetransmits: number, skErr: number): Attempt | undefined {
     const prev = r.last;
     if (!prev) return undefined;
-    const a: Attempt = { ...prev, endNs, outcome, synRetransmits, skErr, final: true, early: false, late: true };
     r.last = undefined;
+    if (synRetransmits > prev.index) {
+      // The kernel sent a SYN after prev's — a retransmit IPVS may have rescheduled to another backend — whose events
+      // have not been seen: the answer may be to that SYN, from a backend we cannot name. Crediting prev's backend
+      // would lift the quarantine of a dead one (seen in the lab: a black-holed backend "answered after 1023 ms",
+      // the rescued retransmit's SYN-ACK). Reported as that later SYN's outcome, backend unknown, not late.
+      const a: Attempt = { ...prev, index: synRetransmits, startNs: prev.endNs, endNs, backend: undefined, outcome, synRetransmits, skErr, final: true, early: false, late: false };
+      this.sink.attemptEnded(a);
+      this.answered(prev.startNs);
+      return a;
+    }
+    const a: Attempt = { ...prev, endNs, outcome, synRetransmits, skErr, final: true, early: false, late: true };
     this.sink.attemptEnded(a);
     this.answered(prev.startNs);
     return a;

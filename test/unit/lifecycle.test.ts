@@ -192,6 +192,16 @@ test('deadline: a slow backend answers late — reported again as established, l
   assert.equal(r.started.filter((c) => c.socket.sk === 0xabcn).length, 1);
 });
 
+test('deadline: an answer after a retransmit whose events were not seen is not credited to the backend declared unanswered', () => {
+  // The retransmit (which IPVS rescheduled onto a healthy backend) left no event before the answer: the socket's own
+  // count of SYN retransmits says a later SYN went out, so the answer may be that SYN's, from an unknown backend.
+  const r = runWithDeadline([synSent(0), ipvs(0, B1), answeredBy(50, 52), { overdue: 250 },
+    st(1023, TcpState.SYN_SENT, TcpState.ESTABLISHED, { synRetransmits: 1 })]);
+  assert.deepEqual(r.brief, ['0:10.200.0.2:unanswered+ early', '1:?:established']);
+  assert.equal(r.attempts.some((a) => a.late), false, 'no late answer lifts the dead backend\'s quarantine');
+  assert.equal(r.started.find((c) => c.socket.sk === 0xabcn)?.backend, undefined, 'the connection\'s backend is not guessed');
+});
+
 test('deadline: late refusal, and a retransmit without reschedule after an early verdict', () => {
   assert.deepEqual(runWithDeadline([synSent(0), ipvs(0, B1), answeredBy(50, 52), { overdue: 250 },
     ev('reset', 400, { oldState: TcpState.SYN_SENT, newState: TcpState.SYN_SENT }), st(400, TcpState.SYN_SENT, TcpState.CLOSE, { skErr: 111 })]).brief,
