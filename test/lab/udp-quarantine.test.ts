@@ -18,20 +18,11 @@ import type { Destination } from '../../src/actuator/ipvs/types';
 import { authHeader, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
 import { waitFor, waitForAsync } from '../helpers';
-import { DnsFlow, NAME } from './dns-client';
+import { DnsFlow, NAME, dig } from './dns-client';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
 const EXPIRE = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
-/** dig, an unmodified client: one lookup from a fresh socket (a new flow), the answering backend or undefined. */
-function dig(vip: string, port: number): string | undefined {
-  try {
-    const out = execFileSync('dig', ['+short', '+tries=1', '+time=1', '-p', String(port), `@${vip}`, NAME], { encoding: 'utf8', timeout: 5000 });
-    return out.trim().split('\n').find((l) => /^\d+\.\d+\.\d+\.\d+$/.test(l));
-  } catch {
-    return undefined;
-  }
-}
 
 describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () => {
   let topo: Topology;
@@ -118,7 +109,7 @@ describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () =>
     const removedMs = Date.now() - t0;
     const moved = await f.next(5);
     assert.ok(!moved.includes(ip('b2')), `the flow on b2 moved (${moved})`);
-    const looked = Array.from({ length: 12 }, () => dig(topo.vip.host, topo.status.udpPort!));
+    const looked = Array.from({ length: 12 }, () => dig(topo.vip.host, topo.status.udpPort!, 1).answer);
     assert.ok(looked.every((x) => x !== undefined && x !== ip('b2')), `every dig answered, none by b2: ${looked}`);
     const st = (await vgStatus(vg)).services[0];
     const b2 = st.destinations.find((d: { destination: string }) => d.destination === `${ip('b2')}:53`);
