@@ -3,16 +3,14 @@
 import assert from 'node:assert/strict';
 import * as dgram from 'node:dgram';
 import { spawnSync } from 'node:child_process';
+import { encodeDnsQuery } from '../../src/actuator/dns-message';
 import { waitFor } from '../helpers';
 
 export const NAME = 'who.vipguard.test';
 const INTERVAL_MS = 50;
 
-/** A DNS query for NAME (type A, RD) with the given id. */
-function query(id: number): Buffer {
-  const labels = NAME.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
-  return Buffer.concat([Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), ...labels, Buffer.from([0, 0, 1, 0, 1])]);
-}
+/** A DNS query for NAME (type A, RD) with the given id: the restore probe's own encoder. */
+const query = (id: number): Buffer => encodeDnsQuery(NAME, id);
 
 /** The A record of dnsmasq's one-answer reply: its last four bytes. */
 const answerIp = (m: Buffer): string | undefined => (m.length >= 16 && m.readUInt16BE(6) === 1 ? [...m.subarray(m.length - 4)].join('.') : undefined);
