@@ -1,7 +1,8 @@
 // Which BPF hooks see what of a UDP flow through IPVS — proven on Debian 5.10, 6.1 and 6.12 (issue 13's groundwork;
 // the facts are kept in docs/udp.md). bpf/lab/udpfacts.bpf.c counts, per client socket (its local port) and per
 // hook, what each candidate hook saw (read by ./udpfacts.ts); the flows are real: Node's dgram on connected and
-// unconnected sockets, a send-only Python client, Debian's dnsmasq as the backends (./udp-lab.ts), dig.
+// unconnected sockets, a send-only Python client, dig (./dns-client.ts), and Debian's dnsmasq as the backends of the
+// lab topology's UDP services (scripts/lab/topology.sh --udp 53, through src/lab/topology.ts).
 //   1. kprobe ip_vs_conn_new fires once per new UDP flow (not per datagram), inside the first udp_sendmsg, with the
 //      real destination IPVS chose.
 //   2. fentry/fexit udp_sendmsg and udpv6_sendmsg see every datagram with the socket and the VIP as destination;
@@ -19,13 +20,15 @@ import { after, before, describe, test } from 'node:test';
 import { LibbpfError, openBpfObject } from '../../src/native/bpf';
 import { bpfObjectPath } from '../../src/common/paths';
 import { cgroup2Root } from '../../src/common/cgroup';
-import { DNS_PORT, UdpFlow, UdpTopology, VIP4, VIP6, dig, sendOnly } from './udp-lab';
+import { Topology } from '../../src/lab/topology';
+import { DnsSocket, dig, sendOnly } from './dns-client';
 import { Facts, Hook, brief } from './udpfacts';
 import { waitFor } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS, kprobes and fentry: runs inside the lab VM';
 const DEBUG = !!process.env.VIPGUARD_TEST_DEBUG;
+const DNS_PORT = 53;
 
 /**
  * Does an ICMPv6 port unreachable for a NATed IPv6 flow reach the client's socket? Not on Debian 5.10 and 6.1: it
@@ -51,12 +54,21 @@ function ipvsUdpDestination(clientPort: number): string[] {
 }
 
 describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
-  let topo: UdpTopology;
+  let topo: Topology;
+  let vip4 = '';
+  let vip6 = '';
   let facts: Facts;
   let statsBefore = '';
+  /** an answer is the address of the backend that served it */
+  const answeredByBackend = (result: string) => topo.backends.some((b) => b.ip === result);
+  /** new flows go to `name` only */
+  const only = async (name: string) => { for (const b of topo.backends) await topo.weight(b.name, b.name === name ? 1 : 0); };
 
   before(async () => {
-    topo = await UdpTopology.up(3);
+    topo = await Topology.up({ backends: ['healthy', 'healthy', 'healthy'], udpPort: DNS_PORT });
+    vip4 = topo.vip.host;
+    assert.ok(topo.vip6, 'the topology\'s IPv6 side');
+    vip6 = topo.vip6.host;
     statsBefore = fs.readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim();
     fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1'); // run_time_ns per program, for the cost notes
     facts = new Facts();
@@ -91,13 +103,13 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
   test('1+2: ip_vs_conn_new once per flow; sendmsg sees each datagram to the VIP; replies arrive from the VIP', async () => {
     facts.clear();
     const calls0 = facts.calls();
-    const flows: { family: 2 | 10; flow: UdpFlow }[] = [];
+    const flows: { family: 2 | 10; flow: DnsSocket }[] = [];
     const QUERIES = 4;
-    for (const [family, vip] of [[2, VIP4], [2, VIP4], [2, VIP4], [10, VIP6]] as const) {
-      const flow = await UdpFlow.open(vip);
+    for (const [family, vip] of [[2, vip4], [2, vip4], [2, vip4], [10, vip6]] as const) {
+      const flow = await DnsSocket.open(vip, DNS_PORT);
       for (let i = 0; i < QUERIES; i++) {
         const x = await flow.exchange(0x100 + i, 3000);
-        assert.match(x.result, /^10\.201\.0\.\d+$/, `flow ${flow.localPort}: query ${i} answered by a backend (got ${x.result})`);
+        assert.ok(answeredByBackend(x.result), `flow ${flow.localPort}: query ${i} answered by a backend (got ${x.result})`);
       }
       flows.push({ family, flow });
     }
@@ -105,7 +117,7 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
     const dests: string[] = [];
     for (const { family, flow } of flows) {
       const s = facts.of(family, flow.localPort);
-      const vip = family === 2 ? `${VIP4}:${DNS_PORT}` : `[${VIP6}]:${DNS_PORT}`;
+      const vip = family === 2 ? `${vip4}:${DNS_PORT}` : `[${vip6}]:${DNS_PORT}`;
       const answered = flow.exchanges.map((x) => x.result);
       console.log(`[${KERNEL}] flow ${flow.localPort} (${family === 2 ? 'v4' : 'v6'}): answered by ${[...new Set(answered)]}; ${brief(s)}`);
       // 1. once per flow, with the backend that answered, scheduled inside the sending thread's udp_sendmsg
@@ -162,9 +174,12 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
       obj.attach('uflow_udp_sendmsg');
       obj.attach('uflow_udpv6_sendmsg');
       obj.attach('uflow_ingress', { cgroup: cgroup2Root()! });
-      for (const vip of [VIP4, VIP6]) {
-        const flow = await UdpFlow.open(vip);
-        for (let i = 0; i < 3; i++) assert.match((await flow.exchange(0x500 + i, 3000)).result, /^10\.201\.0\.\d+$/);
+      for (const vip of [vip4, vip6]) {
+        const flow = await DnsSocket.open(vip, DNS_PORT);
+        for (let i = 0; i < 3; i++) {
+          const x = await flow.exchange(0x500 + i, 3000);
+          assert.ok(answeredByBackend(x.result), `${vip}: query ${i} answered by a backend (got ${x.result})`);
+        }
         const key = Buffer.alloc(4);
         key.writeInt32LE(flow.fd);
         const v = obj.mapLookup('flows', key);
@@ -181,7 +196,7 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
   test('2: cgroup_skb egress does see a datagram sent straight to a backend (the hook works; IPVS hides the NATed ones)', async () => {
     facts.clear();
     const b1 = topo.backend('b1');
-    const flow = await UdpFlow.open(b1.ip);
+    const flow = await DnsSocket.open(b1.ip, DNS_PORT);
     const x = await flow.exchange(0x200, 3000);
     flow.close();
     assert.equal(x.result, b1.ip);
@@ -192,17 +207,18 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
     assert.equal(s.ipvs_conn, undefined, 'no IPVS connection for a direct flow');
   });
 
-  test('3: a killed backend — ICMP port unreachable, as from the VIP, reaches the connected socket: ECONNREFUSED at once', async () => {
+  test('3: a killed backend — ICMP port unreachable, as from the VIP, reaches the connected socket: ECONNREFUSED at once', async (t) => {
+    t.after(() => topo.reset()); // b2 answering again and every backend at weight 1, whatever happens here
     facts.clear();
-    topo.only('b2');
-    await topo.kill('b2');
+    await only('b2');
+    await topo.set('b2', 'refuse'); // its dnsmasq killed: the namespace answers ICMP port unreachable
     const b2 = topo.backend('b2');
-    for (const [family, vip, backend] of [[2, VIP4, b2.ip], [10, VIP6, b2.ip6]] as const) {
-      const flow = await UdpFlow.open(vip);
+    for (const [family, vip, backend] of [[2, vip4, b2.ip], [10, vip6, b2.ip6!]] as const) {
+      const flow = await DnsSocket.open(vip, DNS_PORT);
       const x = await flow.exchange(0x300, 2000);
       flow.close();
       const s = facts.of(family, flow.localPort);
-      const v = family === 2 ? `${VIP4}:${DNS_PORT}` : `[${VIP6}]:${DNS_PORT}`;
+      const v = family === 2 ? `${vip4}:${DNS_PORT}` : `[${vip6}]:${DNS_PORT}`;
       console.log(`[${KERNEL}] refused flow ${flow.localPort} (${family === 2 ? 'v4' : 'v6'}): client ${x.result} after ${x.ms.toFixed(1)} ms; ${brief(s)}`);
       if (family === 10 && !ICMPV6_REACHES_SOCKET[KERNEL!]) {
         assert.equal(x.result, 'timeout', `on ${KERNEL} IPVS drops the ICMPv6 error of a NATed flow: the client hears nothing`);
@@ -221,7 +237,7 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
       for (const h of errHooks) {
         assert.equal(s[h]?.count, 1, `${h}: the error handler ran once for flow ${flow.localPort}`);
         assert.equal(s[h]!.peer, v, `${h}: the ICMP error quotes the datagram as sent, to the VIP (IPVS translated the inner header)`);
-        assert.equal(s[h]!.other.replace(/:0$/, ''), family === 2 ? VIP4 : `[${VIP6}]`, `${h}: and comes from the VIP`);
+        assert.equal(s[h]!.other.replace(/:0$/, ''), family === 2 ? vip4 : `[${vip6}]`, `${h}: and comes from the VIP`);
         assert.equal(s[h]!.ret, family === 2 ? 0x0303 : 0x0104, `${h}: port unreachable (ICMP 3/3, ICMPv6 1/4)`);
       }
       const kernelMs = Number(s[errHooks[0]]!.firstNs - s.send_fentry!.firstNs) / 1e6;
@@ -237,20 +253,20 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
     }
     // An unconnected socket (sendto): the kernel still runs the error handler for it, but reports nothing to the
     // socket (no IP_RECVERR) — only a deadline tells; the hooks that key on the socket's state stay silent too.
-    const u = await UdpFlow.open(VIP4, { connected: false });
+    const u = await DnsSocket.open(vip4, DNS_PORT, { connected: false });
     const ux = await u.exchange(0x310, 1500);
     u.close();
     const us = facts.of(2, u.localPort);
     console.log(`[${KERNEL}] refused, unconnected ${u.localPort}: client ${ux.result} after ${ux.ms.toFixed(0)} ms; ${brief(us)}`);
     assert.equal(ux.result, 'timeout', 'an unconnected socket hears nothing of the ICMP error');
-    assert.equal(us.send_fentry?.peer, `${VIP4}:${DNS_PORT}`, 'fentry udp_sendmsg reads the destination from msg_name');
+    assert.equal(us.send_fentry?.peer, `${vip4}:${DNS_PORT}`, 'fentry udp_sendmsg reads the destination from msg_name');
     assert.equal(us.ipvs_conn?.peer, `${b2.ip}:${DNS_PORT}`, 'the flow went to b2');
     assert.equal(us.icmp_err?.count, 1, '__udp4_lib_err still ran for it');
-    assert.equal(us.icmp_err!.peer, `${VIP4}:${DNS_PORT}`);
+    assert.equal(us.icmp_err!.peer, `${vip4}:${DNS_PORT}`);
     assert.equal(us.err_report, undefined, 'inet_sk_error_report: not for an unconnected socket');
     // A client that only sends (a log or metric shipper) learns of the refusal on its next send: sendmsg returns
     // the pending sk_err (sock_alloc_send_pskb -> sock_error) and clears it, so the send after that succeeds.
-    const so = sendOnly(VIP4, 3, 300);
+    const so = sendOnly(vip4, DNS_PORT, 3, 300);
     const ss = facts.of(2, so.localPort);
     console.log(`[${KERNEL}] refused, send-only ${so.localPort}: sends ${so.sends.join(', ')}; ${brief(ss)}`);
     assert.deepEqual(so.sends, ['ok', 'ECONNREFUSED', 'ok'], 'the second send fails with ECONNREFUSED, the third goes out again');
@@ -260,19 +276,19 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
     assert.equal(ss.send_fexit!.retError, true, 'fexit udp_sendmsg saw the refused send (-ECONNREFUSED)');
     assert.ok(ss.send_fexit!.ret > 0, 'and the last send go out');
     // dig alone takes 0.4-1.3 s to start and end in the TCG guest: a 5 s timeout tells "at once" from "waited".
-    const d = dig(VIP4, 5);
+    const d = dig(vip4, DNS_PORT, 5);
     console.log(`[${KERNEL}] dig via the VIP to killed b2: ${d.ms.toFixed(0)} ms, exit ${d.status}: ${d.out.replace(/\n/g, ' | ')}`);
     assert.match(d.out, /connection refused/, 'dig reports the refusal');
     assert.ok(d.ms < 4000, `dig did not wait for its 5 s timeout (${d.ms.toFixed(0)} ms)`);
-    await topo.start('b2');
   });
 
-  test('4: a black-holed backend — nothing comes back: only a deadline can tell', async () => {
+  test('4: a black-holed backend — nothing comes back: only a deadline can tell', async (t) => {
+    t.after(() => topo.reset());
     facts.clear();
-    topo.only('b3');
-    topo.blackhole('b3', true);
+    await only('b3');
+    await topo.set('b3', 'blackhole'); // nft drops what is addressed to it inside its namespace
     const b3 = topo.backend('b3');
-    const flow = await UdpFlow.open(VIP4);
+    const flow = await DnsSocket.open(vip4, DNS_PORT);
     const xs = [await flow.exchange(0x400, 1500), await flow.exchange(0x401, 1500)];
     flow.close();
     const s = facts.of(2, flow.localPort);
@@ -281,12 +297,10 @@ describe('UDP through IPVS: which hooks see what', { skip: SKIP }, () => {
     assert.equal(s.ipvs_conn?.peer, `${b3.ip}:${DNS_PORT}`, 'the flow went to b3');
     assert.equal(s.send_fentry?.count, 2, 'both datagrams left');
     for (const h of ['cg_ingress', 'enqueue', 'icmp_err', 'icmp_err_kprobe', 'err_report', 'recv_len'] as const) assert.equal(s[h], undefined, `${h}: nothing for a black-holed flow`);
-    const d = dig(VIP4, 1);
+    const d = dig(vip4, DNS_PORT, 1);
     console.log(`[${KERNEL}] dig via the VIP to black-holed b3: ${d.ms.toFixed(0)} ms, exit ${d.status}: ${d.out.replace(/\n/g, ' | ')}`);
     assert.match(d.out, /timed out/, 'dig times out');
     assert.ok(d.ms >= 1000, 'after its full timeout');
-    topo.blackhole('b3', false);
-    for (const b of topo.backends) topo.weight(b.name, 1);
     if (DEBUG) console.log(execFileSync('ipvsadm', ['-Lnc'], { encoding: 'utf8' }));
   });
 });

@@ -1,0 +1,151 @@
+// DNS clients for the lab's UDP tests, against the topology's dnsmasq backends (scripts/lab/topology.sh --udp): each
+// answers any name under vipguard.test with its own address, so every answer says which backend a datagram reached.
+import assert from 'node:assert/strict';
+import * as dgram from 'node:dgram';
+import { spawnSync } from 'node:child_process';
+import { encodeDnsQuery } from '../../src/actuator/dns-message';
+import { waitFor } from '../helpers';
+
+export const NAME = 'who.vipguard.test';
+const INTERVAL_MS = 50;
+
+/** A DNS query for NAME (type A, RD) with the given id: the restore probe's own encoder. */
+const query = (id: number): Buffer => encodeDnsQuery(NAME, id);
+
+/** The A record of dnsmasq's one-answer reply: its last four bytes. */
+const answerIp = (m: Buffer): string | undefined => (m.length >= 16 && m.readUInt16BE(6) === 1 ? [...m.subarray(m.length - 4)].join('.') : undefined);
+
+/**
+ * One client flow: a connected UDP socket (one source port, so one IPVS connection entry) asking every
+ * INTERVAL_MS, as a resolver library or a metrics shipper keeps one socket. Records who answered each query.
+ */
+export class DnsFlow {
+  readonly sock = dgram.createSocket('udp4');
+  readonly answers: { id: number; at: number; from: string }[] = [];
+  sent = 0;
+  private timer?: NodeJS.Timeout;
+
+  static async open(host: string, port: number): Promise<DnsFlow> {
+    const f = new DnsFlow();
+    f.sock.on('message', (m) => { const from = answerIp(m); if (from) f.answers.push({ id: m.readUInt16BE(0), at: Date.now(), from }); });
+    f.sock.on('error', () => { /* an ICMP error on the connected socket: counted as no answer */ });
+    await new Promise<void>((r) => f.sock.connect(port, host, r));
+    f.timer = setInterval(() => { if (f.sent < 20_000) f.sock.send(query(++f.sent & 0xffff)); }, INTERVAL_MS);
+    return f;
+  }
+
+  get backend(): string | undefined { return this.answers.at(-1)?.from; }
+
+  /** Until `n` more answers arrived (bounded), then who gave them. */
+  async next(n: number, timeoutMs = 5000): Promise<string[]> {
+    const start = this.answers.length;
+    await waitFor(() => this.answers.length >= start + n, timeoutMs, `${n} DNS answers on one flow`);
+    return this.answers.slice(start, start + n).map((a) => a.from);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.sock.close();
+  }
+}
+
+export interface Exchange {
+  /** the A record's address (the backend that answered), or the error code, or 'timeout' */
+  result: string;
+  ms: number;
+}
+
+/**
+ * A client socket asking one query at a time and recording each one's outcome — the answering backend, the error
+ * the socket reported, or a timeout — and how long it took: for counting datagrams exactly (DnsFlow asks on a timer).
+ * One source port, so one IPVS connection entry. Connected by default, as dig's and the C library's resolver sockets
+ * are; `connected: false` sends with sendto() from a bound socket instead, which never hears of ICMP errors (no
+ * IP_RECVERR). IPv4 or IPv6 after `host`.
+ */
+export class DnsSocket {
+  readonly exchanges: Exchange[] = [];
+  private constructor(private readonly sock: dgram.Socket, readonly localPort: number, private readonly to?: { host: string; port: number }) {}
+
+  static async open(host: string, port: number, opts: { connected?: boolean } = {}): Promise<DnsSocket> {
+    const sock = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      const ok = () => { sock.off('error', reject); resolve(); };
+      if (opts.connected === false) sock.bind(0, ok);
+      else sock.connect(port, host, ok);
+    });
+    return new DnsSocket(sock, sock.address().port, opts.connected === false ? { host, port } : undefined);
+  }
+
+  async exchange(id: number, waitMs: number): Promise<Exchange> {
+    const t0 = performance.now();
+    const result = await new Promise<string>((resolve) => {
+      const done = (r: string) => {
+        clearTimeout(timer);
+        this.sock.off('message', onMessage);
+        this.sock.off('error', onError);
+        resolve(r);
+      };
+      const onMessage = (m: Buffer) => { if (m.readUInt16BE(0) === id) done(answerIp(m) ?? 'no answer'); };
+      const onError = (e: NodeJS.ErrnoException) => done(e.code ?? e.message);
+      const timer = setTimeout(() => done('timeout'), waitMs);
+      this.sock.on('message', onMessage);
+      this.sock.on('error', onError);
+      const sent = (err: Error | null) => { if (err) done((err as NodeJS.ErrnoException).code ?? err.message); };
+      if (this.to) this.sock.send(query(id), this.to.port, this.to.host, sent);
+      else this.sock.send(query(id), sent);
+    });
+    const x = { result, ms: performance.now() - t0 };
+    this.exchanges.push(x);
+    return x;
+  }
+
+  /** The socket's file descriptor: the key of a BPF socket-storage map for this socket. */
+  get fd(): number {
+    const fd = (this.sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    assert.ok(typeof fd === 'number' && fd >= 0, 'a UDP socket with a file descriptor');
+    return fd;
+  }
+
+  close(): void {
+    this.sock.close();
+  }
+}
+
+/**
+ * A send-only client on a connected UDP socket, as log and metric shippers are (syslog, statsd): Python sends
+ * `count` queries `gapMs` apart and never reads. Each send's outcome ('ok' or the errno name) and its local port.
+ */
+export function sendOnly(host: string, port: number, count: number, gapMs: number): { localPort: number; sends: string[] } {
+  const code = `
+import errno, json, socket, sys, time
+host, port, count, gap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]) / 1000
+s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((host, port))
+out = []
+for i in range(count):
+    try:
+        s.send(bytes.fromhex(sys.argv[5]))
+        out.append('ok')
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+    time.sleep(gap)
+print(json.dumps({'localPort': s.getsockname()[1], 'sends': out}))
+`;
+  const r = spawnSync('python3', ['-c', code, host, String(port), String(count), String(gapMs), query(0x600).toString('hex')],
+    { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, `python3 send-only client: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { localPort: number; sends: string[] };
+}
+
+/**
+ * `dig` (bind9-dnsutils, an unmodified client) once, from a fresh socket (a new flow): the backend that answered
+ * (undefined if none did), its whole output (the verdict: "connection refused", "timed out") and how long it took.
+ */
+export function dig(server: string, port: number, timeoutSec: number): { answer?: string; out: string; ms: number; status: number | null } {
+  const t0 = performance.now();
+  const r = spawnSync('dig', [`@${server}`, '-p', String(port), '+tries=1', `+timeout=${timeoutSec}`, '+short', NAME],
+    { encoding: 'utf8', timeout: (timeoutSec + 10) * 1000 });
+  const answer = (r.stdout ?? '').split('\n').map((l) => l.trim()).find((l) => /^\d+\.\d+\.\d+\.\d+$/.test(l));
+  return { answer, out: `${r.stdout}${r.stderr}`.trim(), ms: performance.now() - t0, status: r.status };
+}
