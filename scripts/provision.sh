@@ -56,8 +56,13 @@ if [[ "${VIPGUARD_NO_APT:-}" != 1 ]]; then
   fi
 fi
 
-# node_modules: npm ci when absent or older than the lockfile.
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+# node_modules: npm ci when absent or older than the lockfile — never through a symlink (a git worktree sharing
+# another checkout's node_modules): npm ci empties the directory it points to first, under whoever else uses it.
+if [[ -L node_modules ]]; then
+  if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+    log "node_modules is a symlink ($(readlink node_modules)) older than package-lock.json: not reinstalling through it — run npm ci where it points"
+  fi
+elif [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   log "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error >/tmp/vipguard-npm.log 2>&1 ||
     { tail -20 /tmp/vipguard-npm.log >&2; log "npm ci failed (full log: /tmp/vipguard-npm.log)"; exit 1; }
