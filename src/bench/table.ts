@@ -1,15 +1,12 @@
 // Results → markdown: one table per scenario (every figure min / median / max over runs), the targets of issues 4, 5
 // and 7 each marked MET or MISSED with the measured value and the likely cause. Pure (unit-tested).
 import { fmtMs, fmtNum, fmtSpread, percentile, Sample, spread } from './stats';
+import { markdownTable } from './markdown';
 import { restartIntro, restartTable, restartTargets } from './table-restarts';
+
+export { markdownTable };
 import { ALL_SYSTEMS, LATENCY_LABELS, LATENCY_MODES, LATENCY_TARGET_MS, type LatencyMode, FAILOVER_SCENARIOS, RESTART_SCENARIOS, FAR_DELAY_MS, SYSTEM_LABELS, type BenchResults, type FailoverScenario, type CapacityStep, type FailoverRun, type LatencyRun, type OverheadRun } from './types';
 
-export function markdownTable(headers: string[], rows: string[][], align?: ('l' | 'r')[]): string {
-  const a = align ?? headers.map((_, i) => (i === 0 ? 'l' : 'r'));
-  const esc = (s: string) => s.replace(/\|/g, '\\|');
-  const line = (cells: string[]) => `| ${cells.map(esc).join(' | ')} |`;
-  return [line(headers), `|${a.map((x) => (x === 'l' ? ':---' : '---:')).join('|')}|`, ...rows.map(line)].join('\n');
-}
 
 const ms = (xs: Sample[]) => fmtSpread(spread(xs), fmtMs);
 const num = (xs: Sample[], d = 0) => fmtSpread(spread(xs), (v) => fmtNum(v, d));
