@@ -14,7 +14,7 @@ import { killListener, NftSession, restartListener } from './inject';
 import { Load } from '../lab/load';
 import { cpuMsOf, parseCpuTotals, parseNetstat, procKey } from './procfs';
 import { sleep, waitUntil } from './proc';
-import { RunningSystem, startSystem, KEEPALIVED_DEFAULTS } from './systems';
+import { keepalivedTimers, RunningSystem, startSystem, TCP_GUARD, type Guard } from './systems';
 import { FAR_DELAY_MS, type FailoverRun, type FailoverScenario, type SystemName } from './types';
 import { DestinationWatch } from './watch';
 
@@ -33,12 +33,12 @@ export interface FailoverOptions {
   log: (line: string) => void;
 }
 
-const DEAD = 'b3';
-const EXPIRE_NODEST = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
+export const DEAD = 'b3';
+export const EXPIRE_NODEST = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
 
 /** How long to wait, after recovery, for the system to put the backend back. */
-export function restoreBoundMs(system: SystemName): number {
-  const k = KEEPALIVED_DEFAULTS;
+export function restoreBoundMs(system: SystemName, guard: Guard = TCP_GUARD): number {
+  const k = keepalivedTimers(false, guard);
   switch (system) {
     case 'ipvs': return 0;
     case 'keepalived-default': return (k.delayLoopS + k.connectTimeoutS + k.delayBeforeRetryS + k.connectTimeoutS + 10) * 1000;
@@ -48,24 +48,27 @@ export function restoreBoundMs(system: SystemName): number {
 }
 
 /** After recovery, how long to go on watching before deciding whether there is a restore to wait for. */
-export function observeAfterRecoveryMs(system: SystemName): number {
-  const k = KEEPALIVED_DEFAULTS;
-  return system === 'keepalived-default' ? (2 * k.connectTimeoutS + k.delayBeforeRetryS + 1) * 1000 : 2000;
+export function observeAfterRecoveryMs(system: SystemName, guard: Guard = TCP_GUARD): number {
+  if (system !== 'keepalived-default') return 2000;
+  const k = keepalivedTimers(false, guard);
+  // A check in flight at the recovery fails at most connect_timeout later; its retries come delay_before_retry
+  // apart. TCP_CHECK's one retry (1 s later) can still fail; DNS_CHECK's come 60 s later, to a recovered server.
+  return (k.delayBeforeRetryS > k.connectTimeoutS ? k.connectTimeoutS + 1 : 2 * k.connectTimeoutS + k.delayBeforeRetryS + 1) * 1000;
 }
 
 /** Upper bound of one run's wall time, for the VM's timeout. */
-export function failoverBudgetMs(system: SystemName, failMs: number, clientTimeoutMs: number): number {
-  return 60_000 + 3000 + failMs + observeAfterRecoveryMs(system) + restoreBoundMs(system) + 1000 + clientTimeoutMs;
+export function failoverBudgetMs(system: SystemName, failMs: number, clientTimeoutMs: number, guard: Guard = TCP_GUARD): number {
+  return 60_000 + 3000 + failMs + observeAfterRecoveryMs(system, guard) + restoreBoundMs(system, guard) + 1000 + clientTimeoutMs;
 }
 
 /**
  * A fresh topology of three healthy backends on a clean slate (clean.ts: no TIME_WAIT socket or IPVS connection
  * entry of an earlier run); one retry after clearing whatever a failed run left behind. `clean` is the run's note.
  */
-export async function topologyUp(log: (l: string) => void): Promise<{ topo: Topology; clean: string }> {
+export async function topologyUp(log: (l: string) => void, opts: { udpPort?: number } = {}): Promise<{ topo: Topology; clean: string }> {
   const clean = cleanSlate();
   log(clean);
-  const up = () => Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false });
+  const up = () => Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false, udpPort: opts.udpPort });
   try {
     return { topo: await up(), clean };
   } catch (e) {

@@ -139,7 +139,7 @@ export class DnsLoad {
   /** Stops starting lookups, waits for the ones under way (bounded by the policy), closes the flows. */
   async stop(): Promise<{ lookups: Lookup[]; flows: LongFlowRecord[] }> {
     clearInterval(this.timer);
-    this.stoppedAt = performance.now();
+    this.stoppedAt ||= performance.now();
     await Promise.all([...this.pending]);
     for (const f of this.flows) f.close();
     this.lookups.sort((a, b) => a.at - b.at);
