@@ -32,7 +32,10 @@ export function lookupLanded(l: Lookup, seen: Map<number, number[]>, deadIp: str
   return l.ports.some((p) => landedOn({ at: l.at, ms: l.ms, outcome: 'ok', localPort: p }, seen));
 }
 
-export function analyzeUdpFailover(o: UdpObservations): UdpFigures {
+export function analyzeUdpFailover(obs: UdpObservations): UdpFigures {
+  // The window ends when the backend serves again (rec1), not when its recovery began: a killed dnsmasq takes seconds
+  // to come back under TCG, and the lookups of those seconds meet the same dead backend.
+  const o = { ...obs, rec0: obs.rec1 };
   const notes: string[] = [];
   const failed = (l: Lookup) => l.outcome !== 'ok';
   const bad = (l: Lookup) => failed(l) || l.ms > SLOW_MS;
@@ -54,6 +57,8 @@ export function analyzeUdpFailover(o: UdpObservations): UdpFigures {
   });
   const suspicious = o.lookups.filter((l, i) => inWindow(l.at) && bad(l) && !dead[i]).length;
   if (suspicious) notes.push(`${suspicious} failed or slow lookups not seen going to the failing backend`);
+  const ends = endings(win.filter(failed));
+  if (ends) notes.push(`failed lookups by how their last try ended: ${ends}`);
 
   let stopKernelMs: Sample = null;
   let stopClientMs: Sample = null;
@@ -90,6 +95,16 @@ export function analyzeUdpFailover(o: UdpObservations): UdpFigures {
   };
 }
 
+/** "timeout 11, error EPERM 31": how the last tries of `lookups` ended, commonest first. */
+export function endings(lookups: readonly Lookup[]): string {
+  const n = new Map<string, number>();
+  for (const l of lookups) {
+    const k = l.outcome === 'error' ? `error ${l.errno ?? '?'}` : l.outcome;
+    n.set(k, (n.get(k) ?? 0) + 1);
+  }
+  return [...n].sort((a, b) => b[1] - a[1]).map(([k, c]) => `${k} ${c}`).join(', ');
+}
+
 type FlowFigures = Pick<UdpWindowFigures, 'flows' | 'flowsOnDead' | 'flowsMoved' | 'flowMoveMs' | 'flowQueries' | 'flowQueriesFailed'>;
 
 /**
@@ -98,6 +113,7 @@ type FlowFigures = Pick<UdpWindowFigures, 'flows' | 'flowsOnDead' | 'flowsMoved'
  * first unanswered query.
  */
 export function analyzeFlows(o: Pick<UdpObservations, 'flows' | 'fail0' | 'rec0' | 'deadIp'>, notes: string[] = []): FlowFigures {
+  // (analyzeUdpFailover passes the window's end, the backend serving again, as rec0)
   const out: FlowFigures = { flows: o.flows.length, flowsOnDead: 0, flowsMoved: 0, flowMoveMs: [], flowQueries: 0, flowQueriesFailed: 0 };
   let silentBefore = 0;
   for (const f of o.flows) {

@@ -29,7 +29,7 @@ export function udpIntro(scenario: UdpScenario, failSec: number, rate: number): 
     `C library resolver's defaults — ${RESOLVER_POLICY.timeoutMs / 1000} s per try, ${RESOLVER_POLICY.attempts} tries, the retry on the same socket ` +
     '(same flow) after a timeout and on a fresh one after ECONNREFUSED — plus ' +
     `${UDP_LOAD.flows} long-lived connected flows asking every ${UDP_LOAD.flowEveryMs} ms (src/lab/dns-load.ts). ` +
-    'Lookups are counted when started between injecting the failure and recovering it. saved by retry = lookups whose first try went to b3 ' +
+    'Lookups are counted when started between injecting the failure and b3 serving again. saved by retry = lookups whose first try went to b3 ' +
     'and that the second try answered. stop = first failed try → b3 at weight 0 or removed (kernel: /proc/net/ip_vs every 20 ms) or → ' +
     'the start of the last lookup whose flow still went to b3 (client: its port in /proc/net/ip_vs_conn every 250 ms). Flows on b3 = ' +
     'long-lived flows whose last answer before the failure came from b3; moved = answered by another backend before recovery, timed ' +
@@ -56,12 +56,12 @@ export function udpTable(runs: UdpFailoverRun[], scenario: UdpScenario, kernel: 
     const slowestMove = rs.map((r) => (r.flowMoveMs.length ? Math.max(...r.flowMoveMs) : null));
     rows.push([UDP_SYSTEM_LABELS[system], String(rs.length), num(f('rateAchieved'), 1), num(f('lookups')), num(f('failed')), num(f('slow2s')),
       num(f('bad')), ms(f('p50Ms')), ms(f('p99Ms')), num(f('savedByRetry')), ms(f('stopKernelMs')), ms(f('stopClientMs')),
-      `${num(f('flowsMoved'))} of ${num(f('flowsOnDead'))}`, ms(slowestMove), num(f('flowQueriesFailed')), ms(f('restoreMs')),
+      num(f('flowsOnDead')), num(f('flowsMoved')), ms(slowestMove), num(f('flowQueriesFailed')), ms(f('restoreMs')),
       num(ratiosToKeepalived(runs, system, scenario, kernel), 3), fmtSpread(spread(f('systemCpuPct')), (v) => (typeof v === 'number' ? `${v.toFixed(0)}%` : fmtNum(v)))]);
   }
   if (!rows.length) return undefined;
   return markdownTable(['system', 'runs', 'lookups/s achieved', 'lookups while failing', 'failed', '> 2 s', 'failed or > 2 s', 'p50', 'p99',
-    'saved by retry', 'stop (kernel)', 'stop (client)', 'long-lived flows on b3 moved', 'slowest move', 'long-lived queries unanswered',
+    'saved by retry', 'stop (kernel)', 'stop (client)', 'long-lived flows on b3', 'of them moved', 'slowest move', 'long-lived queries unanswered',
     'restore (back in service after recovery)', 'vs keepalived 1 s', 'system CPU'], rows);
 }
 
