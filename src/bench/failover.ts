@@ -61,6 +61,42 @@ export function failoverBudgetMs(system: SystemName, failMs: number, clientTimeo
   return 60_000 + 3000 + failMs + observeAfterRecoveryMs(system, guard) + restoreBoundMs(system, guard) + 1000 + clientTimeoutMs;
 }
 
+/** From now until the returned function is called: the system's own CPU and the whole VM's, % of one CPU. */
+export function cpuMeter(sys: Pick<RunningSystem, 'pids'>): () => { systemCpuPct: number; vmCpuPct: number } {
+  const sys0 = cpuMsOf(sys.pids());
+  const vm0 = parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8'));
+  const at = performance.now();
+  return () => {
+    const vm1 = parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8'));
+    const wallMs = performance.now() - at;
+    return {
+      systemCpuPct: Math.round(((cpuMsOf(sys.pids()) - sys0) / wallMs) * 1000) / 10,
+      vmCpuPct: Math.round(((vm1.busy - vm0.busy) / Math.max(1, vm1.total - vm0.total)) * os.cpus().length * 1000) / 10,
+    };
+  };
+}
+
+/**
+ * After recovery: go on watching a while (a check begun during the failure can still take the recovered backend
+ * out), then, if the backend went out of service at all since `fail0`, wait (bounded) until it is back.
+ */
+export async function awaitRestore(o: { scenario: string; system: SystemName; run: number; log: (l: string) => void }, watch: DestinationWatch,
+  fail0: number, guard: Guard = TCP_GUARD): Promise<void> {
+  await sleep(observeAfterRecoveryMs(o.system, guard));
+  if (!watch.wentDownSince(fail0)) return;
+  const bound = restoreBoundMs(o.system, guard);
+  const restored = await waitUntil(() => (watch.weight() ?? -1) > 0, bound, 50);
+  if (!restored) o.log(`${o.scenario} ${o.system} run ${o.run}: ${DEAD} not back in service ${Math.round(bound / 1000)} s after the observation window`);
+  await sleep(1000);
+}
+
+/** Keeps everything the system printed during a run beside the results, as evidence. */
+export function keepSystemLog(o: { logDir?: string; scenario: string; system: SystemName; run: number }, sys: Pick<RunningSystem, 'log'>): void {
+  if (!o.logDir) return;
+  fs.mkdirSync(o.logDir, { recursive: true });
+  fs.writeFileSync(`${o.logDir}/${o.scenario}-${o.system}-run${o.run}.log`, sys.log().join('\n') + '\n');
+}
+
 /**
  * A fresh topology of three healthy backends on a clean slate (clean.ts: no TIME_WAIT socket or IPVS connection
  * entry of an earlier run); one retry after clearing whatever a failed run left behind. `clean` is the run's note.
@@ -99,7 +135,7 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverRun> {
     if (!(await waitUntil(() => w.weight() === 1, 30_000, 100))) throw new Error(`${o.system}: ${DEAD} not in service at start (weight ${w.weight()})`);
     watch.start();
     const load = new Load(topo.vip.host, topo.vip.port, o.rate, o.clientTimeoutMs, epoch);
-    const cpu0 = { sys: cpuMsOf(sys.pids()), vm: parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8')), at: performance.now() };
+    const cpu = cpuMeter(sys);
     load.start();
     await sleep(preMs);
 
@@ -137,24 +173,13 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverRun> {
       rec1 = await restartListener(topo, dead, () => w.now());
     }
     // Keep watching a while: a check begun during the failure can still take the recovered backend out.
-    await sleep(observeAfterRecoveryMs(o.system));
-    if (watch.wentDownSince(fail0)) {
-      const restored = await waitUntil(() => (w.weight() ?? -1) > 0, restoreBoundMs(o.system), 50);
-      if (!restored) o.log(`${o.scenario} ${o.system} run ${o.run}: ${DEAD} not back in service ${Math.round(restoreBoundMs(o.system) / 1000)} s after the observation window`);
-      await sleep(1000);
-    }
+    await awaitRestore(o, watch, fail0);
     const connects = await load.stop();
     watch.stop();
-    const vm1 = parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8'));
-    const wallMs = performance.now() - cpu0.at;
-    const systemCpuPct = Math.round(((cpuMsOf(sys.pids()) - cpu0.sys) / wallMs) * 1000) / 10;
-    const vmCpuPct = Math.round(((vm1.busy - cpu0.vm.busy) / Math.max(1, vm1.total - cpu0.vm.total)) * os.cpus().length * 1000) / 10;
+    const { systemCpuPct, vmCpuPct } = cpu();
     const listenOverflows = parseNetstat(execFileSync('ip', ['netns', 'exec', 'vg-srv', 'cat', '/proc/net/netstat'], { encoding: 'utf8' }), 'TcpExt', 'ListenOverflows');
     const rep = await sys.report();
-    if (o.logDir) {
-      fs.mkdirSync(o.logDir, { recursive: true });
-      fs.writeFileSync(`${o.logDir}/${o.scenario}-${o.system}-run${o.run}.log`, sys.log().join('\n') + '\n');
-    }
+    keepSystemLog(o, sys);
 
     const decisions = o.system.startsWith('vipguard') ? parseVipguardLog(sys.log(), `${dead.ip}:${dead.port}`, failWall) : undefined;
     const fig = analyzeFailover({

@@ -6,12 +6,11 @@
 // (or absence: keepalived and vipguard both remove a failed UDP destination), /proc/net/ip_vs_conn for the client
 // ports IPVS sent to it.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import { analyzeUdpFailover } from './analyze-udp';
 import { parseVipguardLog } from './analyze';
-import { DEAD, EXPIRE_NODEST, observeAfterRecoveryMs, restoreBoundMs, topologyUp } from './failover';
+import { awaitRestore, cpuMeter, DEAD, EXPIRE_NODEST, keepSystemLog, observeAfterRecoveryMs, restoreBoundMs, topologyUp } from './failover';
 import { killListener, NftSession, restartListener } from './inject';
-import { cpuMsOf, parseCpuTotals, procKey } from './procfs';
+import { procKey } from './procfs';
 import { sleep, waitUntil } from './proc';
 import { guardedService, RunningSystem, startSystem, type Guard } from './systems';
 import { UDP_LOAD, type SystemName, type UdpFailoverRun, type UdpScenario } from './types';
@@ -68,7 +67,7 @@ export async function runUdpFailover(o: UdpFailoverOptions): Promise<UdpFailover
       host: svc.host, port: svc.port, name: UDP_LOAD.name, rate: o.rate, flows: UDP_LOAD.flows, flowEveryMs: UDP_LOAD.flowEveryMs,
       flowWaitMs: UDP_LOAD.flowWaitMs, epoch,
     });
-    const cpu0 = { sys: cpuMsOf(sys.pids()), vm: parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8')), at: performance.now() };
+    const cpu = cpuMeter(sys);
     await load.start();
     await sleep(preMs);
 
@@ -95,23 +94,12 @@ export async function runUdpFailover(o: UdpFailoverOptions): Promise<UdpFailover
       const answers = async () => (await udpProbe(destinationIdOf({ address: dead.ip, port: svc.backendPort }), { kind: 'dns', name: UDP_LOAD.name }, 300)).ok;
       rec1 = await restartListener(topo, dead, () => w.now(), answers);
     }
-    await sleep(observeAfterRecoveryMs(o.system, DNS_GUARD));
-    if (watch.wentDownSince(fail0)) {
-      const restored = await waitUntil(() => (w.weight() ?? -1) > 0, restoreBoundMs(o.system, DNS_GUARD), 50);
-      if (!restored) o.log(`${o.scenario} ${o.system} run ${o.run}: ${DEAD} not back in service ${Math.round(restoreBoundMs(o.system, DNS_GUARD) / 1000)} s after the observation window`);
-      await sleep(1000);
-    }
+    await awaitRestore(o, watch, fail0, DNS_GUARD);
     const { lookups, flows } = await load.stop();
     watch.stop();
-    const vm1 = parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8'));
-    const wallMs = performance.now() - cpu0.at;
-    const systemCpuPct = Math.round(((cpuMsOf(sys.pids()) - cpu0.sys) / wallMs) * 1000) / 10;
-    const vmCpuPct = Math.round(((vm1.busy - cpu0.vm.busy) / Math.max(1, vm1.total - cpu0.vm.total)) * os.cpus().length * 1000) / 10;
+    const { systemCpuPct, vmCpuPct } = cpu();
     const rep = await sys.report();
-    if (o.logDir) {
-      fs.mkdirSync(o.logDir, { recursive: true });
-      fs.writeFileSync(`${o.logDir}/${o.scenario}-${o.system}-run${o.run}.log`, sys.log().join('\n') + '\n');
-    }
+    keepSystemLog(o, sys);
     const decisions = o.system.startsWith('vipguard') ? parseVipguardLog(sys.log(), `${dead.ip}:${svc.backendPort}`, failWall) : undefined;
     const fig = analyzeUdpFailover({
       lookups, flows, kernel: watch.kernel, seen: watch.seen, fail0, fail1, rec0, rec1, rate: o.rate, backends: topo.backends.length, deadIp: dead.ip,
