@@ -184,7 +184,7 @@ async function startVipguardSystem(topo: Topology, synTimeout: boolean, guard: G
     report: async () => {
       const st = await vipguardStatus(vg);
       // Decisions are parsed from the full log by the caller; here only what says how it ran.
-      const notes = vg.proc.lines.filter((l) => /INACTIVE|SYN timeout|synTimeout|sock_ops|cannot trace|no TCP service/.test(l)).map((l) => l.replace(/^.*? vipguard: /, ''));
+      const notes = vg.proc.lines.filter((l) => /INACTIVE|SYN timeout|synTimeout|sock_ops|receiver: tracing|not traced/.test(l)).map((l) => l.replace(/^.*? vipguard: /, ''));
       return { reaction: st?.reactionMs as { n: number; p50?: number; p99?: number; max?: number } | undefined, notes };
     },
     log: () => [...vg.proc.lines],

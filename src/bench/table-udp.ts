@@ -94,8 +94,10 @@ export function udpTargets(runs: UdpFailoverRun[]): TargetVerdict[] {
 function udpWhy(vg: UdpFailoverRun[]): string {
   const quarantined = vg.filter((r) => (r.vipguardDecisions?.quarantinedFailing ?? 0) > 0).length;
   if (quarantined === 0) {
-    const untraced = vg.some((r) => r.notes.some((n) => /no TCP service|cannot trace/.test(n)));
-    return `vipguard never quarantined b3 in ${vg.length} run(s)` + (untraced ? ': its receiver traced no UDP service in this build' : '');
+    // `vipguard run` says what its receiver traces: "receiver: tracing no TCP service" before it sensed UDP, "… not
+    // traced on this kernel" where the kernel lacks the hooks.
+    const untraced = vg.some((r) => r.notes.some((n) => /tracing no (TCP )?service|UDP services are not traced/.test(n)));
+    return `vipguard never quarantined b3 in ${vg.length} run(s)` + (untraced ? ': its receiver traced no UDP service (the run notes say why)' : '');
   }
   return 'quarantined late or not in every run: see the run notes and vipguard\'s decisions in results.json';
 }
