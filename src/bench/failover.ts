@@ -51,8 +51,9 @@ export function restoreBoundMs(system: SystemName, guard: Guard = TCP_GUARD): nu
 export function observeAfterRecoveryMs(system: SystemName, guard: Guard = TCP_GUARD): number {
   if (system !== 'keepalived-default') return 2000;
   const k = keepalivedTimers(false, guard);
-  // A check in flight at the recovery fails at most connect_timeout later; its retries come delay_before_retry
-  // apart. TCP_CHECK's one retry (1 s later) can still fail; DNS_CHECK's come 60 s later, to a recovered server.
+  // A check in flight at the recovery fails at most connect_timeout later, and can remove the server then (a failed
+  // first check did so at once, without retries, in the lab's DNS_CHECK runs); later retries come delay_before_retry
+  // apart: TCP_CHECK's one retry (1 s later) can still fail, DNS_CHECK's come 60 s later, to a recovered server.
   return (k.delayBeforeRetryS > k.connectTimeoutS ? k.connectTimeoutS + 1 : 2 * k.connectTimeoutS + k.delayBeforeRetryS + 1) * 1000;
 }
 

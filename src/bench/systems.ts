@@ -45,7 +45,10 @@ export function guardedService(topo: Topology, guard: Guard): { host: string; po
 
 /** Resolved keepalived 2.2.7 TCP_CHECK defaults (keepalived.conf(5)): what "defaults" means in the results. */
 export const KEEPALIVED_DEFAULTS = { delayLoopS: 60, connectTimeoutS: 5, retry: 1, delayBeforeRetryS: 1, warmupS: 60 } as const;
-/** DNS_CHECK's own defaults (keepalived.conf(5)): retry 3 and delay_before_retry = delay_loop; the rest as above. */
+/**
+ * DNS_CHECK's own defaults (keepalived.conf(5)): retry 3 and delay_before_retry = delay_loop; the rest as above.
+ * Seen in the lab (2.2.7): a server whose first check ever fails is removed at once, without those retries.
+ */
 export const KEEPALIVED_DNS_DEFAULTS = { delayLoopS: 60, connectTimeoutS: 5, retry: 3, delayBeforeRetryS: 60, warmupS: 60 } as const;
 
 /** The timers a keepalived system runs with: its check's defaults, or delay_loop and connect_timeout at 1 s. */
