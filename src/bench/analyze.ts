@@ -24,20 +24,12 @@ export function describeFailed(connects: readonly RawConnect[], t0: number, max 
   return `failed: ${failed.slice(0, max).map(one).join('; ')}${failed.length > max ? `; and ${failed.length - max} more` : ''}`;
 }
 
-export interface FailoverObservations {
+export interface FailoverObservations extends KernelWindow {
   connects: RawConnect[];
-  /** [at, weight] on change; -1 = absent */
-  kernel: [number, number][];
   /** client port → first-seen times of its IPVS connections to the failing destination */
   seen: Map<number, number[]>;
-  /** failure injected between fail0 and fail1, recovered between rec0 and rec1 (same clock as the connects) */
-  fail0: number;
+  /** the injection returned at fail1 (it began at fail0) */
   fail1: number;
-  rec0: number;
-  rec1: number;
-  /** connects/s and backends, to tell "still landing there at the end" from "stopped" */
-  rate: number;
-  backends: number;
 }
 
 export interface FailoverFigures extends WindowFigures {
@@ -97,30 +89,8 @@ export function analyzeFailover(o: FailoverObservations): FailoverFigures {
   if (!first) {
     notes.push('no connect failed on the failing backend: nothing to measure from');
   } else {
-    const down = o.kernel.find(([at, w]) => at >= o.fail0 && at < o.rec1 && w <= 0);
-    stopKernelMs = down ? down[0] - first.at : 'never';
-    // Still landing there within the last few scheduling rounds before recovery: it never stopped.
-    const roundMs = (1000 / Math.max(o.rate, 1)) * o.backends;
-    const neverWithin = Math.max(1000, 3 * roundMs);
-    stopClientMs = lastDeadAt === undefined ? 0 : lastDeadAt > o.rec0 - neverWithin ? 'never' : lastDeadAt - first.at;
-    let up = true;
-    for (const [at, w] of o.kernel) {
-      if (at < o.fail0 || at >= o.rec1) continue;
-      if (up && w <= 0) transitions++;
-      up = w > 0;
-    }
-    // Restore: from recovery until the destination is in service for good (no later removal in what we watched).
-    // A removal that only comes after the recovery (a check begun during the failure) counts: the backend is out.
-    const lastDown = [...o.kernel].reverse().find(([at, w]) => at >= o.fail0 && w <= 0);
-    if (lastDown) {
-      const back = o.kernel.find(([at, w]) => at > lastDown[0] && w > 0);
-      restoreMs = back ? Math.max(0, back[0] - o.rec1) : 'never';
-      const late = o.kernel.find(([at, w]) => at >= o.rec1 && w <= 0);
-      if (late && !down) notes.push(`taken out of service ${Math.round(late[0] - o.rec1)} ms after the backend had recovered`);
-      if (down && o.kernel.some(([at, w]) => at > down[0] && at < o.rec0 && w > 0)) {
-        notes.push('back in service while still failing (quarantine lifted or check passed), then out again');
-      }
-    }
+    ({ stopKernelMs, restoreMs, kernelTransitions: transitions } = kernelView(o, first.at, notes));
+    stopClientMs = stopClient(o, first.at, lastDeadAt);
   }
   const rescuedMs = o.connects.filter((c, i) => inWindow(c) && dead[i] && c.outcome === 'ok').map((c) => c.ms);
   const outsideBad = o.connects.filter((c) => !inWindow(c) && bad(c)).length;
@@ -142,6 +112,60 @@ export function analyzeFailover(o: FailoverObservations): FailoverFigures {
     notes,
     dead: dead.map((d, i) => d && inWindow(o.connects[i])),
   };
+}
+
+/** The failure window and the kernel's view of the failing destination: what kernelView and stopClient read. */
+export interface KernelWindow {
+  /** [at, weight] on change; -1 = absent */
+  kernel: [number, number][];
+  /** failure injected from fail0, recovered between rec0 and rec1 (same clock as the clients) */
+  fail0: number;
+  rec0: number;
+  rec1: number;
+  /** new flows per second and backends, to tell "still landing there at the end" from "stopped" */
+  rate: number;
+  backends: number;
+}
+
+/**
+ * From the first failure at `firstAt`: when the kernel stopped scheduling onto the failing destination (weight 0 or
+ * absent), how often it went out of service while failing, and how long after recovery it was back for good.
+ * Notes what looks odd (taken out only after recovery, back in while still failing) into `notes`.
+ */
+export function kernelView(o: KernelWindow, firstAt: number, notes: string[]): { stopKernelMs: Sample; restoreMs: Sample; kernelTransitions: number } {
+  const down = o.kernel.find(([at, w]) => at >= o.fail0 && at < o.rec1 && w <= 0);
+  const stopKernelMs: Sample = down ? down[0] - firstAt : 'never';
+  let transitions = 0;
+  let up = true;
+  for (const [at, w] of o.kernel) {
+    if (at < o.fail0 || at >= o.rec1) continue;
+    if (up && w <= 0) transitions++;
+    up = w > 0;
+  }
+  // Restore: from recovery until the destination is in service for good (no later removal in what we watched).
+  // A removal that only comes after the recovery (a check begun during the failure) counts: the backend is out.
+  let restoreMs: Sample = null;
+  const lastDown = [...o.kernel].reverse().find(([at, w]) => at >= o.fail0 && w <= 0);
+  if (lastDown) {
+    const back = o.kernel.find(([at, w]) => at > lastDown[0] && w > 0);
+    restoreMs = back ? Math.max(0, back[0] - o.rec1) : 'never';
+    const late = o.kernel.find(([at, w]) => at >= o.rec1 && w <= 0);
+    if (late && !down) notes.push(`taken out of service ${Math.round(late[0] - o.rec1)} ms after the backend had recovered`);
+    if (down && o.kernel.some(([at, w]) => at > down[0] && at < o.rec0 && w > 0)) {
+      notes.push('back in service while still failing (quarantine lifted or check passed), then out again');
+    }
+  }
+  return { stopKernelMs, restoreMs, kernelTransitions: transitions };
+}
+
+/**
+ * First failure → start of the last client flow that still went to the failing destination; 'never' when one still
+ * did within the last few scheduling rounds before recovery (it never stopped).
+ */
+export function stopClient(o: KernelWindow, firstAt: number, lastDeadAt: number | undefined): Sample {
+  const roundMs = (1000 / Math.max(o.rate, 1)) * o.backends;
+  const neverWithin = Math.max(1000, 3 * roundMs);
+  return lastDeadAt === undefined ? 0 : lastDeadAt > o.rec0 - neverWithin ? 'never' : lastDeadAt - firstAt;
 }
 
 export function outcomeIndex(o: ConnectOutcome): number {

@@ -1,10 +1,10 @@
-// npm run bench -- [--scenario blackout,refusal,far,rolling,flapping,overhead,capacity,latency] [--kernel 6.1[,5.10,6.12]] [--runs N]
+// npm run bench -- [--scenario blackout,refusal,far,rolling,flapping,udp-blackout,udp-refusal,overhead,capacity,latency] [--kernel 6.1[,5.10,6.12]] [--runs N]
 //                  [--out results/] [--systems ipvs,keepalived-default,keepalived-aggressive,vipguard[,vipguard-syntimeout]]
 //                  [--host-runs N] [--rate 20] [--fail-sec 30] [--client-timeout-sec 10] [--latency-samples 30]
 //                  [--phase-sec 5] [--step-sec 5] [--capacity-rates 1000,2000,…,12000,0] [--from results.json]
 //
 // Host scenarios (overhead, capacity) run natively first, while this process has no VM of its own running; then one
-// lab VM boot per kernel runs every lab scenario (blackout, refusal, far, rolling, flapping, latency), all systems and all runs inside
+// lab VM boot per kernel runs every lab scenario (blackout, refusal, far, rolling, flapping, udp-blackout, udp-refusal, latency), all systems and all runs inside
 // (src/bench/lab-main.ts) and hands its JSON back through $VIPGUARD_LAB_OUT. Everything lands in
 // <out>/<timestamp>/: results.json, results.md, SVG plots and the systems' logs; <out>/latest points there.
 // --from re-renders the markdown and plots of an earlier results.json.
@@ -21,8 +21,9 @@ import { renderMarkdown } from './table';
 import { failoverBudgetMs } from './failover';
 import { latencyBudgetMs } from './latency';
 import { restartBudgetMs } from './restarts';
+import { udpFailoverBudgetMs } from './udp-failover';
 import type { LabPlan } from './lab-main';
-import { ALL_SYSTEMS, FAILOVER_SCENARIOS, LAB_SCENARIOS, RESTART_SCENARIOS, SCENARIOS, SYSTEMS, type BenchOptions, type BenchResults, type LabOutput, type Scenario, type SystemName } from './types';
+import { ALL_SYSTEMS, FAILOVER_SCENARIOS, LAB_SCENARIOS, RESTART_SCENARIOS, SCENARIOS, SYSTEMS, TCP_ONLY_SYSTEMS, UDP_SCENARIOS, type BenchOptions, type BenchResults, type LabOutput, type Scenario, type SystemName } from './types';
 
 const USAGE = `usage: npm run bench -- [--scenario ${SCENARIOS.join(',')}] [--kernel 6.1[,5.10,6.12]] [--runs N] [--out DIR]
          [--systems ${SYSTEMS.join(',')}[,vipguard-syntimeout]] [--host-runs N (default: --runs)]
@@ -103,6 +104,9 @@ function labTimeoutMs(o: BenchOptions, plan: LabPlan): number {
   for (const s of plan.scenarios) {
     if (s === 'latency') ms += 2 * latencyBudgetMs(o.latencySamples) * o.runs;
     else if ((RESTART_SCENARIOS as readonly string[]).includes(s)) ms += restartBudgetMs(s as never, plan.clientTimeoutMs) * (plan.systems ?? SYSTEMS).length * o.runs;
+    else if ((UDP_SCENARIOS as readonly string[]).includes(s)) {
+      for (const sys of (plan.systems ?? SYSTEMS).filter((x) => !TCP_ONLY_SYSTEMS.includes(x))) ms += udpFailoverBudgetMs(sys, plan.failMs) * o.runs;
+    }
     else for (const sys of plan.systems ?? SYSTEMS) ms += failoverBudgetMs(sys, plan.failMs, plan.clientTimeoutMs) * o.runs;
   }
   return ms;
@@ -151,7 +155,7 @@ async function main(argv: string[]): Promise<number> {
   fs.mkdirSync(dir, { recursive: true });
   const results: BenchResults = {
     version: 1, started: new Date().toISOString(), options: o, revision: revision(REPO_ROOT), host: machine(), lab: [],
-    failover: [], restarts: [], latency: [], overhead: [], capacity: [], problems: [],
+    failover: [], restarts: [], udp: [], latency: [], overhead: [], capacity: [], problems: [],
   };
   const log = (l: string) => process.stdout.write(`bench: ${l}\n`);
   const save = () => fs.writeFileSync(path.join(dir, 'results.json'), JSON.stringify(results, null, 1));
@@ -201,6 +205,7 @@ async function main(argv: string[]): Promise<number> {
           const lab = JSON.parse(fs.readFileSync(file, 'utf8')) as LabOutput;
           results.failover.push(...lab.failover);
           (results.restarts ??= []).push(...(lab.restarts ?? []));
+          (results.udp ??= []).push(...(lab.udp ?? []));
           results.latency.push(...lab.latency);
           results.problems.push(...lab.problems.map((p) => `[${kernel}] ${p}`));
           if (!lab.done) results.problems.push(`[${kernel}] the lab run did not finish (${r.timedOut ? 'timed out' : r.error ?? `exit ${r.exitCode}`}): partial results`);

@@ -14,7 +14,7 @@ import { killListener, NftSession, restartListener } from './inject';
 import { Load } from '../lab/load';
 import { cpuMsOf, parseCpuTotals, parseNetstat, procKey } from './procfs';
 import { sleep, waitUntil } from './proc';
-import { RunningSystem, startSystem, KEEPALIVED_DEFAULTS } from './systems';
+import { keepalivedTimers, RunningSystem, startSystem, TCP_GUARD, type Guard } from './systems';
 import { FAR_DELAY_MS, type FailoverRun, type FailoverScenario, type SystemName } from './types';
 import { DestinationWatch } from './watch';
 
@@ -33,12 +33,12 @@ export interface FailoverOptions {
   log: (line: string) => void;
 }
 
-const DEAD = 'b3';
-const EXPIRE_NODEST = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
+export const DEAD = 'b3';
+export const EXPIRE_NODEST = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
 
 /** How long to wait, after recovery, for the system to put the backend back. */
-export function restoreBoundMs(system: SystemName): number {
-  const k = KEEPALIVED_DEFAULTS;
+export function restoreBoundMs(system: SystemName, guard: Guard = TCP_GUARD): number {
+  const k = keepalivedTimers(false, guard);
   switch (system) {
     case 'ipvs': return 0;
     case 'keepalived-default': return (k.delayLoopS + k.connectTimeoutS + k.delayBeforeRetryS + k.connectTimeoutS + 10) * 1000;
@@ -48,24 +48,64 @@ export function restoreBoundMs(system: SystemName): number {
 }
 
 /** After recovery, how long to go on watching before deciding whether there is a restore to wait for. */
-export function observeAfterRecoveryMs(system: SystemName): number {
-  const k = KEEPALIVED_DEFAULTS;
-  return system === 'keepalived-default' ? (2 * k.connectTimeoutS + k.delayBeforeRetryS + 1) * 1000 : 2000;
+export function observeAfterRecoveryMs(system: SystemName, guard: Guard = TCP_GUARD): number {
+  if (system !== 'keepalived-default') return 2000;
+  const k = keepalivedTimers(false, guard);
+  // A check in flight at the recovery fails at most connect_timeout later, and can remove the server then (a failed
+  // first check did so at once, without retries, in the lab's DNS_CHECK runs); later retries come delay_before_retry
+  // apart: TCP_CHECK's one retry (1 s later) can still fail, DNS_CHECK's come 60 s later, to a recovered server.
+  return (k.delayBeforeRetryS > k.connectTimeoutS ? k.connectTimeoutS + 1 : 2 * k.connectTimeoutS + k.delayBeforeRetryS + 1) * 1000;
 }
 
 /** Upper bound of one run's wall time, for the VM's timeout. */
-export function failoverBudgetMs(system: SystemName, failMs: number, clientTimeoutMs: number): number {
-  return 60_000 + 3000 + failMs + observeAfterRecoveryMs(system) + restoreBoundMs(system) + 1000 + clientTimeoutMs;
+export function failoverBudgetMs(system: SystemName, failMs: number, clientTimeoutMs: number, guard: Guard = TCP_GUARD): number {
+  return 60_000 + 3000 + failMs + observeAfterRecoveryMs(system, guard) + restoreBoundMs(system, guard) + 1000 + clientTimeoutMs;
+}
+
+/** From now until the returned function is called: the system's own CPU and the whole VM's, % of one CPU. */
+export function cpuMeter(sys: Pick<RunningSystem, 'pids'>): () => { systemCpuPct: number; vmCpuPct: number } {
+  const sys0 = cpuMsOf(sys.pids());
+  const vm0 = parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8'));
+  const at = performance.now();
+  return () => {
+    const vm1 = parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8'));
+    const wallMs = performance.now() - at;
+    return {
+      systemCpuPct: Math.round(((cpuMsOf(sys.pids()) - sys0) / wallMs) * 1000) / 10,
+      vmCpuPct: Math.round(((vm1.busy - vm0.busy) / Math.max(1, vm1.total - vm0.total)) * os.cpus().length * 1000) / 10,
+    };
+  };
+}
+
+/**
+ * After recovery: go on watching a while (a check begun during the failure can still take the recovered backend
+ * out), then, if the backend went out of service at all since `fail0`, wait (bounded) until it is back.
+ */
+export async function awaitRestore(o: { scenario: string; system: SystemName; run: number; log: (l: string) => void }, watch: DestinationWatch,
+  fail0: number, guard: Guard = TCP_GUARD): Promise<void> {
+  await sleep(observeAfterRecoveryMs(o.system, guard));
+  if (!watch.wentDownSince(fail0)) return;
+  const bound = restoreBoundMs(o.system, guard);
+  const restored = await waitUntil(() => (watch.weight() ?? -1) > 0, bound, 50);
+  if (!restored) o.log(`${o.scenario} ${o.system} run ${o.run}: ${DEAD} not back in service ${Math.round(bound / 1000)} s after the observation window`);
+  await sleep(1000);
+}
+
+/** Keeps everything the system printed during a run beside the results, as evidence. */
+export function keepSystemLog(o: { logDir?: string; scenario: string; system: SystemName; run: number }, sys: Pick<RunningSystem, 'log'>): void {
+  if (!o.logDir) return;
+  fs.mkdirSync(o.logDir, { recursive: true });
+  fs.writeFileSync(`${o.logDir}/${o.scenario}-${o.system}-run${o.run}.log`, sys.log().join('\n') + '\n');
 }
 
 /**
  * A fresh topology of three healthy backends on a clean slate (clean.ts: no TIME_WAIT socket or IPVS connection
  * entry of an earlier run); one retry after clearing whatever a failed run left behind. `clean` is the run's note.
  */
-export async function topologyUp(log: (l: string) => void): Promise<{ topo: Topology; clean: string }> {
+export async function topologyUp(log: (l: string) => void, opts: { udpPort?: number } = {}): Promise<{ topo: Topology; clean: string }> {
   const clean = cleanSlate();
   log(clean);
-  const up = () => Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false });
+  const up = () => Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false, udpPort: opts.udpPort });
   try {
     return { topo: await up(), clean };
   } catch (e) {
@@ -96,7 +136,7 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverRun> {
     if (!(await waitUntil(() => w.weight() === 1, 30_000, 100))) throw new Error(`${o.system}: ${DEAD} not in service at start (weight ${w.weight()})`);
     watch.start();
     const load = new Load(topo.vip.host, topo.vip.port, o.rate, o.clientTimeoutMs, epoch);
-    const cpu0 = { sys: cpuMsOf(sys.pids()), vm: parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8')), at: performance.now() };
+    const cpu = cpuMeter(sys);
     load.start();
     await sleep(preMs);
 
@@ -134,24 +174,13 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverRun> {
       rec1 = await restartListener(topo, dead, () => w.now());
     }
     // Keep watching a while: a check begun during the failure can still take the recovered backend out.
-    await sleep(observeAfterRecoveryMs(o.system));
-    if (watch.wentDownSince(fail0)) {
-      const restored = await waitUntil(() => (w.weight() ?? -1) > 0, restoreBoundMs(o.system), 50);
-      if (!restored) o.log(`${o.scenario} ${o.system} run ${o.run}: ${DEAD} not back in service ${Math.round(restoreBoundMs(o.system) / 1000)} s after the observation window`);
-      await sleep(1000);
-    }
+    await awaitRestore(o, watch, fail0);
     const connects = await load.stop();
     watch.stop();
-    const vm1 = parseCpuTotals(fs.readFileSync('/proc/stat', 'utf8'));
-    const wallMs = performance.now() - cpu0.at;
-    const systemCpuPct = Math.round(((cpuMsOf(sys.pids()) - cpu0.sys) / wallMs) * 1000) / 10;
-    const vmCpuPct = Math.round(((vm1.busy - cpu0.vm.busy) / Math.max(1, vm1.total - cpu0.vm.total)) * os.cpus().length * 1000) / 10;
+    const { systemCpuPct, vmCpuPct } = cpu();
     const listenOverflows = parseNetstat(execFileSync('ip', ['netns', 'exec', 'vg-srv', 'cat', '/proc/net/netstat'], { encoding: 'utf8' }), 'TcpExt', 'ListenOverflows');
     const rep = await sys.report();
-    if (o.logDir) {
-      fs.mkdirSync(o.logDir, { recursive: true });
-      fs.writeFileSync(`${o.logDir}/${o.scenario}-${o.system}-run${o.run}.log`, sys.log().join('\n') + '\n');
-    }
+    keepSystemLog(o, sys);
 
     const decisions = o.system.startsWith('vipguard') ? parseVipguardLog(sys.log(), `${dead.ip}:${dead.port}`, failWall) : undefined;
     const fig = analyzeFailover({

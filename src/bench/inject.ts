@@ -6,6 +6,9 @@
 //   refusal    the fixture's listener is killed by the PID it recorded (as topology.sh does); recovery goes through
 //              the fixture (`backend bN healthy`), and the moment the backend accepts again is found by connecting
 //              to it directly (not through the VIP: no system under test sees those connects)
+//   udp refusal the same for a backend's dnsmasq (its PID recorded as bN.piddns, ICMP port unreachable from then on);
+//              its listener goes too, so that the fixture's `backend bN healthy` starts both again, and the moment the
+//              backend answers again is found by the restore probe's DNS query to it directly
 import * as fs from 'node:fs';
 import { spawn } from 'node:child_process';
 import * as net from 'node:net';
@@ -49,9 +52,13 @@ export class NftSession {
   }
 }
 
-function listenerPid(b: Backend): number | undefined {
+/** A backend's server as the fixture records it: its TCP listener (busybox httpd) or its DNS server (dnsmasq). */
+export type ServerKind = 'httpd' | 'dnsmasq';
+const PID_FILE: Record<ServerKind, string> = { httpd: 'pid4', dnsmasq: 'piddns' };
+
+function listenerPid(b: Backend, kind: ServerKind = 'httpd'): number | undefined {
   try {
-    return Number(fs.readFileSync(`${STATE}/${b.name}.pid4`, 'utf8').trim()) || undefined;
+    return Number(fs.readFileSync(`${STATE}/${b.name}.${PID_FILE[kind]}`, 'utf8').trim()) || undefined;
   } catch {
     return undefined;
   }
@@ -66,11 +73,14 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Kills the backend's listener (by the PID the fixture recorded) and waits until it is gone: RST from now on. */
-export async function killListener(b: Backend): Promise<void> {
-  const pid = listenerPid(b);
-  if (!pid || !fs.existsSync(`/proc/${pid}`) || !fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('httpd')) {
-    throw new Error(`no listener of ${b.name} to kill (pid file ${STATE}/${b.name}.pid4: ${pid ?? 'missing'})`);
+/**
+ * Kills the backend's listener or DNS server (by the PID the fixture recorded) and waits until it is gone: RST, or
+ * ICMP port unreachable, from now on.
+ */
+export async function killListener(b: Backend, kind: ServerKind = 'httpd'): Promise<void> {
+  const pid = listenerPid(b, kind);
+  if (!pid || !fs.existsSync(`/proc/${pid}`) || !fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(kind)) {
+    throw new Error(`no ${kind} of ${b.name} to kill (pid file ${STATE}/${b.name}.${PID_FILE[kind]}: ${pid ?? 'missing'}) — was the topology built with${kind === 'dnsmasq' ? ' --udp' : ''} topology.sh?`);
   }
   process.kill(pid, 'SIGTERM');
   await waitUntil(() => !alive(pid), 5000, 2);
@@ -88,14 +98,17 @@ function accepts(ip: string, port: number): Promise<boolean> {
   });
 }
 
-/** Brings a killed listener back through the fixture; returns when (clock of `now`) it first accepted a connect. */
-export async function restartListener(topo: Topology, b: Backend, now: () => number): Promise<number> {
+/**
+ * Brings a killed listener back through the fixture; returns when (clock of `now`) it first accepted a connect — or,
+ * with `serves`, first passed that check instead (the UDP scenarios ask the backend's DNS server directly).
+ */
+export async function restartListener(topo: Topology, b: Backend, now: () => number, serves?: () => Promise<boolean>): Promise<number> {
   let firstAccept: number | undefined;
   let probing = true;
   const probe = (async () => {
     while (probing && firstAccept === undefined) {
       const t = now();
-      if (await accepts(b.ip, b.port)) firstAccept = t;
+      if (await (serves ? serves() : accepts(b.ip, b.port))) firstAccept = t;
       else await sleep(25);
     }
   })();

@@ -9,10 +9,11 @@ import * as path from 'node:path';
 import { runFailover } from './failover';
 import { runLatency } from './latency';
 import { runRestarts } from './restarts';
-import { LATENCY_MODES, RESTART_SCENARIOS, SYSTEMS, type FailoverScenario, type LabOutput, type RestartScenario, type SystemName } from './types';
+import { runUdpFailover } from './udp-failover';
+import { LATENCY_MODES, RESTART_SCENARIOS, SYSTEMS, TCP_ONLY_SYSTEMS, UDP_SCENARIOS, type FailoverScenario, type LabOutput, type RestartScenario, type SystemName, type UdpScenario } from './types';
 
 export interface LabPlan {
-  scenarios: (FailoverScenario | RestartScenario | 'latency')[];
+  scenarios: (FailoverScenario | RestartScenario | UdpScenario | 'latency')[];
   systems?: SystemName[];
   runs: number;
   rate: number;
@@ -27,7 +28,7 @@ async function main(): Promise<number> {
   const kernel = process.env.VIPGUARD_LAB_KERNEL ?? 'host';
   const out: LabOutput = {
     kernel, release: os.release(), cpu: os.cpus()[0]?.model ?? '?', cores: os.cpus().length,
-    failover: [], restarts: [], latency: [], problems: [], done: false,
+    failover: [], restarts: [], udp: [], latency: [], problems: [], done: false,
   };
   const save = () => fs.writeFileSync(path.join(outDir, 'lab.json'), JSON.stringify(out));
   const log = (l: string) => process.stdout.write(`bench: ${l}\n`);
@@ -42,6 +43,23 @@ async function main(): Promise<number> {
           } catch (e) {
             out.problems.push(`latency ${mode} run ${run}: ${(e as Error).message}`);
             log(`FAILED latency ${mode} run ${run}: ${(e as Error).message}`);
+          }
+          save();
+        }
+        continue;
+      }
+      if ((UDP_SCENARIOS as readonly string[]).includes(scenario)) {
+        for (const system of systems.filter((s) => !TCP_ONLY_SYSTEMS.includes(s))) {
+          try {
+            const r = await runUdpFailover({ scenario: scenario as UdpScenario, system, run, kernel, rate: plan.rate, failMs: plan.failMs, log, logDir: path.join(outDir, 'logs') });
+            out.udp!.push(r);
+            log(`${scenario} ${system} run ${run}: ${r.lookups} lookups at ${r.rateAchieved}/s, ${r.failed} failed, ${r.slow2s} > 2 s, ` +
+              `p99 ${Math.round(r.p99Ms)} ms, stop ${fmt(r.stopKernelMs)} (kernel) / ${fmt(r.stopClientMs)} (client), restore ${fmt(r.restoreMs)}; ` +
+              `long-lived flows on b3 ${r.flowsOnDead}, moved ${r.flowsMoved} (${r.flowMoveMs.map((x) => fmt(x)).join(', ') || '—'}), ` +
+              `their queries failed ${r.flowQueriesFailed}/${r.flowQueries}; CPU ${r.system} ${r.systemCpuPct}% VM ${r.vmCpuPct}%, client lag ≤ ${r.maxLagMs} ms`);
+          } catch (e) {
+            out.problems.push(`${scenario} ${system} run ${run}: ${(e as Error).message}`);
+            log(`FAILED ${scenario} ${system} run ${run}: ${(e as Error).message}`);
           }
           save();
         }

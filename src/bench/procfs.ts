@@ -18,18 +18,21 @@ export interface ProcDest {
   inactive: number;
 }
 
-/** /proc/net/ip_vs → service key (e.g. 0A630001:0050) → its destinations. IPv4 TCP services only. */
-export function parseIpvsTable(text: string): Map<string, ProcDest[]> {
+/** The protocols /proc/net/ip_vs and ip_vs_conn name in their first column. */
+export type ProcProtocol = 'TCP' | 'UDP';
+
+/** /proc/net/ip_vs → service key (e.g. 0A630001:0050) → its destinations. IPv4 services of one protocol (TCP by default). */
+export function parseIpvsTable(text: string, protocol: ProcProtocol = 'TCP'): Map<string, ProcDest[]> {
   const out = new Map<string, ProcDest[]>();
   let current: ProcDest[] | undefined;
   for (const line of text.split('\n')) {
-    const svc = /^TCP\s+([0-9A-F]{8}:[0-9A-F]{4})\s/.exec(line);
-    if (svc) {
+    const svc = /^(TCP|UDP)\s+([0-9A-F]{8}:[0-9A-F]{4})\s/.exec(line);
+    if (svc && svc[1] === protocol) {
       current = [];
-      out.set(svc[1], current);
+      out.set(svc[2], current);
       continue;
     }
-    if (/^(UDP|SCTP|FWM)\s/.test(line) || /^TCP\s+\[/.test(line)) {
+    if (svc || /^(TCP|UDP|SCTP|FWM)\s/.test(line)) {
       current = undefined;
       continue;
     }
@@ -40,15 +43,16 @@ export function parseIpvsTable(text: string): Map<string, ProcDest[]> {
 }
 
 /** Our network namespace's IPVS table, or (`pid`) that of the namespace process `pid` is in: IPVS is per netns. */
-export function readIpvsTable(pid?: number): Map<string, ProcDest[]> {
-  return parseIpvsTable(fs.readFileSync(pid === undefined ? '/proc/net/ip_vs' : `/proc/${pid}/net/ip_vs`, 'utf8'));
+export function readIpvsTable(pid?: number, protocol: ProcProtocol = 'TCP'): Map<string, ProcDest[]> {
+  return parseIpvsTable(fs.readFileSync(pid === undefined ? '/proc/net/ip_vs' : `/proc/${pid}/net/ip_vs`, 'utf8'), protocol);
 }
 
 /**
- * /proc/net/ip_vs_conn → client ports of the connections whose real destination is `destKey` (as procKey gives it,
- * "0AC80004:1F90"). Lines look like `TCP 0AC80001 A1B2 0A630001 0050 0AC80004 1F90 SYN_RECV 59`.
+ * /proc/net/ip_vs_conn → client ports of the connections (of `protocol`, TCP by default) whose real destination is
+ * `destKey` (as procKey gives it, "0AC80004:1F90"). Lines look like `TCP 0AC80001 A1B2 0A630001 0050 0AC80004 1F90
+ * SYN_RECV 59`; a UDP flow's state is `UDP`.
  */
-export function clientPortsTo(text: string, destKey: string): number[] {
+export function clientPortsTo(text: string, destKey: string, protocol: ProcProtocol = 'TCP'): number[] {
   const needle = ` ${destKey.replace(':', ' ')} `;
   const ports: number[] = [];
   let i = text.indexOf(needle);
@@ -56,7 +60,7 @@ export function clientPortsTo(text: string, destKey: string): number[] {
     const start = text.lastIndexOf('\n', i) + 1;
     const f = text.slice(start, i).trim().split(/\s+/);
     // Pro FromIP FPrt ToIP TPrt, then (at i) DestIP DPrt: the needle must sit in the DestIP column.
-    if (f.length === 5 && f[0] === 'TCP') ports.push(parseInt(f[2], 16));
+    if (f.length === 5 && f[0] === protocol) ports.push(parseInt(f[2], 16));
     i = text.indexOf(needle, i + needle.length);
   }
   return ports;

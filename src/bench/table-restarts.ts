@@ -1,15 +1,11 @@
 // Restart results → markdown (issue 15): the rolling-restart and flapping tables, and their targets. Every figure is
 // min / median / max over runs. Pure (unit-tested).
+import { markdownTable } from './markdown';
 import { fmtMs, fmtNum, fmtSpread, Sample, spread } from './stats';
 import { ALL_SYSTEMS, FLAPPING, ROLLING, SYSTEM_LABELS, type RestartRun, type RestartScenario } from './types';
 
 const ms = (xs: Sample[]) => fmtSpread(spread(xs), fmtMs);
 const num = (xs: Sample[]) => fmtSpread(spread(xs), (v) => fmtNum(v));
-
-function markdown(headers: string[], rows: string[][]): string {
-  const line = (cells: string[]) => `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
-  return [line(headers), `|${headers.map((_, i) => (i === 0 ? ':---' : '---:')).join('|')}|`, ...rows.map(line)].join('\n');
-}
 
 /** "no", "yes", or "yes in 1 of 3 runs"; "—" when the system has no panic to report (not vipguard). */
 export function fmtPanic(rs: RestartRun[]): string {
@@ -42,8 +38,8 @@ export function restartTable(runs: RestartRun[], scenario: RestartScenario, kern
   if (!rows.length) return undefined;
   const head = ['system', 'runs', 'connects/s achieved', 'connects during the restarts'];
   return scenario === 'rolling'
-    ? markdown([...head, 'failed', '> 2 s', 'p99 added connect latency', 'panic seen', ...ROLLING.backends.map((b) => `${b} back in service after its return`)], rows)
-    : markdown([...head, 'failed or > 2 s', `restored into a failure (${FLAPPING.backend} back in service while down)`, `${FLAPPING.backend} put back in service (times)`,
+    ? markdownTable([...head, 'failed', '> 2 s', 'p99 added connect latency', 'panic seen', ...ROLLING.backends.map((b) => `${b} back in service after its return`)], rows)
+    : markdownTable([...head, 'failed or > 2 s', `restored into a failure (${FLAPPING.backend} back in service while down)`, `${FLAPPING.backend} put back in service (times)`,
       `${FLAPPING.backend} out of service (total)`, 'outages', 'panic seen'], rows);
 }
 

@@ -1,15 +1,13 @@
 // Results → markdown: one table per scenario (every figure min / median / max over runs), the targets of issues 4, 5
 // and 7 each marked MET or MISSED with the measured value and the likely cause. Pure (unit-tested).
 import { fmtMs, fmtNum, fmtSpread, percentile, Sample, spread } from './stats';
+import { markdownTable } from './markdown';
 import { restartIntro, restartTable, restartTargets } from './table-restarts';
-import { ALL_SYSTEMS, LATENCY_LABELS, LATENCY_MODES, LATENCY_TARGET_MS, type LatencyMode, FAILOVER_SCENARIOS, RESTART_SCENARIOS, FAR_DELAY_MS, SYSTEM_LABELS, type BenchResults, type FailoverScenario, type CapacityStep, type FailoverRun, type LatencyRun, type OverheadRun } from './types';
+import { udpIntro, udpTable, udpTargets } from './table-udp';
 
-export function markdownTable(headers: string[], rows: string[][], align?: ('l' | 'r')[]): string {
-  const a = align ?? headers.map((_, i) => (i === 0 ? 'l' : 'r'));
-  const esc = (s: string) => s.replace(/\|/g, '\\|');
-  const line = (cells: string[]) => `| ${cells.map(esc).join(' | ')} |`;
-  return [line(headers), `|${a.map((x) => (x === 'l' ? ':---' : '---:')).join('|')}|`, ...rows.map(line)].join('\n');
-}
+export { markdownTable };
+import { ALL_SYSTEMS, LATENCY_LABELS, LATENCY_MODES, LATENCY_TARGET_MS, type LatencyMode, FAILOVER_SCENARIOS, RESTART_SCENARIOS, UDP_SCENARIOS, FAR_DELAY_MS, SYSTEM_LABELS, type BenchResults, type FailoverScenario, type CapacityStep, type FailoverRun, type LatencyRun, type OverheadRun } from './types';
+
 
 const ms = (xs: Sample[]) => fmtSpread(spread(xs), fmtMs);
 const num = (xs: Sample[], d = 0) => fmtSpread(spread(xs), (v) => fmtNum(v, d));
@@ -307,14 +305,14 @@ export function renderMarkdown(r: BenchResults, svgs: string[] = []): string {
   if (r.lab.length) {
     lines.push('- Lab figures are measured under TCG (no KVM): absolute times there are slow — compare systems with each other ' +
       'on the same kernel and load, not with native numbers.');
-    const clean = [...r.failover, ...(r.restarts ?? []), ...r.latency].flatMap((x) => x.notes).filter((n) => n.startsWith('clean start:'));
+    const clean = [...r.failover, ...(r.restarts ?? []), ...(r.udp ?? []), ...r.latency].flatMap((x) => x.notes).filter((n) => n.startsWith('clean start:'));
     const unclean = clean.filter((n) => / not |left/.test(n));
     lines.push('- Every lab run starts on a clean slate (src/bench/clean.ts): the TIME_WAIT sockets to the lab\'s addresses and the IPVS ' +
       'connection entries earlier runs left are ended (ss -K; ip_vs reloaded), so no system inherits the previous one\'s ' +
       `(keepalived's health checks leave 3 TIME_WAITs a second). ${unclean.length ? `Not fully in ${unclean.length} of ${clean.length} runs: ${unclean.join(' · ')}` : `Done in all ${clean.length} runs.`}`);
   }
   lines.push('');
-  const verdicts = [...evaluateTargets(r), ...restartTargets(r.restarts ?? [])];
+  const verdicts = [...evaluateTargets(r), ...restartTargets(r.restarts ?? []), ...udpTargets(r.udp ?? [])];
   if (verdicts.length) lines.push('## Targets', '', targetsTable(verdicts), '');
   const o = r.options;
   const kernels = [...new Set(r.failover.map((x) => x.kernel))];
@@ -347,6 +345,14 @@ export function renderMarkdown(r: BenchResults, svgs: string[] = []): string {
       const t = restartTable(restarts, scenario, k);
       if (!t) continue;
       lines.push(`## ${scenario === 'rolling' ? 'Rolling restart' : 'Flapping backend'} (${k})`, '', restartIntro(scenario, o.rate, o.clientTimeoutMs), '', t, '');
+    }
+  }
+  const udp = r.udp ?? [];
+  for (const scenario of UDP_SCENARIOS) {
+    for (const k of [...new Set(udp.map((x) => x.kernel))]) {
+      const t = udpTable(udp, scenario, k);
+      if (!t) continue;
+      lines.push(`## ${scenario === 'udp-blackout' ? 'UDP blackout' : 'UDP refusal'}, DNS (${k})`, '', udpIntro(scenario, o.failSec, o.rate), '', t, '');
     }
   }
   for (const k of [...new Set(r.latency.map((x) => x.kernel))]) {

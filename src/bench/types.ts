@@ -4,9 +4,17 @@ import type { Sample } from './stats';
 import type { VipguardDecisions } from './analyze';
 import type { Outage, RestartFigures } from './analyze-restarts';
 
-export type Scenario = 'blackout' | 'refusal' | 'far' | 'rolling' | 'flapping' | 'overhead' | 'capacity' | 'latency';
-export const SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'overhead', 'capacity', 'latency'];
-export const LAB_SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'latency'];
+export type Scenario = 'blackout' | 'refusal' | 'far' | 'rolling' | 'flapping' | 'udp-blackout' | 'udp-refusal' | 'overhead' | 'capacity' | 'latency';
+export const SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'udp-blackout', 'udp-refusal', 'overhead', 'capacity', 'latency'];
+export const LAB_SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'udp-blackout', 'udp-refusal', 'latency'];
+/**
+ * DNS through the UDP VIP (issue 13): b3's dnsmasq black-holed (nft drop: no answer) or killed (ICMP port
+ * unreachable), under lookups from fresh sockets and a few long-lived flows (src/lab/dns-load.ts).
+ */
+export type UdpScenario = 'udp-blackout' | 'udp-refusal';
+export const UDP_SCENARIOS: readonly UdpScenario[] = ['udp-blackout', 'udp-refusal'];
+/** The UDP scenarios' load: the name every backend answers with its own address, and the long-lived flows. */
+export const UDP_LOAD = { name: 'who.vipguard.test', flows: 6, flowEveryMs: 250, flowWaitMs: 2000 } as const;
 /** Listeners killed and restarted under load (issue 15): b1, b2, b3 one after another, or b3 up / down in a loop. */
 export type RestartScenario = 'rolling' | 'flapping';
 export const RESTART_SCENARIOS: readonly RestartScenario[] = ['rolling', 'flapping'];
@@ -25,6 +33,8 @@ export type SystemName = 'ipvs' | 'keepalived-default' | 'keepalived-aggressive'
 export const ALL_SYSTEMS: readonly SystemName[] = ['ipvs', 'keepalived-default', 'keepalived-aggressive', 'vipguard', 'vipguard-syntimeout'];
 /** The ones compared by default (issue 7); vipguard-syntimeout (actuator.synTimeout on) on request. */
 export const SYSTEMS: readonly SystemName[] = ['ipvs', 'keepalived-default', 'keepalived-aggressive', 'vipguard'];
+/** Systems with nothing to do for a UDP service (the SYN timeout tunes TCP handshakes): left out of the UDP scenarios. */
+export const TCP_ONLY_SYSTEMS: readonly SystemName[] = ['vipguard-syntimeout'];
 
 export const SYSTEM_LABELS: Record<SystemName, string> = {
   ipvs: 'bare IPVS',
@@ -110,6 +120,59 @@ export interface RestartRun extends LoadRunHead, RestartFigures {
   timeline: [number, number, number][];
   /** kernel view of each backend relative to the first kill: [atMs, weight], -1 = absent */
   kernelWeights: Record<string, [number, number][]>;
+}
+
+/** What one UDP run's observations come to (src/bench/analyze-udp.ts). */
+export interface UdpWindowFigures {
+  /** lookups started while the backend was failing (from injecting the failure until recovering it) */
+  lookups: number;
+  /** no answer after every try (timed out, refused or errored) */
+  failed: number;
+  /** took longer than 2 s, answered or not */
+  slow2s: number;
+  /** failed or > 2 s, each lookup once */
+  bad: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** failed or slow outside the failure window (should be 0: a sanity check) */
+  outsideBad: number;
+  /** lookups with a try that went to the failing backend while it was failing */
+  landedOnDead: number;
+  /** of those, answered all the same at a later try (the resolver's retry on a fresh socket) */
+  savedByRetry: number;
+  /** first failed try → the failing destination at weight 0 or removed (kernel) */
+  stopKernelMs: Sample;
+  /** first failed try → start of the last lookup whose flow still went to the failing backend */
+  stopClientMs: Sample;
+  restoreMs: Sample;
+  kernelTransitions: number;
+  /** long-lived flows, those on the failing backend when it failed, and those of them answered by another backend before recovery */
+  flows: number;
+  flowsOnDead: number;
+  flowsMoved: number;
+  /** per moved flow: its first unanswered query → the first query answered by another backend, ms */
+  flowMoveMs: number[];
+  /** queries of the long-lived flows sent while failing, and those never answered */
+  flowQueries: number;
+  flowQueriesFailed: number;
+}
+
+export interface UdpFailoverRun extends UdpWindowFigures, LoadRunHead {
+  scenario: UdpScenario;
+  /** the resolver policy's tries per lookup (clientTimeoutMs is its wait per try) */
+  attempts: number;
+  failureMs: number;
+  injectMs: number;
+  recoverMs: number;
+  systemCpuPct: number;
+  vmCpuPct: number;
+  vipguardReaction?: { n: number; p50?: number; p99?: number; max?: number };
+  vipguardDecisions?: VipguardDecisions;
+  notes: string[];
+  /** per lookup relative to the failure injection: [atMs, latencyMs, outcome index (LOOKUP_OUTCOMES), landedOnDead 0|1, tries] */
+  timeline: [number, number, number, number, number][];
+  kernelWeights: [number, number][];
+  recoveredAtMs: number;
 }
 
 /**
@@ -238,6 +301,8 @@ export interface BenchResults {
   failover: FailoverRun[];
   /** rolling restart and flapping runs (absent in results written before they existed) */
   restarts?: RestartRun[];
+  /** UDP (DNS) blackout and refusal runs (absent in results written before they existed) */
+  udp?: UdpFailoverRun[];
   latency: LatencyRun[];
   overhead: OverheadRun[];
   capacity: CapacityStep[];
@@ -254,6 +319,7 @@ export interface LabOutput {
   cores: number;
   failover: FailoverRun[];
   restarts: RestartRun[];
+  udp?: UdpFailoverRun[];
   latency: LatencyRun[];
   problems: string[];
   done: boolean;

@@ -2,7 +2,7 @@
 // /proc/net/ip_vs every `tableMs`, and which client ports IPVS sent to it, from /proc/net/ip_vs_conn every `connMs`.
 // Times are performance.now() - epoch, the same clock the client load uses.
 import * as fs from 'node:fs';
-import { clientPortsTo, parseIpvsTable } from './procfs';
+import { clientPortsTo, parseIpvsTable, type ProcProtocol } from './procfs';
 
 export class DestinationWatch {
   /** [at, weight] on every change; weight -1 = destination absent (removed) */
@@ -14,7 +14,7 @@ export class DestinationWatch {
   private connTimer?: NodeJS.Timeout;
 
   constructor(private readonly serviceKey: string, private readonly destKey: string, readonly epoch: number,
-    private readonly opts: { tableMs?: number; connMs?: number } = {}) {}
+    private readonly opts: { tableMs?: number; connMs?: number; protocol?: ProcProtocol } = {}) {}
 
   now(): number {
     return performance.now() - this.epoch;
@@ -22,7 +22,7 @@ export class DestinationWatch {
 
   /** The destination's weight now: -1 when absent, undefined when the service itself is absent. */
   weight(): number | undefined {
-    const dests = parseIpvsTable(fs.readFileSync('/proc/net/ip_vs', 'utf8')).get(this.serviceKey);
+    const dests = parseIpvsTable(fs.readFileSync('/proc/net/ip_vs', 'utf8'), this.opts.protocol).get(this.serviceKey);
     if (!dests) return undefined;
     return dests.find((d) => d.key === this.destKey)?.weight ?? -1;
   }
@@ -47,7 +47,7 @@ export class DestinationWatch {
 
   private pollConns(): void {
     const at = this.now();
-    const ports = new Set(clientPortsTo(fs.readFileSync('/proc/net/ip_vs_conn', 'utf8'), this.destKey));
+    const ports = new Set(clientPortsTo(fs.readFileSync('/proc/net/ip_vs_conn', 'utf8'), this.destKey, this.opts.protocol));
     for (const p of ports) {
       if (this.present.has(p)) continue;
       const list = this.seen.get(p) ?? [];

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import * as dgram from 'node:dgram';
 import { spawnSync } from 'node:child_process';
 import { encodeDnsQuery } from '../../src/actuator/dns-message';
+import { answerAddress } from '../../src/lab/dns-load';
 import { waitFor } from '../helpers';
 
 export const NAME = 'who.vipguard.test';
@@ -11,9 +12,6 @@ const INTERVAL_MS = 50;
 
 /** A DNS query for NAME (type A, RD) with the given id: the restore probe's own encoder. */
 const query = (id: number): Buffer => encodeDnsQuery(NAME, id);
-
-/** The A record of dnsmasq's one-answer reply: its last four bytes. */
-const answerIp = (m: Buffer): string | undefined => (m.length >= 16 && m.readUInt16BE(6) === 1 ? [...m.subarray(m.length - 4)].join('.') : undefined);
 
 /**
  * One client flow: a connected UDP socket (one source port, so one IPVS connection entry) asking every
@@ -27,7 +25,7 @@ export class DnsFlow {
 
   static async open(host: string, port: number): Promise<DnsFlow> {
     const f = new DnsFlow();
-    f.sock.on('message', (m) => { const from = answerIp(m); if (from) f.answers.push({ id: m.readUInt16BE(0), at: Date.now(), from }); });
+    f.sock.on('message', (m) => { const from = answerAddress(m); if (from) f.answers.push({ id: m.readUInt16BE(0), at: Date.now(), from }); });
     f.sock.on('error', () => { /* an ICMP error on the connected socket: counted as no answer */ });
     await new Promise<void>((r) => f.sock.connect(port, host, r));
     f.timer = setInterval(() => { if (f.sent < 20_000) f.sock.send(query(++f.sent & 0xffff)); }, INTERVAL_MS);
@@ -86,7 +84,7 @@ export class DnsSocket {
         this.sock.off('error', onError);
         resolve(r);
       };
-      const onMessage = (m: Buffer) => { if (m.readUInt16BE(0) === id) done(answerIp(m) ?? 'no answer'); };
+      const onMessage = (m: Buffer) => { if (m.readUInt16BE(0) === id) done(answerAddress(m) ?? 'no answer'); };
       const onError = (e: NodeJS.ErrnoException) => done(e.code ?? e.message);
       const timer = setTimeout(() => done('timeout'), waitMs);
       this.sock.on('message', onMessage);
