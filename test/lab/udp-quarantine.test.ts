@@ -9,7 +9,6 @@
 // restore probe keeps it out; once it answers it is added back exactly as its owner made it (weight, thresholds,
 // forwarding method), and so is it on stop.
 import assert from 'node:assert/strict';
-import * as dgram from 'node:dgram';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -19,66 +18,11 @@ import type { Destination } from '../../src/actuator/ipvs/types';
 import { authHeader, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
 import { waitFor, waitForAsync } from '../helpers';
+import { DnsFlow, NAME, dig, openFlowOn } from './dns-client';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
 const EXPIRE = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
-const NAME = 'who.vipguard.test';
-const INTERVAL_MS = 50;
-
-/** A DNS query for NAME (type A, RD) with the given id. */
-function query(id: number): Buffer {
-  const labels = NAME.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
-  return Buffer.concat([Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), ...labels, Buffer.from([0, 0, 1, 0, 1])]);
-}
-
-/** The A record of dnsmasq's one-answer reply: its last four bytes. */
-const answerIp = (m: Buffer): string | undefined => (m.length >= 16 && m.readUInt16BE(6) === 1 ? [...m.subarray(m.length - 4)].join('.') : undefined);
-
-/**
- * One client flow: a connected UDP socket (one source port, so one IPVS connection entry) asking every
- * INTERVAL_MS, as a resolver library or a metrics shipper keeps one socket. Records who answered each query.
- */
-class DnsFlow {
-  readonly sock = dgram.createSocket('udp4');
-  readonly answers: { id: number; at: number; from: string }[] = [];
-  sent = 0;
-  private timer?: NodeJS.Timeout;
-
-  static async open(host: string, port: number): Promise<DnsFlow> {
-    const f = new DnsFlow();
-    f.sock.on('message', (m) => { const from = answerIp(m); if (from) f.answers.push({ id: m.readUInt16BE(0), at: Date.now(), from }); });
-    f.sock.on('error', () => { /* an ICMP error on the connected socket: counted as no answer */ });
-    await new Promise<void>((r) => f.sock.connect(port, host, r));
-    f.timer = setInterval(() => { if (f.sent < 20_000) f.sock.send(query(++f.sent & 0xffff)); }, INTERVAL_MS);
-    return f;
-  }
-
-  get backend(): string | undefined { return this.answers.at(-1)?.from; }
-
-  /** Until `n` more answers arrived (bounded), then who gave them. */
-  async next(n: number, timeoutMs = 5000): Promise<string[]> {
-    const start = this.answers.length;
-    await waitFor(() => this.answers.length >= start + n, timeoutMs, `${n} DNS answers on one flow`);
-    return this.answers.slice(start, start + n).map((a) => a.from);
-  }
-
-  close(): void {
-    clearInterval(this.timer);
-    this.sock.close();
-  }
-}
-
-/** dig, an unmodified client: one lookup from a fresh socket (a new flow), the answering backend or undefined. */
-function dig(vip: string, port: number): string | undefined {
-  try {
-    const out = execFileSync('dig', ['+short', '+tries=1', '+time=1', '-p', String(port), `@${vip}`, NAME], { encoding: 'utf8', timeout: 5000 });
-    return out.trim().split('\n').find((l) => /^\d+\.\d+\.\d+\.\d+$/.test(l));
-  } catch {
-    return undefined;
-  }
-}
-
 describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () => {
   let topo: Topology;
   let ipvs: IpvsClient;
@@ -88,16 +32,7 @@ describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () =>
   const svc = () => parseService(`udp/${topo.vip.host}:${topo.status.udpPort}`);
   const ip = (name: string) => topo.backend(name).ip;
   const dest = async (name: string): Promise<Destination | undefined> => (await ipvs.listDestinations(svc())).find((d) => d.id.address === ip(name));
-  /** a flow whose datagrams IPVS sends to backend `name` (rr: a few new sockets are enough) */
-  async function flowOn(name: string): Promise<DnsFlow> {
-    for (let i = 0; i < 8; i++) {
-      const f = await DnsFlow.open(topo.vip.host, topo.status.udpPort!);
-      flows.push(f);
-      await f.next(2);
-      if (f.backend === ip(name)) return f;
-    }
-    throw new Error(`no flow landed on ${name} in 8 tries`);
-  }
+  const flowOn = (name: string) => openFlowOn(topo.vip.host, topo.status.udpPort!, ip(name), flows);
 
   before(async () => {
     expireBefore = fs.readFileSync(EXPIRE, 'utf8').trim();
