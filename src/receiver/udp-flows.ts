@@ -114,14 +114,18 @@ export class UdpFlows {
 
   /**
    * The map's counters at `nowNs`, every flow in it: answers and unanswered waits. Flows the map no longer has
-   * (evicted: their end event was lost) are forgotten.
+   * (evicted, or their end event is still on its way or was lost) end here.
    */
   poll(nowNs: bigint, counters: Map<bigint, UdpCounters>): void {
     for (const [sk, c] of counters) {
       const f = this.flows.get(sk) ?? this.adopt(sk, c);
       if (f) this.account(f, c, nowNs);
     }
-    for (const sk of this.flows.keys()) if (!counters.has(sk)) this.flows.delete(sk);
+    for (const [sk, f] of this.flows) {
+      if (counters.has(sk)) continue;
+      this.flows.delete(sk);
+      this.sink.flowEnded?.(f.info, f.backend, f.seen);
+    }
   }
 
   private onScheduled(ev: KernelEvent, c: UdpCounters): void {

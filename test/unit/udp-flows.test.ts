@@ -179,6 +179,7 @@ test('flows without an event are adopted from the map with their service (backen
   assert.deepEqual(x.out[0].flow.dst, VIP);
   x.m.poll(1200n * MS, new Map());
   assert.equal(x.m.size, 0);
+  assert.deepEqual(x.ended, ['ntp'], 'a flow gone from the map ends (its telemetry state is dropped)');
 });
 
 test('a flow of an unknown service index (configuration changed) is ignored', () => {
