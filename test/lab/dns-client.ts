@@ -26,14 +26,14 @@ export class DnsFlow {
   readonly sock = dgram.createSocket('udp4');
   readonly answers: { id: number; at: number; from: string }[] = [];
   sent = 0;
-  /** ICMP errors the connected socket reported (ECONNREFUSED: the backend's server is gone) */
-  errors = 0;
+  /** when the connected socket reported an ICMP error (ECONNREFUSED: the backend's server is gone), Date.now() */
+  readonly errors: number[] = [];
   private timer?: NodeJS.Timeout;
 
   static async open(host: string, port: number): Promise<DnsFlow> {
     const f = new DnsFlow();
     f.sock.on('message', (m) => { const from = answerIp(m); if (from) f.answers.push({ id: m.readUInt16BE(0), at: Date.now(), from }); });
-    f.sock.on('error', () => { f.errors++; /* an ICMP error on the connected socket: no answer */ });
+    f.sock.on('error', () => { f.errors.push(Date.now()); /* an ICMP error on the connected socket: no answer */ });
     await new Promise<void>((r) => f.sock.connect(port, host, r));
     f.timer = setInterval(() => { if (f.sent < 20_000) f.sock.send(query(++f.sent & 0xffff)); }, INTERVAL_MS);
     return f;
