@@ -32,6 +32,7 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
 #define TCP_SYN_SENT 2
 #define TCP_CLOSE 7
 
@@ -156,13 +157,19 @@ static __always_inline void tuple_from_sock(const struct sock *sk, struct vg_tup
 	}
 }
 
-static __always_inline bool is_service(const struct vg_tuple *t)
+static __always_inline __u32 *service_of(const struct vg_tuple *t, __u8 protocol)
 {
 	struct vg_service_key key = {};
 	key.family = t->family;
+	key.protocol = protocol;
 	key.port = t->dport;
 	__builtin_memcpy(key.addr, t->daddr, 16);
-	return bpf_map_lookup_elem(&services, &key) != NULL;
+	return bpf_map_lookup_elem(&services, &key);
+}
+
+static __always_inline bool is_service(const struct vg_tuple *t)
+{
+	return service_of(t, IPPROTO_TCP) != NULL;
 }
 
 static __always_inline void tuple_key(const struct vg_tuple *t, struct vg_tuple_key *k)
@@ -204,6 +211,7 @@ static __always_inline struct vg_event *emit_begin(__u8 kind, __u64 sk, const st
 	e->flags = flags;
 	e->sk_err = 0;
 	e->pad1 = 0;
+	__builtin_memset(&e->udp, 0, sizeof(e->udp));
 	__builtin_memcpy(e->saddr, t->saddr, 16);
 	__builtin_memcpy(e->daddr, t->daddr, 16);
 	if (hs) {
@@ -341,6 +349,303 @@ static __always_inline void read_inet_addr(__u8 *dst, __u16 family, const union 
 }
 
 /*
+ * UDP flows (issue 13; the kernel facts are in docs/udp.md, proven on 5.10, 6.1 and 6.12). A flow is a client
+ * socket sending to a configured UDP service. Its counters live in `udp_flows`, keyed by the socket's address as
+ * TCP handshakes are (5.10's verifier refuses bpf_sk_storage_get() to fentry programs: 5.11+), and userspace polls
+ * them; the ring buffer carries only a flow's backend (ip_vs_conn_new), an ICMP error on it, and its end.
+ *
+ *   datagram out   fentry udp_sendmsg / udpv6_sendmsg  every datagram, with the socket and the VIP (cgroup_skb
+ *                                                      egress never sees IPVS-NATed datagrams)
+ *   backend        kprobe ip_vs_conn_new               once per flow, inside its first udp_sendmsg, on the same thread
+ *   datagram back  fentry __udp_enqueue_schedule_skb   UDP datagrams queued to a socket only (cgroup_skb ingress would
+ *                                                      run for every packet of every protocol)
+ *   ICMP error     tp_btf sock:inet_sk_error_report    5.14+, both families, connected sockets; before it (5.10),
+ *                  kprobe __udp4_lib_err               with the flow found by the quoted header's 4-tuple
+ *   end            fentry udp_destroy_sock / udpv6_destroy_sock
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket address */
+	__type(value, struct vg_udp_flow);
+} udp_flows SEC(".maps");
+
+/* Thread -> the socket whose first datagram it is sending: ip_vs_conn_new runs inside that udp_sendmsg. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} udp_sending SEC(".maps");
+
+/*
+ * Client 4-tuple (as IPVS and the ICMP error's quoted header have it) -> socket: finds the flow when IPVS schedules it
+ * again (its destination was removed) and for an ICMP error on 5.10. Never deleted: LRU, and a stale entry names a
+ * socket that has no flow any more.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct vg_tuple_key);
+	__type(value, __u64);
+} udp_tuples SEC(".maps");
+
+static __always_inline void udp_sent(const struct sock *sk, const struct vg_tuple *t)
+{
+	__u32 *svc = service_of(t, IPPROTO_UDP);
+	if (!svc)
+		return;
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	struct vg_udp_flow *f = bpf_map_lookup_elem(&udp_flows, &key);
+	if (!f) {
+		struct vg_udp_flow init = { .start_ns = now, .service = *svc };
+		bpf_map_update_elem(&udp_flows, &key, &init, BPF_NOEXIST);
+		f = bpf_map_lookup_elem(&udp_flows, &key);
+		if (!f)
+			return;
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		bpf_map_update_elem(&udp_sending, &tid, &key, BPF_ANY);
+	}
+	/* Several threads may send on one socket: the counters are atomic, the times last-writer-wins. */
+	__sync_fetch_and_add(&f->sent, 1);
+	f->last_send_ns = now;
+	if (!f->oldest_ns)
+		f->oldest_ns = now;
+}
+
+SEC("fentry/udp_sendmsg")
+int BPF_PROG(vg_udp_sendmsg, struct sock *sk, struct msghdr *msg)
+{
+	struct vg_tuple t = {};
+	t.family = AF_INET;
+	const struct sockaddr_in *usin = BPF_CORE_READ(msg, msg_name);
+	if (usin) {
+		struct sockaddr_in a = {};
+		bpf_probe_read_kernel(&a, sizeof(a), usin);
+		if (a.sin_family != AF_INET)
+			return 0;
+		t.dport = bpf_ntohs(a.sin_port);
+		__builtin_memcpy(t.daddr, &a.sin_addr.s_addr, 4);
+	} else {
+		/* connected (also an IPv6 socket connected to a v4-mapped address: udpv6_sendmsg hands it here) */
+		t.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		BPF_CORE_READ_INTO((__u32 *)t.daddr, sk, __sk_common.skc_daddr);
+	}
+	udp_sent(sk, &t);
+	return 0;
+}
+
+SEC("fentry/udpv6_sendmsg")
+int BPF_PROG(vg_udpv6_sendmsg, struct sock *sk, struct msghdr *msg)
+{
+	struct vg_tuple t = {};
+	t.family = AF_INET6;
+	const struct sockaddr_in6 *sin6 = BPF_CORE_READ(msg, msg_name);
+	if (sin6) {
+		struct sockaddr_in6 a = {};
+		bpf_probe_read_kernel(&a, sizeof(a), sin6);
+		if (a.sin6_family != AF_INET6) /* AF_INET: udpv6_sendmsg hands it to udp_sendmsg, which counts it */
+			return 0;
+		t.dport = bpf_ntohs(a.sin6_port);
+		__builtin_memcpy(t.daddr, &a.sin6_addr, 16);
+	} else {
+		t.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		BPF_CORE_READ_INTO((struct in6_addr *)t.daddr, sk, __sk_common.skc_v6_daddr);
+	}
+	if (is_v4_mapped(t.daddr)) /* sent through udp_sendmsg, counted there */
+		return 0;
+	udp_sent(sk, &t);
+	return 0;
+}
+
+static __always_inline struct vg_event *udp_emit_begin(__u8 kind, __u64 sk, const struct vg_tuple *t,
+						       const struct vg_handshake *hs, __u8 flags, __u32 pid,
+						       const struct vg_udp_flow *f)
+{
+	struct vg_event *e = emit_begin(kind, sk, t, 0, 0, hs, flags, pid);
+	if (e)
+		__builtin_memcpy(&e->udp, f, sizeof(*f));
+	return e;
+}
+
+/* ip_vs_conn_new for a UDP flow: which backend the client socket's datagrams go to, from now on. */
+static __always_inline int udp_flow_scheduled(const struct vg_ipvs_param *p, int dest_af,
+					      const union nf_inet_addr *daddr, __be16 dport)
+{
+	struct vg_tuple t = {};
+	t.family = p->af;
+	t.sport = bpf_ntohs(p->cport);
+	t.dport = bpf_ntohs(p->vport);
+	read_inet_addr(t.saddr, p->af, p->caddr);
+	read_inet_addr(t.daddr, p->af, p->vaddr);
+	struct vg_tuple_key k;
+	tuple_key(&t, &k);
+
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	__u64 sk = 0;
+	bool first = false;
+	__u64 *skp = bpf_map_lookup_elem(&udp_sending, &tid);
+	/* Softirq work for other flows can run on top of this thread: only trust the socket if its port matches. */
+	if (skp && BPF_CORE_READ((const struct sock *)*skp, __sk_common.skc_num) == t.sport) {
+		sk = *skp;
+		first = true;
+		bpf_map_delete_elem(&udp_sending, &tid);
+		bpf_map_update_elem(&udp_tuples, &k, &sk, BPF_ANY);
+	} else {
+		skp = bpf_map_lookup_elem(&udp_tuples, &k);
+		if (skp)
+			sk = *skp;
+	}
+	struct vg_udp_flow *f = sk ? bpf_map_lookup_elem(&udp_flows, &sk) : NULL;
+	if (!f) {
+		count(VG_C_IPVS_UNMATCHED);
+		return 0;
+	}
+	/* Scheduled again (its destination was removed, or its IPVS entry expired): what was outstanding went to the
+	 * old backend; the wait for the new one starts with the datagram being sent now. */
+	if (!first)
+		f->oldest_ns = bpf_ktime_get_ns();
+	struct vg_handshake b = {};
+	b.backend_family = dest_af;
+	b.backend_port = bpf_ntohs(dport);
+	read_inet_addr(b.backend_addr, dest_af, daddr);
+	b.start_ns = f->start_ns;
+	struct vg_event *e = udp_emit_begin(VG_EV_UDP_FLOW, sk, &t, &b, VG_F_SERVICE | (first ? 0 : VG_F_RESCHEDULED),
+					    id >> 32, f);
+	if (e)
+		emit_end(e);
+	return 0;
+}
+
+SEC("fentry/__udp_enqueue_schedule_skb")
+int BPF_PROG(vg_udp_reply, struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct vg_udp_flow *f = bpf_map_lookup_elem(&udp_flows, &key);
+	if (!f)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__sync_fetch_and_add(&f->replies, 1);
+	__u64 since = f->oldest_ns;
+	if (since && now > since) {
+		__u64 rt = now - since;
+		f->oldest_ns = 0;
+		__sync_fetch_and_add(&f->reply_ns_sum, rt);
+		__sync_fetch_and_add(&f->waits, 1);
+		if (rt > f->reply_ns_max)
+			f->reply_ns_max = rt;
+	}
+	return 0;
+}
+
+static __always_inline void udp_error(const struct sock *sk, __u16 err)
+{
+	__u64 key = (__u64)sk;
+	struct vg_udp_flow *f = bpf_map_lookup_elem(&udp_flows, &key);
+	if (!f || !err)
+		return;
+	__sync_fetch_and_add(&f->errors, 1);
+	f->oldest_ns = 0; /* the error answered the wait: not also unanswered */
+	struct vg_tuple t;
+	tuple_from_sock(sk, &t);
+	struct vg_event *e = udp_emit_begin(VG_EV_UDP_ERROR, key, &t, NULL, VG_F_SERVICE, 0, f);
+	if (e) {
+		e->sk_err = err;
+		emit_end(e);
+	}
+}
+
+/* sock:inet_sk_error_report arrived in 5.14 with sk_error_report() ("net: sock: introduce sk_error_report"). */
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(vg_udp_error_report, const struct sock *sk)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_UDP)
+		return 0;
+	udp_error(sk, BPF_CORE_READ(sk, sk_err));
+	return 0;
+}
+
+/* include/net/icmp.h's icmp_err_convert, for the errors a UDP client can get; 0: not an error of the flow. */
+static __always_inline __u16 icmp_errno(__u8 type, __u8 code)
+{
+	if (type == 3) { /* ICMP_DEST_UNREACH */
+		if (code == 3)
+			return 111; /* ICMP_PORT_UNREACH: ECONNREFUSED */
+		if (code == 4)
+			return 0; /* ICMP_FRAG_NEEDED: path MTU, not a failure */
+		if (code == 0)
+			return 101; /* ENETUNREACH */
+		return 113;        /* EHOSTUNREACH */
+	}
+	if (type == 11) /* ICMP_TIME_EXCEEDED */
+		return 113;
+	return 0;
+}
+
+/*
+ * Before sock:inet_sk_error_report (5.10): the IPv4 ICMP error handler. skb->data is the quoted IP header (IPVS
+ * translated it back: destination = the VIP), the transport header the ICMP header. IPv6 needs no counterpart on
+ * 5.10: IPVS drops the ICMPv6 error there before it reaches UDP (docs/udp.md).
+ */
+SEC("kprobe/__udp4_lib_err")
+int BPF_KPROBE(vg_udp4_lib_err, struct sk_buff *skb)
+{
+	unsigned char *data = BPF_CORE_READ(skb, data);
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 th = BPF_CORE_READ(skb, transport_header);
+	__u8 icmp[2];
+	__u8 ip[20];
+	__u16 ports[2];
+	if (bpf_probe_read_kernel(icmp, sizeof(icmp), head + th) || bpf_probe_read_kernel(ip, sizeof(ip), data))
+		return 0;
+	__u16 err = icmp_errno(icmp[0], icmp[1]);
+	if (!err || bpf_probe_read_kernel(ports, sizeof(ports), data + ((ip[0] & 0x0f) << 2)))
+		return 0;
+	struct vg_tuple t = {};
+	t.family = AF_INET;
+	t.sport = bpf_ntohs(ports[0]);
+	t.dport = bpf_ntohs(ports[1]);
+	__builtin_memcpy(t.saddr, ip + 12, 4);
+	__builtin_memcpy(t.daddr, ip + 16, 4);
+	struct vg_tuple_key k;
+	tuple_key(&t, &k);
+	__u64 *skp = bpf_map_lookup_elem(&udp_tuples, &k);
+	if (skp)
+		udp_error((const struct sock *)*skp, err);
+	return 0;
+}
+
+static __always_inline void udp_destroyed(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct vg_udp_flow *f = bpf_map_lookup_elem(&udp_flows, &key);
+	if (!f)
+		return;
+	struct vg_tuple t;
+	tuple_from_sock(sk, &t);
+	struct vg_event *e = udp_emit_begin(VG_EV_UDP_END, key, &t, NULL, VG_F_SERVICE, 0, f);
+	if (e)
+		emit_end(e);
+	bpf_map_delete_elem(&udp_flows, &key);
+}
+
+SEC("fentry/udp_destroy_sock")
+int BPF_PROG(vg_udp_destroy_sock, struct sock *sk)
+{
+	udp_destroyed(sk);
+	return 0;
+}
+
+SEC("fentry/udpv6_destroy_sock")
+int BPF_PROG(vg_udpv6_destroy_sock, struct sock *sk)
+{
+	udp_destroyed(sk);
+	return 0;
+}
+
+/*
  * ip_vs_conn_new(p, dest_af, daddr, dport, flags, dest, fwmark): same signature 5.10 .. 6.12. The real
  * destination is in daddr/dport; the client and virtual addresses are in *p.
  */
@@ -349,7 +654,11 @@ int BPF_KPROBE(vg_ip_vs_conn_new, const void *param, int dest_af, const union nf
 {
 	count(VG_C_IPVS_SEEN);
 	struct vg_ipvs_param p = {};
-	if (read_ipvs_param(param, &p) || p.protocol != IPPROTO_TCP)
+	if (read_ipvs_param(param, &p))
+		return 0;
+	if (p.protocol == IPPROTO_UDP)
+		return udp_flow_scheduled(&p, dest_af, daddr, dport);
+	if (p.protocol != IPPROTO_TCP)
 		return 0;
 
 	struct vg_tuple t = {};

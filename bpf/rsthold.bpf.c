@@ -92,7 +92,7 @@ int vg_hold_rst(struct __sk_buff *skb)
 	if (!sk)
 		return 1;
 
-	struct vg_service_key key = {};
+	struct vg_service_key key = { .protocol = 6 /* IPPROTO_TCP */ };
 	key.family = r.family;
 	key.port = r.peer_port;
 	__builtin_memcpy(key.addr, r.peer, 16);

@@ -73,7 +73,7 @@ int vg_syn_rto(struct bpf_sock_ops *skops)
 	clock_last.jiffies = j;
 	clock_last.ns = ns;
 
-	struct vg_service_key key = {};
+	struct vg_service_key key = { .protocol = 6 /* IPPROTO_TCP */ };
 	/* remote_port holds the port in network order in its upper 16 bits on little-endian hosts */
 	key.port = bpf_ntohl(skops->remote_port) & 0xffff;
 	if (skops->family == AF_INET) {

@@ -9,7 +9,7 @@
 #ifndef VIPGUARD_H
 #define VIPGUARD_H
 
-#define VG_EVENT_SIZE 96
+#define VG_EVENT_SIZE 160
 
 enum vg_event_kind {
 	VG_EV_STATE = 1,      /* sock:inet_sock_set_state, old_state -> new_state */
@@ -18,12 +18,36 @@ enum vg_event_kind {
 	VG_EV_IPVS_CONN = 4,  /* kprobe ip_vs_conn_new: IPVS chose backend_* for this socket */
 	VG_EV_RST_IN = 5,     /* cgroup_skb ingress: an RST refusing this SYN-SENT socket's connect arrived (it may
 	                       * be held back by the actuator, and then never reaches tcp:tcp_receive_reset) */
+	VG_EV_UDP_FLOW = 6,   /* kprobe ip_vs_conn_new for a UDP flow: IPVS chose backend_* for this client socket
+	                       * (again, with VG_F_RESCHEDULED, when its destination went and the flow moved) */
+	VG_EV_UDP_ERROR = 7,  /* an ICMP error reached the flow: sk_err = the errno it means (ECONNREFUSED, ...) */
+	VG_EV_UDP_END = 8,    /* the flow's socket was destroyed; udp = its final counters */
 };
 
 enum vg_event_flags {
 	VG_F_SERVICE = 1 << 0,     /* daddr:dport is a configured virtual service */
 	VG_F_RESCHEDULED = 1 << 1, /* IPVS_CONN for a socket that already had a backend */
 	VG_F_NO_SOCKET = 1 << 2,   /* IPVS_CONN that matched no traced socket (sk = 0) */
+};
+
+/*
+ * One UDP flow (a client socket sending to a configured UDP service): the value of the `udp_flows` map, which
+ * userspace polls, and the tail of every UDP event. Counted in the kernel per datagram, never one event each.
+ * A reply answers everything outstanding: oldest_ns goes to 0 and the next datagram starts a new wait, so
+ * reply_ns_* measure "first unanswered datagram -> next datagram back", exact for one request in flight.
+ */
+struct vg_udp_flow {
+	__u64 start_ns;     /* first datagram seen (CLOCK_MONOTONIC) */
+	__u64 last_send_ns; /* latest datagram sent */
+	__u64 oldest_ns;    /* send time of the oldest unanswered datagram; 0 when none */
+	__u64 reply_ns_sum; /* sum of reply times, over `waits` */
+	__u64 reply_ns_max; /* longest reply time */
+	__u32 sent;         /* datagrams sent (udp_sendmsg/udpv6_sendmsg) */
+	__u32 replies;      /* datagrams queued to the socket */
+	__u32 waits;        /* replies that ended a wait (oldest_ns was set): the count reply_ns_sum is over */
+	__u32 errors;       /* ICMP errors that reached the flow */
+	__u32 service;      /* the `services` map value: index into userspace's service list */
+	__u32 pad;
 };
 
 struct vg_event {
@@ -46,6 +70,7 @@ struct vg_event {
 	__u8 saddr[16]; /* IPv4 in the first 4 bytes; network byte order */
 	__u8 daddr[16];
 	__u8 backend_addr[16];
+	struct vg_udp_flow udp; /* UDP events: the flow's counters when the event was made; zero otherwise */
 };
 
 /* Per-CPU counters, read by userspace as sums (native: readPercpuCounters). */
@@ -61,7 +86,7 @@ enum vg_counter {
 /* Key of the `services` map: a virtual service the kernel side filters on. */
 struct vg_service_key {
 	__u8 family;
-	__u8 pad;
+	__u8 protocol; /* IPPROTO_TCP (6) or IPPROTO_UDP (17): a TCP and a UDP service may share address and port */
 	__u16 port; /* host byte order */
 	__u8 addr[16];
 };

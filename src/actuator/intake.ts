@@ -119,7 +119,7 @@ export class Intake {
           source: 'rule' as const, name: hit.rule, service: svc.name, serviceId: serviceIdOf(svc),
           destination: parseDestination(hit.destination), state: 'firing' as const,
           fingerprint: `rule:${hit.rule}:${svc.name}:${hit.destination}`,
-          reason: `${hit.failures} ${hit.outcome} handshake${hit.failures > 1 ? 's' : ''} within ${hit.windowMs / 1000}s (last: ${hit.last})`,
+          reason: `${hit.failures} ${hit.outcome} ${svc.protocol === 'udp' ? 'exchange' : 'handshake'}${hit.failures > 1 ? 's' : ''} within ${hit.windowMs / 1000}s (last: ${hit.last})`,
         },
       };
     });

@@ -128,7 +128,8 @@ export class SynTimeoutController {
   observe(spans: FlatSpan[]): void {
     for (const s of spans) {
       const a = readConnectSpan(s);
-      if (!a || a.outcome !== 'established' || !a.backend || !Number.isFinite(a.handshakeMs)) continue;
+      // TCP handshakes only: a UDP exchange's span (a late answer is `established` too) times a reply, not a SYN.
+      if (!a || a.service.protocol !== 'tcp' || a.outcome !== 'established' || !a.backend || !Number.isFinite(a.handshakeMs)) continue;
       // Configured services only: RTT trackers are keyed by configuration, never by what a span claims.
       const svc = this.services.find((x) => x.address === a.service.address && x.port === a.service.port);
       if (!svc) continue;

@@ -104,7 +104,7 @@ export function program(): Command {
     });
 
   p.command('trace')
-    .description('stream the TCP lifecycle of connections to virtual services, with the real backend IPVS chose; ' +
+    .description('stream the TCP lifecycle of connections to virtual services, with the real backend IPVS chose, and the UDP flows and exchanges of a configuration\'s UDP services; ' +
       'with no --service, --config or --all: every TCP virtual service the kernel lists')
     .option('-c, --config <file>', 'trace the services of this configuration')
     .option('-s, --service <[name=]addr:port>', 'a virtual service to trace (repeatable)', parseService, [])

@@ -209,13 +209,17 @@ export class Vipguard {
     this.scrapePort = await telemetry.listen();
     if (scrapeTls) this.log.info(`receiver: Prometheus endpoint: ${describeTls(scrapeTls)}`);
     receiver = new Receiver({
-      services: tcpOnly(this.config.services), traceAll: r.traceAll, ringBufferBytes: r.ringBufferBytes,
+      services: this.config.services, traceAll: r.traceAll, ringBufferBytes: r.ringBufferBytes,
       deadline: r.deadline.enabled ? { ...DEFAULT_DEADLINE, ...r.deadline } : false,
       sinks: [telemetry], onBatch: (n) => telemetry.countEvents(n),
     });
     this.receiver = receiver;
     for (const h of receiver.describeHooks()) this.log[h.active ? 'info' : 'warn'](`receiver: ${h.line}`);
-    this.log.info(`receiver: tracing ${r.traceAll ? 'every TCP connection' : tcpOnly(this.config.services).map((s) => `${s.name}=${s.address}:${s.port}`).join(', ') || 'no TCP service'}; ` +
+    if (this.config.services.some((s) => s.protocol === 'udp') && !receiver.tracesUdp) {
+      this.log.warn('receiver: UDP services are not traced on this kernel (see the inactive hooks above): only alerts quarantine their destinations');
+    }
+    const traced = this.config.services.filter((s) => s.protocol === 'tcp' || receiver!.tracesUdp);
+    this.log.info(`receiver: tracing ${r.traceAll ? 'every TCP connection' : traced.map((s) => `${s.name}=${s.protocol}/${s.address}:${s.port}`).join(', ') || 'no service'}; ` +
       `OTLP to ${e.enabled ? e.endpoint : '(export disabled)'}${otlp ? ' and to the actuator in-process' : ''}` +
       `${r.prometheus.enabled ? `; Prometheus ${scrapeTls ? 'https' : 'http'}://${r.prometheus.listen}/metrics (port ${this.scrapePort})` : ''}`);
   }
@@ -287,7 +291,7 @@ export class Vipguard {
       c.actuator.tokenFile, c.actuator.allowLoopbackWithoutToken]);
     const restartNeeded = tlsRestart || restartKeys(next) !== restartKeys(this.config);
     this.config = next;
-    this.receiver?.setServices(tcpOnly(next.services));
+    this.receiver?.setServices(next.services);
     this.actuator?.setConfig(next);
     this.synTimeout?.setServices(tcpOnly(next.services));
     this.http?.setAlertLabels(next.actuator.alertLabels);

@@ -2,11 +2,56 @@
 // native addon static_asserts against sizeof(struct vg_event).
 import { formatAddr, Family } from '../common/addr';
 
-export const VG_EVENT_SIZE = 96;
+export const VG_EVENT_SIZE = 160;
+/** struct vg_udp_flow: the `udp_flows` map value, and the tail of every event (at UDP_FLOW_OFFSET) */
+export const VG_UDP_FLOW_SIZE = 64;
+const UDP_FLOW_OFFSET = 96;
 
-/** rst_in: an RST refusing the socket's connect arrived (cgroup_skb ingress) — it may never reach `reset`, if held back */
-export type EventKind = 'state' | 'retransmit' | 'reset' | 'ipvs_conn' | 'rst_in';
-const KINDS: Record<number, EventKind> = { 1: 'state', 2: 'retransmit', 3: 'reset', 4: 'ipvs_conn', 5: 'rst_in' };
+/**
+ * rst_in: an RST refusing the socket's connect arrived (cgroup_skb ingress) — it may never reach `reset`, if held back.
+ * udp_flow: IPVS scheduled a UDP flow (client socket) to `backend`; udp_error: an ICMP error reached it (skErr);
+ * udp_end: its socket was destroyed. UDP events carry the flow's counters (`udp`).
+ */
+export type EventKind = 'state' | 'retransmit' | 'reset' | 'ipvs_conn' | 'rst_in' | 'udp_flow' | 'udp_error' | 'udp_end';
+const KINDS: Record<number, EventKind> = {
+  1: 'state', 2: 'retransmit', 3: 'reset', 4: 'ipvs_conn', 5: 'rst_in', 6: 'udp_flow', 7: 'udp_error', 8: 'udp_end',
+};
+const UDP_KINDS: ReadonlySet<EventKind> = new Set(['udp_flow', 'udp_error', 'udp_end']);
+
+/** A UDP flow's counters as the kernel keeps them (struct vg_udp_flow); times are CLOCK_MONOTONIC ns. */
+export interface UdpCounters {
+  startNs: bigint;
+  lastSendNs: bigint;
+  /** send time of the oldest unanswered datagram; 0n when none */
+  oldestNs: bigint;
+  replyNsSum: bigint;
+  replyNsMax: bigint;
+  sent: number;
+  replies: number;
+  /** replies that ended a wait: what replyNsSum is summed over */
+  waits: number;
+  errors: number;
+  /** index into the service list the probe was given */
+  service: number;
+}
+
+export function decodeUdpFlow(b: Buffer, at = 0): UdpCounters {
+  if (b.length < at + VG_UDP_FLOW_SIZE) {
+    throw new Error(`decoding vg_udp_flow: got ${b.length - at} bytes, expected ${VG_UDP_FLOW_SIZE} — BPF object and receiver out of step?`);
+  }
+  return {
+    startNs: b.readBigUInt64LE(at),
+    lastSendNs: b.readBigUInt64LE(at + 8),
+    oldestNs: b.readBigUInt64LE(at + 16),
+    replyNsSum: b.readBigUInt64LE(at + 24),
+    replyNsMax: b.readBigUInt64LE(at + 32),
+    sent: b.readUInt32LE(at + 40),
+    replies: b.readUInt32LE(at + 44),
+    waits: b.readUInt32LE(at + 48),
+    errors: b.readUInt32LE(at + 52),
+    service: b.readUInt32LE(at + 56),
+  };
+}
 
 /** include/net/tcp_states.h */
 export const TcpState = {
@@ -46,6 +91,8 @@ export interface KernelEvent {
   service: boolean;
   rescheduled: boolean;
   noSocket: boolean;
+  /** UDP events: the flow's counters when the event was made */
+  udp?: UdpCounters;
 }
 
 const AF_INET = 2;
@@ -82,6 +129,7 @@ export function decodeEvent(b: Buffer): KernelEvent {
     service: (flags & 1) !== 0,
     rescheduled: (flags & 2) !== 0,
     noSocket: (flags & 4) !== 0,
+    udp: UDP_KINDS.has(kind) ? decodeUdpFlow(b, UDP_FLOW_OFFSET) : undefined,
   };
 }
 

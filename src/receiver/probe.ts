@@ -1,5 +1,6 @@
 // Loads bpf/receiver.bpf.c and attaches its hooks one by one, reporting which are active and why others are
-// not: without kprobes or ip_vs the tracepoints still trace every connection, with the backend unknown.
+// not: without kprobes or ip_vs the tracepoints still trace every connection, with the backend unknown; without
+// fentry (BPF trampolines) UDP flows are not traced.
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { BpfObject, LibbpfError, openBpfObject, records } from '../native/bpf';
@@ -7,7 +8,7 @@ import { bpfObjectPath } from '../common/paths';
 import { serviceKey } from '../common/service-key';
 import { cgroup2Root } from '../common/cgroup';
 import { hasCap, parseCapEff } from '../common/privileges';
-import { COUNTERS, CounterName, decodeEvent, KernelEvent } from './events';
+import { COUNTERS, CounterName, decodeEvent, decodeUdpFlow, KernelEvent, UdpCounters } from './events';
 
 export interface HookStatus {
   program: string;
@@ -20,6 +21,8 @@ export interface HookStatus {
 export interface ServiceKey {
   address: string;
   port: number;
+  /** default tcp */
+  protocol?: 'tcp' | 'udp';
   /** index into the caller's service list, stored as the map value */
   id: number;
 }
@@ -41,9 +44,24 @@ const HOOKS: Record<string, string> = {
   vg_tcp_receive_reset: 'tracepoint tcp:tcp_receive_reset',
   vg_ip_vs_conn_new: 'kprobe ip_vs_conn_new',
   vg_rst_in: 'cgroup_skb ingress (refusals, also those the actuator holds back)',
+  vg_udp_sendmsg: 'fentry udp_sendmsg (UDP datagrams out)',
+  vg_udpv6_sendmsg: 'fentry udpv6_sendmsg (UDP datagrams out, IPv6)',
+  vg_udp_reply: 'fentry __udp_enqueue_schedule_skb (UDP replies)',
+  vg_udp_error_report: 'tp_btf sock:inet_sk_error_report (ICMP errors on UDP flows)',
+  vg_udp4_lib_err: 'kprobe __udp4_lib_err (ICMP errors on UDP flows, IPv4)',
+  vg_udp_destroy_sock: 'fentry udp_destroy_sock (UDP flow ends)',
+  vg_udpv6_destroy_sock: 'fentry udpv6_destroy_sock (UDP flow ends, IPv6)',
 };
 const KPROBE = 'vg_ip_vs_conn_new';
 const RST_OBSERVER = 'vg_rst_in';
+const UDP_FENTRY = ['vg_udp_sendmsg', 'vg_udpv6_sendmsg', 'vg_udp_reply', 'vg_udp_destroy_sock', 'vg_udpv6_destroy_sock'];
+const UDP_ERROR_TP = 'vg_udp_error_report';
+const UDP_ERROR_KPROBE = 'vg_udp4_lib_err';
+
+/** sock:inet_sk_error_report (5.14+): ICMP errors of both families on connected sockets, one hook. */
+function hasErrorReportTracepoint(): boolean {
+  return ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'].some((d) => fs.existsSync(`${d}/events/sock/inet_sk_error_report`));
+}
 
 /** libbpf finds tracepoints through tracefs; many hosts do not mount it. */
 export function ensureTracefs(): void {
@@ -79,7 +97,8 @@ export { serviceKey };
 
 export class ReceiverProbe {
   readonly hooks: HookStatus[] = [];
-  private readonly obj: BpfObject;
+  private obj: BpfObject;
+  private fentryRefused?: string;
   private services = new Map<string, ServiceKey>();
   private retryTimer?: NodeJS.Timeout;
   private closed = false;
@@ -90,23 +109,12 @@ export class ReceiverProbe {
     this.cgroup = opts.cgroup ?? cgroup2Root();
     this.obj = openBpfObject(opts.objectPath ?? bpfObjectPath('receiver'));
     try {
-      this.obj.setGlobal('cfg_trace_all', Buffer.from([opts.traceAll ? 1 : 0]));
-      if (opts.ringBufferBytes) this.obj.setMapMaxEntries('events', opts.ringBufferBytes);
-      const kprobes = kernelHasKprobes();
-      if (!kprobes) this.obj.setAutoload(KPROBE, false);
-      // bpf_prog_load() refuses a cgroup_skb program without CAP_NET_ADMIN (is_net_admin_prog_type()): without it,
-      // load everything else rather than nothing.
-      const netAdmin = canNetAdmin();
-      if (!netAdmin) this.obj.setAutoload(RST_OBSERVER, false);
-      this.obj.load();
+      const skipped = this.load(opts, true);
       for (const p of this.obj.programs()) {
         const hook = HOOKS[p.name] ?? p.section;
-        if (p.name === KPROBE && !kprobes) {
-          this.hooks.push({ program: p.name, hook, active: false, reason: 'this kernel has no kprobes (CONFIG_KPROBES off): backends will be unknown' });
-          continue;
-        }
-        if (p.name === RST_OBSERVER && !netAdmin) {
-          this.hooks.push({ program: p.name, hook, active: false, reason: 'no CAP_NET_ADMIN (needed to load a cgroup_skb program): a refusal the actuator holds back is reported unanswered at its deadline instead' });
+        const why = skipped.get(p.name);
+        if (why) {
+          this.hooks.push({ program: p.name, hook, active: false, reason: why });
           continue;
         }
         this.hooks.push(this.tryAttach(p.name, hook));
@@ -128,6 +136,44 @@ export class ReceiverProbe {
         if (s.active) clearInterval(this.retryTimer);
       }, retryMs);
       this.retryTimer.unref();
+    }
+  }
+
+  /**
+   * Loads the object with every program the kernel can take; returns the programs left out and why. fentry needs BPF
+   * trampolines (x86-64 5.5+, and a kernel that allows them: some refuse with EPERM): when loading them fails, the
+   * object is loaded again without them — TCP tracing does not depend on UDP's hooks.
+   */
+  private load(opts: ProbeOptions, withFentry: boolean): Map<string, string> {
+    const skipped = new Map<string, string>();
+    this.obj.setGlobal('cfg_trace_all', Buffer.from([opts.traceAll ? 1 : 0]));
+    if (opts.ringBufferBytes) this.obj.setMapMaxEntries('events', opts.ringBufferBytes);
+    const kprobes = kernelHasKprobes();
+    if (!kprobes) {
+      skipped.set(KPROBE, 'this kernel has no kprobes (CONFIG_KPROBES off): backends will be unknown');
+      skipped.set(UDP_ERROR_KPROBE, 'this kernel has no kprobes (CONFIG_KPROBES off)');
+    }
+    // bpf_prog_load() refuses a cgroup_skb program without CAP_NET_ADMIN (is_net_admin_prog_type()): without it,
+    // load everything else rather than nothing.
+    if (!canNetAdmin()) skipped.set(RST_OBSERVER, 'no CAP_NET_ADMIN (needed to load a cgroup_skb program): a refusal the actuator holds back is reported unanswered at its deadline instead');
+    // One hook for ICMP errors: the tracepoint where the kernel has it (5.14+), else the IPv4 error handler.
+    if (hasErrorReportTracepoint()) skipped.set(UDP_ERROR_KPROBE, 'not needed: sock:inet_sk_error_report reports ICMP errors on this kernel');
+    else skipped.set(UDP_ERROR_TP, 'this kernel has no sock:inet_sk_error_report (5.14+): kprobe __udp4_lib_err reports IPv4 ICMP errors instead (IPVS drops ICMPv6 errors before 6.12, docs/udp.md)');
+    if (!withFentry) {
+      for (const p of [...UDP_FENTRY, UDP_ERROR_TP]) skipped.set(p, skipped.get(p) ?? this.fentryRefused ?? 'fentry refused');
+    }
+    for (const p of this.obj.programs()) this.obj.setAutoload(p.name, !skipped.has(p.name));
+    try {
+      this.obj.load();
+      return skipped;
+    } catch (e) {
+      if (!withFentry) throw e;
+      const err = e as LibbpfError;
+      this.fentryRefused = `loading the UDP flow hooks failed (${err.message}): UDP services are not traced`;
+      // A failed load leaves the object unusable: open it again.
+      this.obj.close();
+      this.obj = openBpfObject(opts.objectPath ?? bpfObjectPath('receiver'));
+      return this.load(opts, false);
     }
   }
 
@@ -155,7 +201,7 @@ export class ReceiverProbe {
 
   /** Replaces the set of virtual services the kernel side filters on (diffed: no gap while updating). */
   setServices(list: ServiceKey[]): void {
-    const next = new Map(list.map((s) => [serviceKey(s.address, s.port).toString('hex'), s]));
+    const next = new Map(list.map((s) => [serviceKey(s.address, s.port, s.protocol).toString('hex'), s]));
     for (const [hex, s] of next) {
       const v = Buffer.alloc(4);
       v.writeUInt32LE(s.id);
@@ -165,6 +211,22 @@ export class ReceiverProbe {
       if (!next.has(hex)) this.obj.mapDelete('services', Buffer.from(hex, 'hex'));
     }
     this.services = next;
+  }
+
+  /** Every UDP flow's counters now, by socket address (the `udp_flows` map). */
+  udpFlows(): Map<bigint, UdpCounters> {
+    const out = new Map<bigint, UdpCounters>();
+    if (this.closed) return out;
+    for (const k of this.obj.mapKeys('udp_flows')) {
+      const v = this.obj.mapLookup('udp_flows', k);
+      if (v) out.set(k.readBigUInt64LE(0), decodeUdpFlow(v));
+    }
+    return out;
+  }
+
+  /** Whether UDP flows are traced: the datagram and reply hooks are attached. */
+  get tracesUdp(): boolean {
+    return ['vg_udp_sendmsg', 'vg_udp_reply'].every((p) => this.hooks.find((h) => h.program === p)?.active);
   }
 
   counters(): Record<CounterName, bigint> {

@@ -8,6 +8,7 @@ import { scopeOf, vipguardResource } from '../telemetry/resource';
 import { KernelClock } from '../native/clock';
 import { Attempt, Connection, LifecycleSink, SocketInfo } from './lifecycle';
 import { Endpoint } from './events';
+import { Exchange, ExchangeOutcome, UdpFlowInfo } from './udp-flows';
 import { ATTEMPT_OUTCOME_VALUES, AttributeName, METRICS, MetricName, SpanName } from '../telemetry/metadata';
 import { DropReason, QueueSpanProcessor } from '../telemetry/export';
 import type { TlsMaterial } from '../common/tls';
@@ -33,7 +34,10 @@ export interface ReceiverTelemetryOptions {
 const SCOPE = scopeOf('receiver');
 const MAX_ZEROED = 10_000;
 
-function endpointAttrs(s: SocketInfo, backend: Endpoint | undefined): Attrs {
+/** A UDP exchange's outcome in the attempt outcomes the rules read (connect-span.ts): answered is `established`. */
+const UDP_OUTCOME: Record<ExchangeOutcome, string> = { answered: 'established', unanswered: 'unanswered', refused: 'refused', unreachable: 'unreachable' };
+
+function endpointAttrs(s: SocketInfo | UdpFlowInfo, backend: Endpoint | undefined): Attrs {
   const a: Attrs = {
     'vipguard.service': s.service ?? 'unconfigured',
     'server.address': s.dst.addr,
@@ -46,10 +50,10 @@ function endpointAttrs(s: SocketInfo, backend: Endpoint | undefined): Attrs {
   return a;
 }
 
-function spanAttrs(s: SocketInfo, backend: Endpoint | undefined, outcome: string): Attrs {
+function spanAttrs(s: SocketInfo | UdpFlowInfo, backend: Endpoint | undefined, outcome: string, transport: 'tcp' | 'udp' = 'tcp'): Attrs {
   const a: Attrs = {
     ...endpointAttrs(s, backend),
-    'network.transport': 'tcp',
+    'network.transport': transport,
     'network.type': s.family === 4 ? 'ipv4' : 'ipv6',
     'network.local.address': s.src.addr,
     'vipguard.outcome': outcome,
@@ -71,6 +75,10 @@ export class ReceiverTelemetry implements LifecycleSink {
   private readonly active: UpDownCounter;
   private readonly connectionDuration: Histogram;
   private readonly events: Counter;
+  private readonly udpExchanges: Counter;
+  private readonly udpReply: Histogram;
+  /** per UDP flow: failed exchanges so far (the span's vipguard.attempt) */
+  private readonly udpFailures = new Map<bigint, number>();
   /** per socket: the span context its next span hangs under (previous attempt, or the establishing one) */
   private readonly chain = new Map<bigint, SpanContext>();
   private readonly dropped: Record<DropReason, number> = { export_queue_full: 0, export_failed: 0 };
@@ -118,6 +126,11 @@ export class ReceiverTelemetry implements LifecycleSink {
     this.connectionDuration = meter.createHistogram('vipguard.connection.duration',
       { ...m('vipguard.connection.duration'), advice: { explicitBucketBoundaries: [...METRICS['vipguard.connection.duration'].buckets] } });
     this.events = meter.createCounter('vipguard.receiver.events', m('vipguard.receiver.events'));
+    this.udpExchanges = meter.createCounter('vipguard.udp.exchanges', m('vipguard.udp.exchanges'));
+    this.udpReply = meter.createHistogram('vipguard.udp.reply.duration', {
+      ...m('vipguard.udp.reply.duration'),
+      advice: { explicitBucketBoundaries: [...METRICS['vipguard.udp.reply.duration'].buckets] },
+    });
     const lost = meter.createObservableCounter('vipguard.receiver.events.lost', m('vipguard.receiver.events.lost'));
     lost.addCallback((obs) => {
       const all: Record<string, number | bigint> = { ...this.dropped, ...(opts.externalLosses?.() ?? {}) };
@@ -138,7 +151,7 @@ export class ReceiverTelemetry implements LifecycleSink {
     return this.processors.reduce((n, p) => n + p.exported, 0);
   }
 
-  private span(name: SpanName, s: SocketInfo, startNs: bigint, endNs: bigint, attrs: Attrs, failed: string | undefined,
+  private span(name: SpanName, s: SocketInfo | UdpFlowInfo, startNs: bigint, endNs: bigint, attrs: Attrs, failed: string | undefined,
     parent: SpanContext | undefined): SpanContext {
     const ctx = parent ? trace.setSpanContext(ROOT_CONTEXT, parent) : ROOT_CONTEXT;
     const span = this.tracer.startSpan(name, {
@@ -189,6 +202,38 @@ export class ReceiverTelemetry implements LifecycleSink {
     if (this.zeroed.has(key) || this.zeroed.size >= MAX_ZEROED) return;
     this.zeroed.add(key);
     for (const outcome of ATTEMPT_OUTCOME_VALUES) this.attempts.add(0, { ...endpoint, 'vipguard.outcome': outcome } as Attributes);
+  }
+
+  /**
+   * A UDP exchange: counted by outcome; answered waits feed the reply-time histogram; failures (and a late answer,
+   * which tells the actuator the backend is slow, not dead) become `vipguard.connect` spans with
+   * network.transport=udp, so the embedded rules and the collector's pipelines read them as they read handshakes.
+   */
+  exchange(e: Exchange): void {
+    const endpoint = endpointAttrs(e.flow, e.backend);
+    const outcome = UDP_OUTCOME[e.outcome];
+    this.udpExchanges.add(e.count, { ...endpoint, 'vipguard.outcome': outcome } as Attributes);
+    if (e.replyMs !== undefined && e.waits) {
+      for (let i = 0; i < Math.min(e.waits, 1000); i++) this.udpReply.record(e.replyMs / 1000, endpoint as Attributes);
+    }
+    if (e.outcome === 'answered' && !e.late) return;
+    const index = this.udpFailures.get(e.flow.sk) ?? 0;
+    if (e.outcome !== 'answered') this.udpFailures.set(e.flow.sk, index + 1);
+    const attrs: Attrs = {
+      ...spanAttrs(e.flow, e.backend, outcome, 'udp'),
+      'vipguard.attempt': index,
+      'vipguard.handshake.duration': Number(e.endNs - e.startNs) / 1e9,
+      'vipguard.udp.datagrams': e.datagrams,
+    };
+    if (e.outcome === 'unanswered') attrs['vipguard.handshake.early'] = true;
+    if (e.late) attrs['vipguard.handshake.late'] = true;
+    const failed = e.outcome === 'answered' ? undefined : outcome;
+    this.chain.set(e.flow.sk, this.span('vipguard.connect', e.flow, e.startNs, e.endNs, attrs, failed, this.chain.get(e.flow.sk)));
+  }
+
+  flowEnded(f: UdpFlowInfo): void {
+    this.chain.delete(f.sk);
+    this.udpFailures.delete(f.sk);
   }
 
   connectionStarted(c: Omit<Connection, 'endNs' | 'outcome'>): void {

@@ -30,7 +30,8 @@ const NAME = 'vipguard.connect';
 
 /** One line naming an attempt, for the reason a rule gives: `SYN #1 from port 41234, unanswered at its deadline after 212 ms`. */
 export function describeAttempt(a: ConnectAttempt): string {
-  const syn = a.index !== undefined ? `SYN #${a.index}` : 'a SYN';
+  const what = a.service.protocol === 'udp' ? 'UDP exchange' : 'SYN';
+  const syn = a.index !== undefined ? `${what} #${a.index}` : `a ${what}`;
   const from = a.localPort !== undefined ? ` from port ${a.localPort}` : '';
   const ms = Number.isFinite(a.handshakeMs) ? ` after ${a.handshakeMs.toFixed(0)} ms` : '';
   return `${syn}${from}, ${a.outcome}${a.early ? ' at its deadline' : ''}${a.late ? ' (late)' : ''}${ms}`;

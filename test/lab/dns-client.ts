@@ -21,12 +21,14 @@ export class DnsFlow {
   readonly sock = dgram.createSocket('udp4');
   readonly answers: { id: number; at: number; from: string }[] = [];
   sent = 0;
+  /** when the connected socket reported an ICMP error (ECONNREFUSED: the backend's server is gone), Date.now() */
+  readonly errors: number[] = [];
   private timer?: NodeJS.Timeout;
 
   static async open(host: string, port: number): Promise<DnsFlow> {
     const f = new DnsFlow();
     f.sock.on('message', (m) => { const from = answerAddress(m); if (from) f.answers.push({ id: m.readUInt16BE(0), at: Date.now(), from }); });
-    f.sock.on('error', () => { /* an ICMP error on the connected socket: counted as no answer */ });
+    f.sock.on('error', () => { f.errors.push(Date.now()); /* an ICMP error on the connected socket: no answer */ });
     await new Promise<void>((r) => f.sock.connect(port, host, r));
     f.timer = setInterval(() => { if (f.sent < 20_000) f.sock.send(query(++f.sent & 0xffff)); }, INTERVAL_MS);
     return f;
@@ -146,4 +148,15 @@ export function dig(server: string, port: number, timeoutSec: number): { answer?
     { encoding: 'utf8', timeout: (timeoutSec + 10) * 1000 });
   const answer = (r.stdout ?? '').split('\n').map((l) => l.trim()).find((l) => /^\d+\.\d+\.\d+\.\d+$/.test(l));
   return { answer, out: `${r.stdout}${r.stderr}`.trim(), ms: performance.now() - t0, status: r.status };
+}
+
+/** A flow whose datagrams IPVS sends to `backendIp` (rr: a few new sockets are enough); every flow opened is pushed to `opened`. */
+export async function openFlowOn(host: string, port: number, backendIp: string, opened: DnsFlow[]): Promise<DnsFlow> {
+  for (let i = 0; i < 8; i++) {
+    const f = await DnsFlow.open(host, port);
+    opened.push(f);
+    await f.next(2);
+    if (f.backend === backendIp) return f;
+  }
+  throw new Error(`no flow landed on ${backendIp} in 8 tries`);
 }

@@ -18,7 +18,7 @@ import type { Destination } from '../../src/actuator/ipvs/types';
 import { authHeader, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
 import { waitFor, waitForAsync } from '../helpers';
-import { DnsFlow, NAME, dig } from './dns-client';
+import { DnsFlow, NAME, dig, openFlowOn } from './dns-client';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
@@ -33,16 +33,7 @@ describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () =>
   const svc = () => parseService(`udp/${topo.vip.host}:${topo.status.udpPort}`);
   const ip = (name: string) => topo.backend(name).ip;
   const dest = async (name: string): Promise<Destination | undefined> => (await ipvs.listDestinations(svc())).find((d) => d.id.address === ip(name));
-  /** a flow whose datagrams IPVS sends to backend `name` (rr: a few new sockets are enough) */
-  async function flowOn(name: string): Promise<DnsFlow> {
-    for (let i = 0; i < 8; i++) {
-      const f = await DnsFlow.open(topo.vip.host, topo.status.udpPort!);
-      flows.push(f);
-      await f.next(2);
-      if (f.backend === ip(name)) return f;
-    }
-    throw new Error(`no flow landed on ${name} in 8 tries`);
-  }
+  const flowOn = (name: string) => openFlowOn(topo.vip.host, topo.status.udpPort!, ip(name), flows);
 
   before(async () => {
     expireBefore = fs.readFileSync(EXPIRE, 'utf8').trim();
