@@ -11,54 +11,25 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { after, afterEach, before, describe, test } from 'node:test';
-import { Topology } from '../../src/lab/topology';
-import { IpvsClient, parseService } from '../../src/actuator/ipvs';
+import { describe, test } from 'node:test';
 import type { Destination } from '../../src/actuator/ipvs/types';
-import { authHeader, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
+import { authHeader, sleep, startVipguard, stopVipguard, vgStatus } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
 import { waitFor, waitForAsync } from '../helpers';
-import { DnsFlow, NAME, dig, openFlowOn } from './dns-client';
+import { NAME, dig } from './dns-client';
+import { EXPIRE_NODEST_CONN as EXPIRE, udpLab } from './udp-fixture';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
-const EXPIRE = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
 
 describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () => {
-  let topo: Topology;
-  let ipvs: IpvsClient;
-  let vg: VipguardProcess | undefined;
-  const flows: DnsFlow[] = [];
-  let expireBefore = '';
-  const svc = () => parseService(`udp/${topo.vip.host}:${topo.status.udpPort}`);
-  const ip = (name: string) => topo.backend(name).ip;
-  const dest = async (name: string): Promise<Destination | undefined> => (await ipvs.listDestinations(svc())).find((d) => d.id.address === ip(name));
-  const flowOn = (name: string) => openFlowOn(topo.vip.host, topo.status.udpPort!, ip(name), flows);
-
-  before(async () => {
-    expireBefore = fs.readFileSync(EXPIRE, 'utf8').trim();
-    topo = await Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false, udpPort: 53 });
-    ipvs = await IpvsClient.open();
-  });
-
-  afterEach(async (t) => {
-    if (vg && process.env.VIPGUARD_TEST_DEBUG) console.log(`--- vipguard log (${(t as { name?: string }).name}):\n${vg.lines.join('\n')}`);
-    await stopVipguard(vg);
-    vg = undefined;
-    for (const f of flows.splice(0)) f.close();
-    await topo.reset();
-    fs.writeFileSync(EXPIRE, expireBefore);
-  });
-
-  after(async () => {
-    ipvs?.close();
-    await topo?.down();
-  });
+  const lab = udpLab();
+  const { ip, dest, flowOn } = lab;
 
   test('kernel: a UDP flow stays on its destination at weight 0, and moves at its next datagram once the destination is removed (expire_nodest_conn=1)', async () => {
     fs.writeFileSync(EXPIRE, '1');
     const f = await flowOn('b2');
-    const vip = `${topo.vip.host}:${topo.status.udpPort}`;
+    const vip = `${lab.topo.vip.host}:${lab.topo.status.udpPort}`;
     execFileSync('ipvsadm', ['-e', '-u', vip, '-r', `${ip('b2')}:53`, '-m', '-w', '0']);
     const atZero = await f.next(10);
     assert.deepEqual([...new Set(atZero)], [ip('b2')], `at weight 0 the flow kept going to b2 (${atZero})`);
@@ -73,22 +44,22 @@ describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () =>
   });
 
   test('vipguard: an alert removes a watched UDP destination, its flow moves and dig never reaches it; it comes back exactly as it was, after the hold and on stop', async () => {
-    const vip = `${topo.vip.host}:${topo.status.udpPort}`;
+    const vip = `${lab.topo.vip.host}:${lab.topo.status.udpPort}`;
     // The owner's settings that must survive a removal: weight 3, thresholds, masquerading.
     execFileSync('ipvsadm', ['-e', '-u', vip, '-r', `${ip('b2')}:53`, '-m', '-w', '3', '-x', '100', '-y', '10']);
     const owner = await dest('b2');
     assert.ok(owner && owner.weight === 3 && owner.upperThreshold === 100 && owner.lowerThreshold === 10);
     const settings = (d: Destination | undefined) => d && { weight: d.weight, forward: d.forward, upperThreshold: d.upperThreshold, lowerThreshold: d.lowerThreshold };
 
-    vg = await startVipguard(labConfig({ address: topo.vip.host, port: topo.status.udpPort!, name: 'dns' }, {
-      services: [{ name: 'dns', address: topo.vip.host, port: topo.status.udpPort, protocol: 'udp', manage: false, probe: { dns: NAME } }],
+    lab.vg = await startVipguard(labConfig({ address: lab.topo.vip.host, port: lab.topo.status.udpPort!, name: 'dns' }, {
+      services: [{ name: 'dns', address: lab.topo.vip.host, port: lab.topo.status.udpPort, protocol: 'udp', manage: false, probe: { dns: NAME } }],
       actuator: { reconcileInterval: '500ms', quarantine: { base: '60s', max: '60s', probeInterval: '300ms', probeTimeout: '500ms' } },
     }), { args: ['--only', 'actuator'] });
     assert.equal(fs.readFileSync(EXPIRE, 'utf8').trim(), '1', 'vipguard sets expire_nodest_conn, which moves the flows of a removed destination');
     const alert = async (name: string, resolved = false) => {
       const labels = { alertname: name, vipguard_service: 'dns', vipguard_backend: `${ip('b2')}:53` };
-      const r = await fetch(`http://127.0.0.1:${vg!.httpPort}/api/v2/alerts`, {
-        method: 'POST', headers: { 'content-type': 'application/json', ...authHeader(vg!.dir) },
+      const r = await fetch(`http://127.0.0.1:${lab.vg!.httpPort}/api/v2/alerts`, {
+        method: 'POST', headers: { 'content-type': 'application/json', ...authHeader(lab.vg!.dir) },
         body: JSON.stringify([{ labels, ...(resolved ? { endsAt: new Date(Date.now() - 1000).toISOString() } : {}) }]),
       });
       assert.equal(r.status, 200, await r.text());
@@ -100,31 +71,31 @@ describe('UDP quarantine on real IPVS (dnsmasq backends)', { skip: SKIP }, () =>
     const removedMs = Date.now() - t0;
     const moved = await f.next(5);
     assert.ok(!moved.includes(ip('b2')), `the flow on b2 moved (${moved})`);
-    const looked = Array.from({ length: 12 }, () => dig(topo.vip.host, topo.status.udpPort!, 1).answer);
+    const looked = Array.from({ length: 12 }, () => dig(lab.topo.vip.host, lab.topo.status.udpPort!, 1).answer);
     assert.ok(looked.every((x) => x !== undefined && x !== ip('b2')), `every dig answered, none by b2: ${looked}`);
-    const st = (await vgStatus(vg)).services[0];
+    const st = (await vgStatus(lab.vg)).services[0];
     const b2 = st.destinations.find((d: { destination: string }) => d.destination === `${ip('b2')}:53`);
     assert.ok(b2?.state === 'quarantined' && b2.removed === true, `status lists the removed destination as quarantined, removed: ${JSON.stringify(st)}`);
     console.log(`# kernel ${KERNEL}: alert → b2 removed in ${removedMs} ms; its flow moved; 12 digs answered by ${[...new Set(looked)]}`);
 
     // dnsmasq on b2 dies (ICMP port unreachable) and the alert resolves: the hold ends, but the DNS probe is refused,
     // so b2 stays out; once it answers again it is added back exactly as its owner made it.
-    await topo.set('b2', 'refuse');
+    await lab.topo.set('b2', 'refuse');
     await alert('DnsDown', true);
     await sleep(2000);
     assert.equal(await dest('b2'), undefined, 'a refusing backend is not restored: its DNS probe fails');
-    await topo.set('b2', 'healthy');
+    await lab.topo.set('b2', 'healthy');
     const healthyAt = Date.now();
     await waitForAsync(async () => (await dest('b2')) !== undefined, 10_000, 'b2 added back once its DNS probe answers');
     console.log(`# kernel ${KERNEL}: b2 answering again → added back in ${Date.now() - healthyAt} ms`);
     assert.deepEqual(settings(await dest('b2')), settings(owner), 'added back with the owner\'s weight, thresholds and forwarding method');
-    await waitFor(() => fs.existsSync(`${vg!.dir}/state.json`), 2000, 'state file');
+    await waitFor(() => fs.existsSync(`${lab.vg!.dir}/state.json`), 2000, 'state file');
 
     // Quarantined again, then vipguard stops: it gives the destination back.
     await alert('DnsDown');
     await waitForAsync(async () => (await dest('b2')) === undefined, 5000, 'b2 removed again');
-    await stopVipguard(vg);
-    vg = undefined;
+    await stopVipguard(lab.vg);
+    lab.vg = undefined;
     assert.deepEqual(settings(await dest('b2')), settings(owner), 'a stopped vipguard added it back as it was');
     await sleep(100);
   });

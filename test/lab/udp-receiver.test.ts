@@ -5,37 +5,25 @@
 //   (b) a backend whose dnsmasq is killed: ICMP port unreachable on its flows (refused) -> removed
 //   (c) a slow backend (200 ms) under a deadline above that: answered, never quarantined
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import { after, afterEach, before, describe, test } from 'node:test';
-import { Topology } from '../../src/lab/topology';
-import { IpvsClient, parseService } from '../../src/actuator/ipvs';
-import type { Destination } from '../../src/actuator/ipvs/types';
-import { sleep, startVipguard, stopVipguard, VipguardProcess } from './harness';
+import { describe, test } from 'node:test';
+import { sleep, startVipguard, VipguardProcess } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
 import { waitForAsync } from '../helpers';
-import { DnsFlow, NAME, dig, openFlowOn } from './dns-client';
+import { DnsFlow, NAME, dig } from './dns-client';
+import { udpLab } from './udp-fixture';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const SKIP = KERNEL && KERNEL !== 'host' ? false : 'needs IPVS: runs inside the lab VM';
-const EXPIRE = '/proc/sys/net/ipv4/vs/expire_nodest_conn';
 /** removal must follow the failure within this: deadline (≤ 700 ms ceiling) + poll (100 ms) + act, with TCG slack */
 const REMOVAL_BOUND_MS = 5000;
 
 describe('receiver senses UDP: the embedded rules quarantine a dead UDP backend (dnsmasq backends)', { skip: SKIP }, () => {
-  let topo: Topology;
-  let ipvs: IpvsClient;
-  let vg: VipguardProcess | undefined;
-  const flows: DnsFlow[] = [];
-  let expireBefore = '';
-  const port = () => topo.status.udpPort!;
-  const svc = () => parseService(`udp/${topo.vip.host}:${port()}`);
-  const ip = (name: string) => topo.backend(name).ip;
-  const dest = async (name: string): Promise<Destination | undefined> => (await ipvs.listDestinations(svc())).find((d) => d.id.address === ip(name));
-  const flowOn = (name: string) => openFlowOn(topo.vip.host, port(), ip(name), flows);
+  const lab = udpLab();
+  const { port, ip, dest, flowOn } = lab;
 
   async function start(deadline: { floor: string; ceiling: string } = { floor: '200ms', ceiling: '700ms' }): Promise<VipguardProcess> {
-    const v = await startVipguard(labConfig({ address: topo.vip.host, port: port(), name: 'dns' }, {
-      services: [{ name: 'dns', address: topo.vip.host, port: port(), protocol: 'udp', manage: false, probe: { dns: NAME } }],
+    const v = await startVipguard(labConfig({ address: lab.topo.vip.host, port: port(), name: 'dns' }, {
+      services: [{ name: 'dns', address: lab.topo.vip.host, port: port(), protocol: 'udp', manage: false, probe: { dns: NAME } }],
       receiver: { deadline },
       actuator: { reconcileInterval: '500ms', quarantine: { base: '60s', max: '60s', probeInterval: '300ms', probeTimeout: '500ms' } },
     }));
@@ -53,7 +41,7 @@ describe('receiver senses UDP: the embedded rules quarantine a dead UDP backend 
     return out;
   }
 
-  const quarantineLines = (since: number) => vg!.lines.slice(since).filter((l) => /quarantine /.test(l));
+  const quarantineLines = (since: number) => lab.vg!.lines.slice(since).filter((l) => /quarantine /.test(l));
 
   /**
    * Fails `name`; how long from the start of the change to its removal, and from the last answer `name` gave the
@@ -61,45 +49,26 @@ describe('receiver senses UDP: the embedded rules quarantine a dead UDP backend 
    * under TCG, and takes effect somewhere inside them).
    */
   async function removedAfterFailure(name: string, state: 'blackhole' | 'refuse', onFlow: DnsFlow): Promise<{ ms: number; sinceLastAnswerMs: number; removedAt: number; line: string }> {
-    const mark = vg!.lines.length;
+    const mark = lab.vg!.lines.length;
     const t0 = Date.now();
-    await topo.set(name, state);
+    await lab.topo.set(name, state);
     await waitForAsync(async () => (await dest(name)) === undefined, REMOVAL_BOUND_MS, `${name} removed by the embedded rule after ${state}`);
     const removedAt = Date.now();
     const ms = removedAt - t0;
     const sinceLastAnswerMs = removedAt - (onFlow.answers.filter((a) => a.from === ip(name)).at(-1)?.at ?? t0);
     const line = quarantineLines(mark).find((l) => l.includes(`${ip(name)}:${port()}`)) ?? '';
-    assert.match(line, /rule handshake-failures/, `the quarantine came from the embedded rule:\n${vg!.lines.slice(mark).join('\n')}`);
+    assert.match(line, /rule handshake-failures/, `the quarantine came from the embedded rule:\n${lab.vg!.lines.slice(mark).join('\n')}`);
     // The flow that was on the failed backend moved: its next answers come from the others.
     const moved = await onFlow.next(5);
     assert.ok(!moved.includes(ip(name)), `the flow on ${name} moved (${moved})`);
-    const looked = Array.from({ length: 6 }, () => dig(topo.vip.host, port(), 1).answer);
+    const looked = Array.from({ length: 6 }, () => dig(lab.topo.vip.host, port(), 1).answer);
     assert.ok(looked.every((x) => x !== undefined && x !== ip(name)), `every dig answered, none by ${name}: ${looked}`);
     return { ms, sinceLastAnswerMs, removedAt, line };
   }
 
-  before(async () => {
-    expireBefore = fs.readFileSync(EXPIRE, 'utf8').trim();
-    topo = await Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false, udpPort: 53 });
-    ipvs = await IpvsClient.open();
-  });
-
-  afterEach(async (t) => {
-    if (vg && process.env.VIPGUARD_TEST_DEBUG) console.log(`--- vipguard log (${(t as { name?: string }).name}):\n${vg.lines.join('\n')}`);
-    await stopVipguard(vg);
-    vg = undefined;
-    for (const f of flows.splice(0)) f.close();
-    await topo.reset();
-    fs.writeFileSync(EXPIRE, expireBefore);
-  });
-
-  after(async () => {
-    ipvs?.close();
-    await topo?.down();
-  });
 
   test('(a) a black-holed backend is removed by the embedded rule from its unanswered exchanges, and its flows move', async () => {
-    vg = await start();
+    lab.vg = await start();
     const f = await steadyFlows();
     const { ms, sinceLastAnswerMs, line } = await removedAfterFailure('b2', 'blackhole', f.b2);
     assert.match(line, /unanswered/, 'for unanswered exchanges');
@@ -107,7 +76,7 @@ describe('receiver senses UDP: the embedded rules quarantine a dead UDP backend 
   });
 
   test('(b) a backend whose dnsmasq is killed is removed from the ICMP errors on its flows (refused)', async () => {
-    vg = await start();
+    lab.vg = await start();
     const f = await steadyFlows();
     const { ms, sinceLastAnswerMs, removedAt, line } = await removedAfterFailure('b3', 'refuse', f.b3);
     assert.match(line, /refused/, 'for refused exchanges');
@@ -118,14 +87,14 @@ describe('receiver senses UDP: the embedded rules quarantine a dead UDP backend 
   });
 
   test('(c) a slow backend (200 ms) under a deadline above that is not quarantined', async () => {
-    vg = await start({ floor: '600ms', ceiling: '1s' });
+    lab.vg = await start({ floor: '600ms', ceiling: '1s' });
     const f = await steadyFlows();
-    const mark = vg.lines.length;
-    await topo.set('b1', 'slow', 200);
+    const mark = lab.vg.lines.length;
+    await lab.topo.set('b1', 'slow', 200);
     const slowAt = Date.now();
     const WAIT_MS = 8000;
     while (Date.now() - slowAt < WAIT_MS) {
-      assert.ok(await dest('b1'), `b1 still in the service ${Date.now() - slowAt} ms into its slowness:\n${vg.lines.slice(mark).join('\n')}`);
+      assert.ok(await dest('b1'), `b1 still in the service ${Date.now() - slowAt} ms into its slowness:\n${lab.vg.lines.slice(mark).join('\n')}`);
       await sleep(250);
     }
     const after = f.b1.answers.filter((a) => a.at > slowAt + 500);
