@@ -77,7 +77,7 @@ for (const kind of ['path', 'abstract'] as const) {
 
       await waitFor(() => listener.messages.length > 0 || vg!.exitCode !== null, 60_000, 'READY=1');
       assert.match(listener.messages[0], /^READY=1\nSTATUS=receiver running; 1 service\(s\): web$/, `${listener.messages[0]}\n${log.join('\n')}`);
-      assert.ok(log.some((l) => /receiver: tracing web=127\.0\.0\.1:9/.test(l)), 'ready only once the receiver is attached');
+      assert.ok(log.some((l) => /receiver: tracing web=tcp\/127\.0\.0\.1:9/.test(l)), 'ready only once the receiver is attached');
 
       vg.kill('SIGHUP');
       await waitFor(() => listener.messages.length >= 3, 10_000, 'RELOADING=1 then READY=1');
