@@ -214,7 +214,7 @@ export class Vipguard {
       sinks: [telemetry], onBatch: (n) => telemetry.countEvents(n),
     });
     this.receiver = receiver;
-    for (const h of receiver.describeHooks()) this.log[h.active ? 'info' : 'warn'](`receiver: ${h.line}`);
+    for (const h of receiver.describeHooks()) this.log[h.ok ? 'info' : 'warn'](`receiver: ${h.line}`);
     if (this.config.services.some((s) => s.protocol === 'udp') && !receiver.tracesUdp) {
       this.log.warn('receiver: UDP services are not traced on this kernel (see the inactive hooks above): only alerts quarantine their destinations');
     }

@@ -6,6 +6,7 @@ import * as https from 'node:https';
 import { Config, defaultTokenFile, loadConfig } from '../config/config';
 import { CONFIG_SCHEMA } from '../config/schema';
 import { readTokenFile, TOKEN_ENV } from '../common/token-file';
+import { formatHook, HookStatus } from '../receiver/hooks';
 
 interface DestStatus {
   destination: string; owned: boolean; weight: number; activeConns: number; inactiveConns: number;
@@ -20,7 +21,7 @@ interface Status {
   time: string;
   services?: ServiceStatus[];
   lastReconcile?: { at: string; ms: number; changes: number; failures: string[] };
-  receiver?: { hooks: { hook: string; active: boolean; reason?: string }[]; counters: Record<string, number> };
+  receiver?: { hooks: Pick<HookStatus, 'hook' | 'active' | 'standby' | 'reason'>[]; counters: Record<string, number> };
   reactionMs?: { n: number; p50?: number; p99?: number };
   alerts?: { applied: number; ignored: number; unknownService: number; refused: number; invalid: number };
 }
@@ -170,7 +171,7 @@ export function renderStatus(s: Status, timeZone?: string): string {
       + `${s.alerts.refused} refused (${s.alerts.invalid} malformed)`);
   }
   if (s.reactionMs?.n) out.push(`failure -> weight 0: n=${s.reactionMs.n} p50=${s.reactionMs.p50} ms p99=${s.reactionMs.p99} ms`);
-  for (const h of s.receiver?.hooks ?? []) out.push(`receiver: ${h.active ? 'active  ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}`);
+  for (const h of s.receiver?.hooks ?? []) out.push(`receiver: ${formatHook(h)}`);
   if (s.receiver) out.push(`receiver: ${Object.entries(s.receiver.counters).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   return out.join('\n');
 }

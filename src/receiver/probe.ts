@@ -1,6 +1,7 @@
 // Loads bpf/receiver.bpf.c and attaches its hooks one by one, reporting which are active and why others are
 // not: without kprobes or ip_vs the tracepoints still trace every connection, with the backend unknown; without
-// fentry (BPF trampolines) UDP flows are not traced.
+// fentry (BPF trampolines) UDP flows are not traced. The UDP hooks run on every datagram the host sends or
+// receives, so they are attached only while a UDP service is configured (loaded — verified — always).
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { BpfObject, LibbpfError, openBpfObject, records } from '../native/bpf';
@@ -8,15 +9,8 @@ import { bpfObjectPath } from '../common/paths';
 import { serviceKey } from '../common/service-key';
 import { cgroup2Root } from '../common/cgroup';
 import { hasCap, parseCapEff } from '../common/privileges';
+import { HookStatus } from './hooks';
 import { COUNTERS, CounterName, decodeEvent, decodeUdpFlow, KernelEvent, UdpCounters } from './events';
-
-export interface HookStatus {
-  program: string;
-  hook: string;
-  active: boolean;
-  /** why it is not active, and what would make it so */
-  reason?: string;
-}
 
 export interface ServiceKey {
   address: string;
@@ -57,6 +51,9 @@ const RST_OBSERVER = 'vg_rst_in';
 const UDP_FENTRY = ['vg_udp_sendmsg', 'vg_udpv6_sendmsg', 'vg_udp_reply', 'vg_udp_destroy_sock', 'vg_udpv6_destroy_sock'];
 const UDP_ERROR_TP = 'vg_udp_error_report';
 const UDP_ERROR_KPROBE = 'vg_udp4_lib_err';
+/** Attached only while a UDP service is configured: they cost a program run per datagram, whatever its port. */
+const UDP_HOOKS = new Set([...UDP_FENTRY, UDP_ERROR_TP, UDP_ERROR_KPROBE]);
+const UDP_STANDBY = 'no UDP service configured: attached when one is (each runs once per UDP datagram of the host)';
 
 /** sock:inet_sk_error_report (5.14+): ICMP errors of both families on connected sockets, one hook. */
 function hasErrorReportTracepoint(): boolean {
@@ -94,6 +91,7 @@ export function ipvsLoaded(): boolean {
 }
 
 export { serviceKey };
+export { formatHook, type HookStatus } from './hooks';
 
 export class ReceiverProbe {
   readonly hooks: HookStatus[] = [];
@@ -113,11 +111,9 @@ export class ReceiverProbe {
       for (const p of this.obj.programs()) {
         const hook = HOOKS[p.name] ?? p.section;
         const why = skipped.get(p.name);
-        if (why) {
-          this.hooks.push({ program: p.name, hook, active: false, reason: why });
-          continue;
-        }
-        this.hooks.push(this.tryAttach(p.name, hook));
+        if (why) this.hooks.push({ program: p.name, hook, active: false, reason: why });
+        else if (UDP_HOOKS.has(p.name)) this.hooks.push({ program: p.name, hook, active: false, standby: true, reason: UDP_STANDBY });
+        else this.hooks.push(this.tryAttach(p.name, hook));
       }
       this.setServices(opts.services ?? []);
       this.obj.openRingBuffer('events', (batch) => this.onBatch(batch));
@@ -199,8 +195,13 @@ export class ReceiverProbe {
     this.onEvents(out);
   }
 
-  /** Replaces the set of virtual services the kernel side filters on (diffed: no gap while updating). */
+  /**
+   * Replaces the set of virtual services the kernel side filters on (diffed: no gap while updating), and attaches
+   * the UDP hooks when the first UDP service arrives, detaching them when the last one goes.
+   */
   setServices(list: ServiceKey[]): void {
+    const wantUdp = list.some((s) => s.protocol === 'udp');
+    if (wantUdp) this.setUdpHooks(true);
     const next = new Map(list.map((s) => [serviceKey(s.address, s.port, s.protocol).toString('hex'), s]));
     for (const [hex, s] of next) {
       const v = Buffer.alloc(4);
@@ -211,6 +212,22 @@ export class ReceiverProbe {
       if (!next.has(hex)) this.obj.mapDelete('services', Buffer.from(hex, 'hex'));
     }
     this.services = next;
+    if (!wantUdp) this.setUdpHooks(false);
+  }
+
+  /** Attaches (or detaches) every UDP hook the object loaded; one that fails to attach says why and stays off. */
+  private setUdpHooks(attach: boolean): void {
+    for (const h of this.hooks) {
+      if (!UDP_HOOKS.has(h.program)) continue;
+      if (attach && h.standby) {
+        Object.assign(h, { standby: undefined, reason: undefined }, this.tryAttach(h.program, h.hook));
+      } else if (!attach && h.active) {
+        this.obj.detach(h.program);
+        Object.assign(h, { active: false, standby: true, reason: UDP_STANDBY });
+      }
+    }
+    // Unwatched sockets may end, and their addresses be reused, while detached: start from nothing next time.
+    if (!attach) for (const k of this.obj.mapKeys('udp_flows')) this.obj.mapDelete('udp_flows', k);
   }
 
   /** Every UDP flow's counters now, by socket address (the `udp_flows` map). */

@@ -3,7 +3,7 @@
 import { Endpoint, KernelEvent } from './events';
 import { Exchange, UdpFlowInfo, UdpFlows, UdpFlowSink } from './udp-flows';
 import { Attempt, Connection, Lifecycle, LifecycleSink } from './lifecycle';
-import { HookStatus, ReceiverProbe, ServiceKey } from './probe';
+import { formatHook, HookStatus, ReceiverProbe, ServiceKey } from './probe';
 import { monotonicNow } from '../native/clock';
 import { formatAddr, formatEndpoint, parseAddr } from '../common/addr';
 import { DEFAULT_DEADLINE, DeadlinePolicy, RttTracker } from '../common/rtt';
@@ -166,8 +166,8 @@ export class Receiver {
   }
 
   /** One line per hook: what is traced and what is not, and why. */
-  describeHooks(): { active: boolean; line: string }[] {
-    return this.probe.hooks.map((h) => ({ active: h.active, line: `${h.active ? 'active  ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}` }));
+  describeHooks(): { ok: boolean; line: string }[] {
+    return this.probe.hooks.map((h) => ({ ok: h.active || !!h.standby, line: formatHook(h) }));
   }
 
   counters() {

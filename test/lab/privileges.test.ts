@@ -85,11 +85,17 @@ describe('least privilege: an unprivileged user with CAP_BPF, CAP_PERFMON and CA
   const memlock = bpfMemcgAccounting() ? 'default' : 'unlimited';
 
   before(async () => {
-    topo = await Topology.up({ backends: ['healthy', 'refuse'], ipv6: false });
+    // With a UDP service too (Debian's dnsmasq on the backends): the receiver attaches its UDP hooks only while one
+    // is configured, and this is where attaching them without root is proven.
+    topo = await Topology.up({ backends: ['healthy', 'refuse'], ipv6: false, udpPort: 53 });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-priv-'));
     fs.chownSync(dir, UID, GID);
     configPath = path.join(dir, 'vipguard.yaml');
     fs.writeFileSync(configPath, labConfig({ address: topo.vip.host, port: topo.vip.port }, {
+      services: [
+        { name: 'web', address: topo.vip.host, port: topo.vip.port },
+        { name: 'dns', address: topo.vip.host, port: topo.status.udpPort, protocol: 'udp', probe: { dns: 'who.vipguard.test' } },
+      ],
       actuator: {
         stateFile: `${dir}/state/state.json`, reconcileInterval: '500ms',
         quarantine: { base: '30s', probeTimeout: '300ms' }, synTimeout: { enabled: true },

@@ -4,6 +4,7 @@
 // retransmit once the dead destination's weight is 0 (net.ipv4.vs.expire_nodest_conn=1), and not without it.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
@@ -101,12 +102,52 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
 
   const brief = (e: KernelEvent) => `${e.kind}:${e.kind === 'ipvs_conn' ? `${e.backend?.addr}:${e.backend?.port}` : `${stateName(e.oldState)}>${stateName(e.newState)}`}`;
 
-  test('every hook is active, including the ip_vs_conn_new kprobe and the RST observer; of the two ICMP error hooks for UDP flows, the one this kernel needs', () => {
-    const icmp = ['vg_udp_error_report', 'vg_udp4_lib_err'];
-    for (const h of receiver.hooks) if (!icmp.includes(h.program)) assert.equal(h.active, true, `${h.hook}: ${h.reason}`);
-    // sock:inet_sk_error_report arrived in 5.14: 5.10 falls back to the IPv4 error handler's kprobe.
-    const active = receiver.hooks.filter((h) => icmp.includes(h.program) && h.active).map((h) => h.program);
-    assert.deepEqual(active, [KERNEL === '5.10' ? 'vg_udp4_lib_err' : 'vg_udp_error_report']);
+  const ICMP_HOOKS = ['vg_udp_error_report', 'vg_udp4_lib_err'];
+  // sock:inet_sk_error_report arrived in 5.14: 5.10 falls back to the IPv4 error handler's kprobe.
+  const ICMP_HOOK = KERNEL === '5.10' ? 'vg_udp4_lib_err' : 'vg_udp_error_report';
+  const UDP_HOOKS = ['vg_udp_sendmsg', 'vg_udpv6_sendmsg', 'vg_udp_reply', 'vg_udp_destroy_sock', 'vg_udpv6_destroy_sock', ICMP_HOOK];
+  const hookState = (program: string) => {
+    const h = receiver.hooks.find((x) => x.program === program);
+    return h?.active ? 'active' : h?.standby ? 'standby' : 'inactive';
+  };
+
+  test('every TCP hook is active, including the ip_vs_conn_new kprobe and the RST observer; with no UDP service the UDP hooks wait on standby', () => {
+    for (const h of receiver.hooks) {
+      if (UDP_HOOKS.includes(h.program)) assert.equal(hookState(h.program), 'standby', `${h.hook}: ${h.reason}`);
+      else if (ICMP_HOOKS.includes(h.program)) assert.match(h.reason ?? '', /not needed|no sock:inet_sk_error_report/, `${h.hook}: the ICMP hook this kernel does not need`);
+      else assert.equal(h.active, true, `${h.hook}: ${h.reason}`);
+    }
+    assert.equal(receiver.tracesUdp, false);
+  });
+
+  test('the UDP hooks attach with the first UDP service and detach with the last: a UDP flow is traced only in between', async () => {
+    const tcp = [{ name: 'web', address: topo.vip.host, port: topo.vip.port }, { name: 'web6', address: topo.vip6!.host, port: topo.vip6!.port }];
+    const dns = { name: 'dns', address: topo.vip.host, port: 5300, protocol: 'udp' as const };
+    /** One datagram from a connected socket to the UDP service's address and port (routed into the lab's server namespace), then close: whether its flow's end was traced. */
+    const flowTraced = async (): Promise<boolean> => {
+      const sock = dgram.createSocket('udp4');
+      await new Promise<void>((resolve, reject) => sock.connect(dns.port, dns.address, (e?: Error) => (e ? reject(e) : resolve())));
+      const localPort = sock.address().port;
+      await new Promise<void>((resolve, reject) => sock.send(Buffer.from('vipguard'), (e) => (e ? reject(e) : resolve())));
+      await new Promise<void>((resolve) => sock.close(resolve));
+      const seen = () => cap.events.some((e) => e.kind === 'udp_end' && e.src.port === localPort && e.dst.port === dns.port);
+      // The end event is in the ring buffer by the time close() returns (udp_destroy_sock runs inside it); 2 s cover
+      // the event loop's delivery under TCG.
+      await waitFor(seen, 2000, 'udp_end').catch(() => undefined);
+      return seen();
+    };
+    try {
+      assert.equal(await flowTraced(), false, 'no UDP service: the datagram ran no receiver program');
+      receiver.setServices([...tcp, dns]);
+      for (const p of UDP_HOOKS) assert.equal(hookState(p), 'active', `${p} attached with the UDP service: ${receiver.hooks.find((h) => h.program === p)?.reason}`);
+      assert.equal(receiver.tracesUdp, true);
+      assert.equal(await flowTraced(), true, 'with the UDP service configured its flow is traced to its end');
+    } finally {
+      receiver.setServices(tcp);
+    }
+    for (const p of UDP_HOOKS) assert.equal(hookState(p), 'standby', `${p} detached with the last UDP service`);
+    assert.equal(await flowTraced(), false, 'after the last UDP service went, nothing is traced again');
+    for (const h of receiver.hooks) if (!UDP_HOOKS.includes(h.program) && !ICMP_HOOKS.includes(h.program)) assert.equal(h.active, true, `${h.hook} untouched`);
   });
 
   test('direct connection to a backend: lifecycle, no IPVS information', async () => {
