@@ -2,7 +2,11 @@
 // answers any name under vipguard.test with its own address, so every answer says which backend a datagram reached.
 import assert from 'node:assert/strict';
 import * as dgram from 'node:dgram';
-import { spawnSync } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
 import { encodeDnsQuery } from '../../src/actuator/dns-message';
 import { answerAddress } from '../../src/lab/dns-load';
 import { waitFor } from '../helpers';
@@ -159,4 +163,56 @@ export async function openFlowOn(host: string, port: number, backendIp: string, 
     if (f.backend === backendIp) return f;
   }
   throw new Error(`no flow landed on ${backendIp} in 8 tries`);
+}
+
+export interface Lookup {
+  /** Date.now() at its start and end */
+  start: number;
+  end: number;
+  /** getent's exit status: 0 found, 2 not found (every try of the resolver failed) */
+  rc: number;
+  /** the first address getent printed: the backend that answered */
+  answer?: string;
+}
+
+/**
+ * The C library's resolver, unmodified: `getent ahostsv4 NAME` — getaddrinfo() for IPv4, as applications call it —
+ * back to back (at most `count` times) in a mount namespace whose /etc/resolv.conf names only
+ * `vip`: port 53, glibc's own timeout (5 s) and attempts (2). Each lookup is one A query from a new socket, so a new
+ * IPVS flow, and its second try goes out on the same socket. (`getent hosts` asks AAAA first, then A, from two or
+ * three sockets per lookup: with three backends under rr, its A queries kept landing on the same one.)
+ */
+export class GetentLoop {
+  readonly lookups: Lookup[] = [];
+  private readonly proc: ChildProcess;
+  private readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-getent-'));
+  private readonly exited: Promise<void>;
+
+  constructor(vip: string, count: number) {
+    const resolvConf = path.join(this.dir, 'resolv.conf');
+    fs.writeFileSync(resolvConf, `nameserver ${vip}\n`);
+    // bash's EPOCHREALTIME reads the clock without a fork, and there is no sleep: each exec costs 0.1-0.5 s of a
+    // vCPU under TCG, and getent's own is pace enough.
+    const script = 'mount --bind "$1" /etc/resolv.conf || exit 1; for ((i = 0; i < $2; i++)); do ' +
+      `t0=$EPOCHREALTIME; out=$(getent ahostsv4 ${NAME}); rc=$?; echo "$t0 $EPOCHREALTIME $rc ${'$'}{out%% *}"; done`;
+    this.proc = spawn('unshare', ['--mount', '--propagation', 'private', 'bash', '-c', script, 'getent-loop', resolvConf, String(count)],
+      { stdio: ['ignore', 'pipe', 'inherit'] });
+    readline.createInterface({ input: this.proc.stdout! }).on('line', (l) => {
+      const [t0, t1, rc, answer] = l.trim().split(/\s+/);
+      this.lookups.push({ start: Number(t0) * 1000, end: Number(t1) * 1000, rc: Number(rc), answer });
+    });
+    this.exited = new Promise((resolve) => this.proc.on('close', () => resolve()));
+  }
+
+  /** Lookups that started at or after `t` (Date.now() time). */
+  since(t: number): Lookup[] {
+    return this.lookups.filter((l) => l.start >= t);
+  }
+
+  /** Ends the loop (its process, by PID: the one this started) and lets a lookup in flight finish. */
+  async stop(): Promise<void> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
+    await this.exited;
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
 }

@@ -1,15 +1,16 @@
 // The receiver senses UDP (issue 13): `vipguard run` (receiver + actuator, the receiver's spans handed to the
 // embedded rules in-process) on a watched UDP service with Debian's dnsmasq as three backends, steady DNS clients
 // on connected sockets and dig. No alert is sent: the receiver's own exchanges make the rules act.
-//   (a) a black-holed backend: its flows' waits pass the deadline (unanswered) -> removed; its flows move
+//   (a) a black-holed backend: its flows' waits pass the deadline (unanswered) -> removed; its flows move; the C
+//       library's resolver (getent hosts) fails no lookup
 //   (b) a backend whose dnsmasq is killed: ICMP port unreachable on its flows (refused) -> removed
 //   (c) a slow backend (200 ms) under a deadline above that: answered, never quarantined
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { sleep, startVipguard, VipguardProcess } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
-import { waitForAsync } from '../helpers';
-import { DnsFlow, NAME, dig } from './dns-client';
+import { waitFor, waitForAsync } from '../helpers';
+import { DnsFlow, GetentLoop, NAME, dig } from './dns-client';
 import { udpLab } from './udp-fixture';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
@@ -27,7 +28,7 @@ describe('receiver senses UDP: the embedded rules quarantine a dead UDP backend 
       receiver: { deadline },
       actuator: { reconcileInterval: '500ms', quarantine: { base: '60s', max: '60s', probeInterval: '300ms', probeTimeout: '500ms' } },
     }));
-    const hooks = v.lines.filter((l) => /receiver: (active|INACTIVE)/.test(l));
+    const hooks = v.lines.filter((l) => /receiver: (active|standby|INACTIVE)/.test(l));
     console.log(`# kernel ${KERNEL}: hooks\n${hooks.map((l) => `#   ${l.replace(/^.*receiver: /, '')}`).join('\n')}`);
     assert.ok(v.lines.some((l) => /receiver: tracing .*dns=udp\//.test(l)), `the receiver traces the UDP service:\n${v.lines.join('\n')}`);
     return v;
@@ -67,12 +68,31 @@ describe('receiver senses UDP: the embedded rules quarantine a dead UDP backend 
   }
 
 
-  test('(a) a black-holed backend is removed by the embedded rule from its unanswered exchanges, and its flows move', async () => {
+  test('(a) a black-holed backend is removed by the embedded rule from its unanswered exchanges, its flows move, and the C library resolver never fails a lookup', async () => {
     lab.vg = await start();
     const f = await steadyFlows();
-    const { ms, sinceLastAnswerMs, line } = await removedAfterFailure('b2', 'blackhole', f.b2);
-    assert.match(line, /unanswered/, 'for unanswered exchanges');
-    console.log(`# kernel ${KERNEL}: (a) black hole -> b2 removed ${sinceLastAnswerMs} ms after its last answer (${ms} ms after the black hole began to be set up); its flow moved; 6 digs answered elsewhere\n#   ${line}`);
+    // getent ahostsv4 (getaddrinfo) through glibc's resolver, its own timeout (5 s) and attempts (2): two clients,
+    // each one lookup after another, so that some first tries meet the black hole before the removal.
+    const clients = [new GetentLoop(lab.topo.vip.host, 400), new GetentLoop(lab.topo.vip.host, 400)];
+    const libc = { since: (t: number) => clients.flatMap((c) => c.since(t)), get lookups() { return clients.flatMap((c) => c.lookups); } };
+    try {
+      await waitFor(() => new Set(libc.lookups.map((l) => l.answer)).size === 3, 30_000, 'getent answered by every backend through the VIP')
+        .catch((e) => { throw new Error(`${(e as Error).message}: ${JSON.stringify(libc.lookups.slice(-5))}`); });
+      const { ms, sinceLastAnswerMs, removedAt, line } = await removedAfterFailure('b2', 'blackhole', f.b2);
+      assert.match(line, /unanswered/, 'for unanswered exchanges');
+      // Every lookup begun before the removal finishes within glibc's two tries; then five more.
+      await waitFor(() => libc.since(removedAt + 1).length >= 5, 30_000, 'five getent lookups after the removal');
+      const after = libc.since(removedAt + 1);
+      assert.ok(after.every((l) => l.rc === 0 && l.answer !== ip('b2') && l.end - l.start < 2000),
+        `every lookup after the removal answered at once, none by b2: ${JSON.stringify(after)}`);
+      const failed = libc.lookups.filter((l) => l.rc !== 0);
+      const retried = libc.lookups.filter((l) => l.end - l.start >= 2000);
+      assert.deepEqual(failed, [], 'no getent lookup failed: a try that went to b2 was retried on its socket after the removal, and the retry moved with the flow');
+      console.log(`# kernel ${KERNEL}: (a) black hole -> b2 removed ${sinceLastAnswerMs} ms after its last answer (${ms} ms after the black hole began to be set up); its flow moved; 6 digs answered elsewhere; ` +
+        `getent: ${libc.lookups.length} lookups, 0 failed, ${retried.length} saved by glibc's retry after ${retried.map((l) => Math.round(l.end - l.start)).join(', ') || '-'} ms\n#   ${line}`);
+    } finally {
+      await Promise.all(clients.map((c) => c.stop()));
+    }
   });
 
   test('(b) a backend whose dnsmasq is killed is removed from the ICMP errors on its flows (refused)', async () => {
