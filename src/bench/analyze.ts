@@ -43,6 +43,11 @@ export interface FailoverFigures extends WindowFigures {
 const SLOW_MS = 2000;
 /** A connect that needed a SYN retransmit (initial RTO 1 s) took at least this long. */
 const RETRANSMITTED_MS = 900;
+/**
+ * The earliest a SYN retransmit leaves with synTimeout on (its floor, 200 ms by default), less TCG's jitter: a connect
+ * this slow whose SYN IPVS sent to the failing backend met the failure, even while the injection was still running.
+ */
+const RETRANSMITTED_LOWERED_MS = 150;
 
 /** Whether a connect's SYN went to the failing destination: its client port shows up in IPVS's connection table
  * there within its lifetime (the table is polled, so allow a poll period and TCG lag after it ended). */
@@ -66,8 +71,9 @@ export function analyzeFailover(o: FailoverObservations): FailoverFigures {
   // The first failure: the first connect whose SYN went to the dead backend once the failure was surely in place
   // (after the injection returned), or earlier if it visibly failed (the drop or kill lands somewhere inside the
   // injection). With a lowered SYN timeout a black-holed connect can be rescued in a few hundred ms, so "slow" is
-  // not required after the injection returned.
-  const idx = o.connects.findIndex((c, i) => inWindow(c) && dead[i] && (c.at >= o.fail1 || c.outcome !== 'ok' || c.ms >= RETRANSMITTED_MS));
+  // not required after the injection returned; during it, a held-back refusal rescued at a lowered retransmit is
+  // the only sign (nothing fails), and one retransmit's worth of latency is enough to tell.
+  const idx = o.connects.findIndex((c, i) => inWindow(c) && dead[i] && (c.at >= o.fail1 || c.outcome !== 'ok' || c.ms >= RETRANSMITTED_LOWERED_MS));
   const first = idx >= 0 ? o.connects[idx] : undefined;
   let lastDeadAt: number | undefined;
   let landed = 0;

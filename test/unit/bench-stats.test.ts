@@ -137,6 +137,23 @@ test('failover analysis: first failure, stop times from the kernel and the clien
   assert.equal(f.p99Ms, 1050);
 });
 
+test('failover analysis: a held-back refusal rescued at a lowered SYN timeout during the injection is the first failure', () => {
+  // As in the refusal benchmark with synTimeout on (2026-12-06, runs 1 and 3): the only connect IPVS sent to the
+  // failing backend started while the kill was still running (fail0 0, fail1 25 ms), its RST was held back and its
+  // retransmit rescued at 333 ms; nothing failed. Before, it did not count ("nothing to measure from").
+  const connects: RawConnect[] = [0, 17.5, 60, 110].map((at, i) => ({ at, ms: i === 1 ? 333 : 2, outcome: 'ok' as const, localPort: 40_000 + i }));
+  const seen = new Map<number, number[]>([[40_001, [250]]]);
+  const f = analyzeFailover({ connects, seen, kernel: [[-3000, 1], [89.8, 0], [31_274, 1]], fail0: 0, fail1: 25, rec0: 30_800, rec1: 30_856, rate: 20, backends: 3 });
+  assert.equal(f.failed, 0);
+  assert.equal(f.rescued, 1);
+  assert.equal(Math.round(f.stopKernelMs as number), 72, 'from the rescued connect\'s start (17.5 ms) to weight 0 (89.8 ms)');
+  assert.equal(Math.round(f.restoreMs as number), 418);
+  assert.ok(!f.notes.some((n) => /nothing to measure from/.test(n)), f.notes.join('; '));
+  // A connect as slow during the injection that IPVS did not send to the failing backend is not it.
+  const other = analyzeFailover({ connects, seen: new Map(), kernel: [[-3000, 1], [89.8, 0], [31_274, 1]], fail0: 0, fail1: 25, rec0: 30_800, rec1: 30_856, rate: 20, backends: 3 });
+  assert.ok(other.notes.some((n) => /nothing to measure from/.test(n)), other.notes.join('; '));
+});
+
 test('failover analysis: a backend that is never taken out is "never", with nothing to restore', () => {
   const s = scenario();
   const kernel: [number, number][] = [[-1000, 1]];
