@@ -55,7 +55,7 @@ export class ReceiverUnderTest {
   }
 
   hooks(): string[] {
-    return this.vg.proc.lines.filter((l) => /receiver: (active|standby|INACTIVE)/.test(l)).map((l) => l.replace(/^.*receiver: /, ''));
+    return this.vg.proc.lines.filter((l) => /receiver: (active|standby|unused|INACTIVE)/.test(l)).map((l) => l.replace(/^.*receiver: /, ''));
   }
 
   stat() {

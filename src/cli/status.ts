@@ -21,7 +21,7 @@ interface Status {
   time: string;
   services?: ServiceStatus[];
   lastReconcile?: { at: string; ms: number; changes: number; failures: string[] };
-  receiver?: { hooks: Pick<HookStatus, 'hook' | 'active' | 'standby' | 'reason'>[]; counters: Record<string, number> };
+  receiver?: { hooks: Pick<HookStatus, 'hook' | 'active' | 'standby' | 'unused' | 'reason'>[]; counters: Record<string, number> };
   reactionMs?: { n: number; p50?: number; p99?: number };
   alerts?: { applied: number; ignored: number; unknownService: number; refused: number; invalid: number };
 }

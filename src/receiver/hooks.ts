@@ -6,10 +6,17 @@ export interface HookStatus {
   active: boolean;
   /** loaded and not attached until it has something to trace (the UDP hooks while no UDP service is configured) */
   standby?: boolean;
+  /** not loaded because this kernel has a better hook for the same thing (the other ICMP error hook): nothing missing */
+  unused?: boolean;
   /** why it is not active, and what would make it so */
   reason?: string;
 }
 
-export function formatHook(h: Pick<HookStatus, 'active' | 'standby' | 'hook' | 'reason'>): string {
-  return `${h.active ? 'active  ' : h.standby ? 'standby ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}`;
+/** Whether the hook is as it should be (active, waiting for something to trace, or replaced by a better one). */
+export function hookOk(h: Pick<HookStatus, 'active' | 'standby' | 'unused'>): boolean {
+  return h.active || !!h.standby || !!h.unused;
+}
+
+export function formatHook(h: Pick<HookStatus, 'active' | 'standby' | 'unused' | 'hook' | 'reason'>): string {
+  return `${h.active ? 'active  ' : h.standby ? 'standby ' : h.unused ? 'unused  ' : 'INACTIVE'} ${h.hook}${h.reason ? ` — ${h.reason}` : ''}`;
 }

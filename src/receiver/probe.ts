@@ -91,12 +91,14 @@ export function ipvsLoaded(): boolean {
 }
 
 export { serviceKey };
-export { formatHook, type HookStatus } from './hooks';
+export { formatHook, hookOk, type HookStatus } from './hooks';
 
 export class ReceiverProbe {
   readonly hooks: HookStatus[] = [];
   private obj: BpfObject;
   private fentryRefused?: string;
+  /** programs left out because this kernel has a better hook for the same thing: nothing is missing */
+  private readonly alternatives = new Set<string>();
   private services = new Map<string, ServiceKey>();
   private retryTimer?: NodeJS.Timeout;
   private closed = false;
@@ -111,7 +113,7 @@ export class ReceiverProbe {
       for (const p of this.obj.programs()) {
         const hook = HOOKS[p.name] ?? p.section;
         const why = skipped.get(p.name);
-        if (why) this.hooks.push({ program: p.name, hook, active: false, reason: why });
+        if (why) this.hooks.push({ program: p.name, hook, active: false, unused: this.alternatives.has(p.name) || undefined, reason: why });
         else if (UDP_HOOKS.has(p.name)) this.hooks.push({ program: p.name, hook, active: false, standby: true, reason: UDP_STANDBY });
         else this.hooks.push(this.tryAttach(p.name, hook));
       }
@@ -153,7 +155,9 @@ export class ReceiverProbe {
     // load everything else rather than nothing.
     if (!canNetAdmin()) skipped.set(RST_OBSERVER, 'no CAP_NET_ADMIN (needed to load a cgroup_skb program): a refusal the actuator holds back is reported unanswered at its deadline instead');
     // One hook for ICMP errors: the tracepoint where the kernel has it (5.14+), else the IPv4 error handler.
-    if (hasErrorReportTracepoint()) skipped.set(UDP_ERROR_KPROBE, 'not needed: sock:inet_sk_error_report reports ICMP errors on this kernel');
+    const unused = hasErrorReportTracepoint() ? UDP_ERROR_KPROBE : UDP_ERROR_TP;
+    this.alternatives.add(unused);
+    if (unused === UDP_ERROR_KPROBE) skipped.set(UDP_ERROR_KPROBE, 'not needed: sock:inet_sk_error_report reports ICMP errors on this kernel');
     else skipped.set(UDP_ERROR_TP, 'this kernel has no sock:inet_sk_error_report (5.14+): kprobe __udp4_lib_err reports IPv4 ICMP errors instead (IPVS drops ICMPv6 errors before 6.12, docs/udp.md)');
     if (!withFentry) {
       for (const p of [...UDP_FENTRY, UDP_ERROR_TP]) skipped.set(p, skipped.get(p) ?? this.fentryRefused ?? 'fentry refused');

@@ -3,7 +3,7 @@
 import { Endpoint, KernelEvent } from './events';
 import { Exchange, UdpFlowInfo, UdpFlows, UdpFlowSink } from './udp-flows';
 import { Attempt, Connection, Lifecycle, LifecycleSink } from './lifecycle';
-import { formatHook, HookStatus, ReceiverProbe, ServiceKey } from './probe';
+import { formatHook, hookOk, HookStatus, ReceiverProbe, ServiceKey } from './probe';
 import { monotonicNow } from '../native/clock';
 import { formatAddr, formatEndpoint, parseAddr } from '../common/addr';
 import { DEFAULT_DEADLINE, DeadlinePolicy, RttTracker } from '../common/rtt';
@@ -167,7 +167,7 @@ export class Receiver {
 
   /** One line per hook: what is traced and what is not, and why. */
   describeHooks(): { ok: boolean; line: string }[] {
-    return this.probe.hooks.map((h) => ({ ok: h.active || !!h.standby, line: formatHook(h) }));
+    return this.probe.hooks.map((h) => ({ ok: hookOk(h), line: formatHook(h) }));
   }
 
   counters() {

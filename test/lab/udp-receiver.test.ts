@@ -28,7 +28,7 @@ describe('receiver senses UDP: the embedded rules quarantine a dead UDP backend 
       receiver: { deadline },
       actuator: { reconcileInterval: '500ms', quarantine: { base: '60s', max: '60s', probeInterval: '300ms', probeTimeout: '500ms' } },
     }));
-    const hooks = v.lines.filter((l) => /receiver: (active|standby|INACTIVE)/.test(l));
+    const hooks = v.lines.filter((l) => /receiver: (active|standby|unused|INACTIVE)/.test(l));
     console.log(`# kernel ${KERNEL}: hooks\n${hooks.map((l) => `#   ${l.replace(/^.*receiver: /, '')}`).join('\n')}`);
     assert.ok(v.lines.some((l) => /receiver: tracing .*dns=udp\//.test(l)), `the receiver traces the UDP service:\n${v.lines.join('\n')}`);
     return v;
