@@ -18,6 +18,8 @@ export interface FleetClientObservations {
   seen: Map<number, number[]>;
   /** the first quarantine of the failing backend this host's vipguard logged during the failure, if any */
   quarantinedBy?: QuarantineInput;
+  /** with the fleet rule: when (same clock) the first fleet alert reached this host's vipguard after the failure, null if none did */
+  alertAt?: number | null;
 }
 
 export interface FleetObservations {
@@ -44,6 +46,8 @@ export interface FleetClientFigures {
   /** first failure anywhere in the fleet → the failing destination at weight 0 (or absent) in this host's table */
   weight0Ms: Sample;
   quarantinedBy: QuarantineInput | null;
+  /** with the fleet rule: first failure anywhere → the fleet alert applied by this host's vipguard ('never' when it was not) */
+  alertReceivedMs?: Sample;
   /** backend recovered → back in service for good in this host's table */
   restoreMs: Sample;
   /** times this host's table took the failing destination out of service while it was failing */
@@ -64,6 +68,8 @@ export interface FleetFigures {
   weight0EverywhereMs: Sample;
   /** hosts whose quarantine the fleet alert started */
   byFleet: number;
+  /** with the fleet rule: first failure anywhere → the fleet alert applied on every host */
+  alertEverywhereMs?: Sample;
   /** backend recovered → back in service on every host, for good */
   restoreAllMs: Sample;
   clients: FleetClientFigures[];
@@ -129,6 +135,7 @@ export function analyzeFleet(o: FleetObservations): FleetFigures {
       landedOnDead: cl.connects.filter((c, i) => inWindow(c) && dead[i]).length,
       weight0Ms,
       quarantinedBy: cl.quarantinedBy ?? null,
+      ...(cl.alertAt === undefined ? {} : { alertReceivedMs: !first ? null : cl.alertAt === null ? 'never' : cl.alertAt - first.first!.at }),
       restoreMs,
       kernelTransitions,
     };
@@ -145,6 +152,7 @@ export function analyzeFleet(o: FleetObservations): FleetFigures {
     weight0FirstMs: earliest(clients.map((c) => c.weight0Ms)),
     weight0EverywhereMs: latest(clients.map((c) => c.weight0Ms)),
     byFleet: clients.filter((c) => c.quarantinedBy === 'fleet').length,
+    ...(o.clients.some((c) => c.alertAt !== undefined) ? { alertEverywhereMs: latest(clients.map((c) => c.alertReceivedMs ?? 'never')) } : {}),
     restoreAllMs: clients.every((c) => c.restoreMs === null) ? null : latest(clients.map((c) => c.restoreMs ?? 0)),
     clients,
     notes,
@@ -165,6 +173,18 @@ export function firstQuarantine(lines: readonly string[], destKey: string, since
     const t = Date.parse(line.slice(0, 24));
     if (!(t >= sinceWallMs) || !re.test(line)) continue;
     return { atWallMs: t, by: new RegExp(`alertmanager ${fleetAlert}\\b`).test(line) ? 'fleet' : 'local' };
+  }
+  return undefined;
+}
+
+/**
+ * When a vipguard first applied an alert from its Alertmanager v2 endpoint at or after `sinceWallMs` — its actuator
+ * logs each batch that changed something: `POST /api/v2/alerts from 10.201.1.1: 200, 1 alerts: 1 applied, …`.
+ */
+export function firstAlertPost(lines: readonly string[], sinceWallMs: number): number | undefined {
+  for (const line of lines) {
+    const t = Date.parse(line.slice(0, 24));
+    if (t >= sinceWallMs && /POST \/api\/v2\/alerts from \S+: 2\d\d, \d+ alerts: [1-9]\d* applied/.test(line)) return t;
   }
   return undefined;
 }

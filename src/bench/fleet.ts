@@ -9,7 +9,7 @@
 // The kernels are watched independently of every system: each host's /proc/PID/net/ip_vs every 25 ms and
 // ip_vs_conn every 250 ms, through a `sleep` anchored in its namespace (no exec per poll; the same for every system).
 import * as fs from 'node:fs';
-import { analyzeFleet, firstQuarantine, type FleetClientObservations } from './analyze-fleet';
+import { analyzeFleet, firstAlertPost, firstQuarantine, type FleetClientObservations } from './analyze-fleet';
 import { outcomeIndex, parseVipguardLog } from './analyze';
 import { cpuMeter, DEAD, topologyUp } from './failover';
 import { NftSession } from './inject';
@@ -123,10 +123,17 @@ export async function runFleet(o: FleetOptions): Promise<FleetRun> {
     }
 
     const destKey = `${dead.ip}:${dead.port}`;
+    const alertAt = (i: number) => {
+      if (!fleet?.prom) return undefined;
+      const wall = firstAlertPost(fleet.clients[i].vg.lines, failWall);
+      return wall === undefined ? null : loads[0].fromWall(wall);
+    };
     const obs: FleetClientObservations[] = topo.clients.map((c, i) => ({
       name: c.name, connects: connects[i], kernel: watches[i].kernel, seen: watches[i].seen,
       quarantinedBy: fleet ? firstQuarantine(fleet.clients[i].vg.lines, destKey, failWall, FLEET_ALERT)?.by : undefined,
+      alertAt: alertAt(i),
     }));
+    if (fleet?.prom) notes.push(await scrapeHealth(fleet, Math.ceil((performance.now() - epoch) / 1000)));
     const { dead: landed, ...fig } = analyzeFleet({ clients: obs, fail0, fail1, rec0, rec1, rate: o.rate, backends: topo.backends.length });
     const rel = (t: number) => Math.round((t - fail0) * 10) / 10;
     const firstAt = fig.firstFailureMs === null ? undefined : fail0 + fig.firstFailureMs;
@@ -178,6 +185,17 @@ async function awaitFleetRestore(o: FleetOptions, watches: DestinationWatch[], f
   const done = await waitUntilAsync(async () => watches.every((w) => (w.weight() ?? -1) > 0) && !(await firing()), RESTORE_BOUND_MS[o.system]);
   if (!done) o.log(`fleet ${o.system} run ${o.run}: ${DEAD} not back on every host (or the alert still firing) ${Math.round(RESTORE_BOUND_MS[o.system] / 1000)} s after recovery`);
   if (performance.now() < deadline) await sleep(2000);
+}
+
+/**
+ * How many of Prometheus's scrapes of the receivers failed over the run (`up` = 0): with the lab's 1 s interval the
+ * scrape timeout is 1 s too, and a mutual-TLS scrape of a busy guest can miss it, leaving the rule without a sample.
+ */
+async function scrapeHealth(fleet: Fleet, seconds: number): Promise<string> {
+  const q = async (expr: string) => Number((await fleet.query(expr).catch(() => []))[0]?.value[1] ?? NaN);
+  const total = await q(`sum(count_over_time(up{job="vipguard-receiver"}[${seconds}s]))`);
+  const ok = await q(`sum(sum_over_time(up{job="vipguard-receiver"}[${seconds}s]))`);
+  return `Prometheus scrapes of the receivers over the run: ${total}, failed ${total - ok}`;
 }
 
 /** Every vipguard's log and Prometheus's, one after another, for the run's record. */

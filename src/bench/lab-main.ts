@@ -59,7 +59,7 @@ async function main(): Promise<number> {
             log(`fleet ${system} run ${run}: ${r.connects} connects at ${r.rateAchieved}/s per host, ${r.failed} failed, ${r.slow2s} > 2 s, ` +
               `first failure on ${r.firstFailureClient ?? '—'} at +${fmt(r.firstFailureMs)}; weight 0 ` +
               r.clients.map((c) => `${c.name} ${fmt(c.weight0Ms)} (${c.quarantinedBy ?? '—'})`).join(', ') +
-              `; everywhere ${fmt(r.weight0EverywhereMs)}${r.alertActiveMs !== undefined ? `, alert active ${fmt(r.alertActiveMs)}` : ''}; ` +
+              `; everywhere ${fmt(r.weight0EverywhereMs)}${r.alertActiveMs !== undefined ? `, alert active ${fmt(r.alertActiveMs)}, applied everywhere ${fmt(r.alertEverywhereMs ?? null)}` : ''}; ` +
               `restore ${r.clients.map((c) => fmt(c.restoreMs)).join(' / ')}; CPU systems ${r.systemCpuPct}% VM ${r.vmCpuPct}%, client lag ≤ ${r.maxLagMs} ms`);
           } catch (e) {
             out.problems.push(`fleet ${system} run ${run}: ${(e as Error).message}`);

@@ -23,8 +23,9 @@ export function fleetIntro(failSec: number, rate: number, clientTimeoutMs: numbe
     'the failure and recovering it. first failure = the start of the first connect anywhere whose SYN went to b3 and that did not ' +
     'complete at once (a black hole answers nothing). weight 0 = b3 at weight 0 in that host\'s own IPVS table (/proc/PID/net/ip_vs ' +
     'every 25 ms); everywhere = in all of them. by fleet alert = hosts whose quarantine of b3 the fleet alert started (their log: ' +
-    '`alertmanager VipguardBackendDownFleetWide`), the others by their own embedded rule. restore = b3 back in service for good after ' +
-    'recovery, on the last host.';
+    '`alertmanager VipguardBackendDownFleetWide`), the others by their own embedded rule. fleet alert active = its activeAt at ' +
+    'Prometheus; applied = the vipguard logged the POST /api/v2/alerts that carried it. restore = b3 back in service for good after ' +
+    'recovery (the drop\'s removal confirmed), on the last host; 0 = already back by then.';
 }
 
 export function fleetTable(runs: FleetRun[], kernel: string): string | undefined {
@@ -34,14 +35,17 @@ export function fleetTable(runs: FleetRun[], kernel: string): string | undefined
     if (!rs.length) continue;
     const f = (k: 'rateAchieved' | 'connects' | 'failed' | 'slow2s' | 'bad' | 'landedOnDead' | 'weight0FirstMs' | 'weight0EverywhereMs' | 'byFleet' | 'restoreAllMs') =>
       rs.map((r) => r[k] as Sample);
-    const alert = rs.some((r) => r.alertActiveMs !== undefined) ? ms(rs.map((r) => r.alertActiveMs ?? null)) : '—';
+    const fleetRule = rs.some((r) => r.alertActiveMs !== undefined);
+    const alert = fleetRule ? ms(rs.map((r) => r.alertActiveMs ?? null)) : '—';
+    const delivered = fleetRule ? ms(rs.map((r) => r.alertEverywhereMs ?? null)) : '—';
     rows.push([FLEET_SYSTEM_LABELS[system], String(rs.length), num(f('rateAchieved'), 2), num(f('connects')), num(f('failed')), num(f('slow2s')),
-      num(f('bad')), num(f('landedOnDead')), ms(f('weight0FirstMs')), ms(f('weight0EverywhereMs')), alert,
+      num(f('bad')), num(f('landedOnDead')), ms(f('weight0FirstMs')), ms(f('weight0EverywhereMs')), alert, delivered,
       system === 'ipvs' ? '—' : num(f('byFleet')), ms(f('restoreAllMs'))]);
   }
   if (!rows.length) return undefined;
   return markdownTable(['system', 'runs', 'connects/s per host', 'connects while failing (fleet)', 'failed', '> 2 s', 'failed or > 2 s',
     'landed on b3', 'first failure → weight 0, first host', 'first failure → weight 0 everywhere', 'first failure → fleet alert active',
+    'first failure → fleet alert applied on every host',
     `hosts taken out by the fleet alert (of ${FLEET.clients})`, 'restore, last host'], rows);
 }
 
@@ -53,13 +57,14 @@ export function fleetClientTable(runs: FleetRun[], kernel: string): string | und
     const names = [...new Set(rs.flatMap((r) => r.clients.map((c) => c.name)))].sort();
     for (const name of names) {
       const cs = rs.map((r) => r.clients.find((c) => c.name === name)).filter((c) => c !== undefined);
-      const f = (k: 'connects' | 'failed' | 'slow2s' | 'bad' | 'landedOnDead' | 'weight0Ms' | 'restoreMs') => cs.map((c) => c[k] as Sample);
+      const f = (k: 'connects' | 'failed' | 'slow2s' | 'bad' | 'landedOnDead' | 'weight0Ms' | 'alertReceivedMs' | 'restoreMs') => cs.map((c) => (c[k] ?? null) as Sample);
       const firstHere = rs.filter((r) => r.firstFailureClient === name).length;
       rows.push([FLEET_SYSTEM_LABELS[system], name, num(f('connects')), num(f('failed')), num(f('slow2s')), num(f('bad')), num(f('landedOnDead')),
-        `${firstHere} of ${rs.length}`, ms(f('weight0Ms')), system === 'ipvs' ? '—' : cs.map((c) => c.quarantinedBy ?? 'none').join(', '), ms(f('restoreMs'))]);
+        `${firstHere} of ${rs.length}`, ms(f('weight0Ms')), ms(f('alertReceivedMs')), system === 'ipvs' ? '—' : cs.map((c) => c.quarantinedBy ?? 'none').join(', '),
+        ms(f('restoreMs'))]);
     }
   }
   if (!rows.length) return undefined;
   return markdownTable(['system', 'host', 'connects while failing', 'failed', '> 2 s', 'failed or > 2 s', 'landed on b3', 'first failure here',
-    'first failure (anywhere) → weight 0 here', 'taken out by (per run)', 'restore'], rows);
+    'first failure (anywhere) → weight 0 here', 'first failure → fleet alert applied here', 'taken out by (per run)', 'restore'], rows);
 }

@@ -2,7 +2,7 @@
 // anywhere, weight 0 per host and everywhere, which input took each host's b3 out, restore; the tables; --rate per host.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { analyzeFleet, firstQuarantine, type FleetClientObservations } from '../../src/bench/analyze-fleet';
+import { analyzeFleet, firstAlertPost, firstQuarantine, type FleetClientObservations } from '../../src/bench/analyze-fleet';
 import type { RawConnect } from '../../src/bench/analyze';
 import { parseArgs } from '../../src/bench/cli';
 import { fleetSystems } from '../../src/bench/lab-main';
@@ -65,6 +65,8 @@ test('fleet analysis: first failure anywhere, weight 0 per host and everywhere, 
   assert.equal(f.bad, 0);
   assert.equal(f.landedOnDead, f.clients.reduce((a, c) => a + c.landedOnDead, 0));
   assert.deepEqual(f.clients.map((c) => c.landedOnDead), [1, 1, 0], 'c3 sent nothing to b3: the fleet took it out first');
+  assert.equal(f.alertEverywhereMs, undefined, 'no fleet rule, no alert figures');
+  assert.equal(f.clients[0].alertReceivedMs, undefined);
   assert.equal(f.dead.length, 3);
   assert.equal(f.dead[0].filter(Boolean).length, f.clients[0].landedOnDead);
 });
@@ -96,6 +98,31 @@ test('fleet analysis: one host that never takes b3 out makes "everywhere" never;
   assert.match(g.notes.join('\n'), /nothing to measure/);
 });
 
+test('fleet analysis with the fleet rule: the alert applied per host and on every host, never when a host missed it', () => {
+  const hosts = [host('c1', 1, -9_500, 1_900, 31_000), host('c2', 2, -9_200, 2_100, 31_500), host('c3', 3, -8_600, 2_200, 35_000)];
+  hosts[0].alertAt = 2_300;
+  hosts[1].alertAt = 2_250;
+  hosts[2].alertAt = 2_150;
+  const f = analyzeFleet({ ...window, clients: hosts });
+  assert.deepEqual(f.clients.map((c) => c.alertReceivedMs), [800, 750, 650]);
+  assert.equal(f.alertEverywhereMs, 800);
+  hosts[1].alertAt = null;
+  const g = analyzeFleet({ ...window, clients: hosts });
+  assert.equal(g.clients[1].alertReceivedMs, 'never');
+  assert.equal(g.alertEverywhereMs, 'never');
+});
+
+test('firstAlertPost: the first batch from the v2 endpoint that applied something, at or after the failure', () => {
+  const lines = [
+    '2026-12-06T10:00:00.000Z warn vipguard: actuator http: POST /api/v2/alerts from 10.201.1.1: 200, 1 alerts: 1 applied, 0 ignored (0 for unknown services), 0 refused',
+    '2026-12-06T10:00:04.000Z warn vipguard: actuator http: POST /api/v2/alerts from 10.201.1.1: 409, 1 alerts: 0 applied, 0 ignored (0 for unknown services), 1 refused',
+    '2026-12-06T10:00:05.000Z warn vipguard: actuator http: POST /api/v2/alerts from 10.201.1.1: 200, 2 alerts: 2 applied, 0 ignored (0 for unknown services), 0 refused',
+  ];
+  assert.equal(firstAlertPost(lines, Date.parse('2026-12-06T10:00:01.000Z')), Date.parse('2026-12-06T10:00:05.000Z'), 'a refused batch applied nothing');
+  assert.equal(firstAlertPost(lines, 0), Date.parse('2026-12-06T10:00:00.000Z'));
+  assert.equal(firstAlertPost(lines, Date.parse('2026-12-06T10:00:06.000Z')), undefined);
+});
+
 test('firstQuarantine: the first quarantine of b3 at or after the failure, by the fleet alert or the host\'s own rule', () => {
   const lines = [
     '2026-12-06T10:00:00.000Z info vipguard: quarantine 10.200.0.4:8080 in web (level 0) until 10:00:01, then probed: rule handshake-failures: 1 unanswered',
@@ -116,7 +143,7 @@ function run(system: FleetSystem, n: number, everywhere: number | 'never', byFle
   return {
     ...fig, weight0EverywhereMs: everywhere, byFleet, clients: fig.clients.map((c, i) => ({ ...c, quarantinedBy: i < 3 - byFleet ? 'local' : 'fleet' })),
     scenario: 'fleet', system, run: n, kernel: '6.1', rateTarget: 1, rateAchieved: 1, maxLagMs: 3, clientTimeoutMs: 10_000, warmupMs: 15_000,
-    alertActiveMs: system === 'vipguard-fleet' ? 1500 : undefined, failureMs: 30_000, injectMs: 20, recoverMs: 10, systemCpuPct: 50, vmCpuPct: 90,
+    alertActiveMs: system === 'vipguard-fleet' ? 1500 : undefined, alertEverywhereMs: system === 'vipguard-fleet' ? 2500 : undefined, failureMs: 30_000, injectMs: 20, recoverMs: 10, systemCpuPct: 50, vmCpuPct: 90,
     notes: [], timeline: {}, kernelWeights: {}, recoveredAtMs: 30_010,
   };
 }
@@ -131,6 +158,8 @@ test('fleet tables: a row per system (min / median / max over runs) and a row pe
   assert.match(lines[2], /2\.50 s \/ 2\.80 s \/ 3\.00 s/);
   assert.match(lines[3], /^\| vipguard \+ fleet rule/);
   assert.match(lines[3], /1\.80 s \/ 2\.00 s \/ 2\.10 s/);
+  assert.match(lines[3], /\| 1\.50 s \/ 1\.50 s \/ 1\.50 s \| 2\.50 s \/ 2\.50 s \/ 2\.50 s \|/, 'alert active, applied on every host');
+  assert.match(lines[2], /\| — \| — \|/, 'no alert figures without the fleet rule');
   assert.match(lines[3], /\| 0 \/ 1 \/ 1 \|/, 'hosts taken out by the fleet alert');
   assert.equal(fleetTable(runs, '5.10'), undefined);
   const ct = fleetClientTable(runs, '6.1')!;
