@@ -84,7 +84,11 @@ export async function runFleet(o: FleetOptions): Promise<FleetRun> {
     const watch = watches[0];
     const pids = () => [...(fleet?.clients.map((x) => x.vg.proc.pid ?? -1) ?? []), fleet?.prom?.proc.pid ?? -1].filter((p) => p > 0);
     const cpu = cpuMeter({ pids });
-    for (const c of topo.clients) {
+    // Each host's table is fresh, so its rr starts at b1: hosts started together would meet b3 in the same second,
+    // every round, and each detect it alone about as soon as the first. Started one connect interval apart, their
+    // turns on b3 are spread evenly over the round (at 1/s: 1 s apart), as independent clients' are on average.
+    for (const [i, c] of topo.clients.entries()) {
+      if (i > 0) await sleep(1000 / o.rate);
       const load = new Load(c.vip.host, c.vip.port, o.rate, o.clientTimeoutMs, epoch).inNetns(c.netns);
       load.start();
       loads.push(load);
