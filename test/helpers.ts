@@ -1,7 +1,4 @@
 // Small shared test helpers. No fakes of the kernel here: tests that need the kernel use the real one.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { REPO_ROOT } from '../src/common/paths';
 
 /** For node:test's `skip`: a reason string when not root, false when root. */
 export function requireRoot(): string | false {
@@ -26,13 +23,5 @@ export async function waitForAsync(cond: () => Promise<boolean>, timeoutMs: numb
   }
 }
 
-/**
- * A YAML block of a page in docs/, exactly as written there: the ```yaml block whose first line is `firstLine`
- * (the rule files carry their path as a comment). Tests run the rules the docs show, not a copy of them.
- */
-export function docsYamlBlock(page: string, firstLine: string): string {
-  const doc = fs.readFileSync(path.join(REPO_ROOT, 'docs', page), 'utf8');
-  const block = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).find((b) => b.startsWith(`${firstLine}\n`));
-  if (!block) throw new Error(`docs/${page} has no \`\`\`yaml block starting with "${firstLine}"`);
-  return block;
-}
+/** Tests run the rules the docs show, not a copy of them (shared with the benchmark, hence in src/). */
+export { docsYamlBlock } from '../src/common/docs';

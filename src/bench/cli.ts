@@ -1,10 +1,10 @@
-// npm run bench -- [--scenario blackout,refusal,far,rolling,flapping,udp-blackout,udp-refusal,overhead,capacity,latency] [--kernel 6.1[,5.10,6.12]] [--runs N]
+// npm run bench -- [--scenario blackout,refusal,far,rolling,flapping,udp-blackout,udp-refusal,fleet,overhead,capacity,latency] [--kernel 6.1[,5.10,6.12]] [--runs N]
 //                  [--out results/] [--systems ipvs,keepalived-default,keepalived-aggressive,vipguard[,vipguard-syntimeout]]
 //                  [--host-runs N] [--rate 20] [--fail-sec 30] [--client-timeout-sec 10] [--latency-samples 30]
 //                  [--phase-sec 5] [--step-sec 5] [--capacity-rates 1000,2000,…,12000,0] [--from results.json]
 //
 // Host scenarios (overhead, capacity) run natively first, while this process has no VM of its own running; then one
-// lab VM boot per kernel runs every lab scenario (blackout, refusal, far, rolling, flapping, udp-blackout, udp-refusal, latency), all systems and all runs inside
+// lab VM boot per kernel runs every lab scenario (blackout, refusal, far, rolling, flapping, udp-blackout, udp-refusal, fleet, latency), all systems and all runs inside
 // (src/bench/lab-main.ts) and hands its JSON back through $VIPGUARD_LAB_OUT. Everything lands in
 // <out>/<timestamp>/: results.json, results.md, SVG plots and the systems' logs; <out>/latest points there.
 // --from re-renders the markdown and plots of an earlier results.json.
@@ -22,12 +22,13 @@ import { failoverBudgetMs } from './failover';
 import { latencyBudgetMs } from './latency';
 import { restartBudgetMs } from './restarts';
 import { udpFailoverBudgetMs } from './udp-failover';
-import type { LabPlan } from './lab-main';
-import { ALL_SYSTEMS, FAILOVER_SCENARIOS, LAB_SCENARIOS, RESTART_SCENARIOS, SCENARIOS, SYSTEMS, TCP_ONLY_SYSTEMS, UDP_SCENARIOS, type BenchOptions, type BenchResults, type LabOutput, type Scenario, type SystemName } from './types';
+import { fleetBudgetMs } from './fleet';
+import { fleetSystems, type LabPlan } from './lab-main';
+import { ALL_SYSTEMS, FAILOVER_SCENARIOS, FLEET, LAB_SCENARIOS, RESTART_SCENARIOS, SCENARIOS, SYSTEMS, TCP_ONLY_SYSTEMS, UDP_SCENARIOS, type BenchOptions, type BenchResults, type LabOutput, type Scenario, type SystemName } from './types';
 
 const USAGE = `usage: npm run bench -- [--scenario ${SCENARIOS.join(',')}] [--kernel 6.1[,5.10,6.12]] [--runs N] [--out DIR]
          [--systems ${SYSTEMS.join(',')}[,vipguard-syntimeout]] [--host-runs N (default: --runs)]
-         [--rate CONNECTS_PER_S] [--fail-sec S] [--client-timeout-sec S] [--latency-samples N]
+         [--rate CONNECTS_PER_S (fleet: per client host, default 1)] [--fail-sec S] [--client-timeout-sec S] [--latency-samples N]
          [--phase-sec S] [--step-sec S] [--capacity-rates R1,R2,…(0 = unpaced)] [--from results.json]`;
 
 export interface CliArgs {
@@ -38,7 +39,7 @@ export interface CliArgs {
 
 export function parseArgs(argv: string[]): CliArgs {
   const o: BenchOptions = {
-    scenarios: [...SCENARIOS], kernels: ['6.1'], systems: [...SYSTEMS], runs: 3, hostRuns: 0, rate: 20, failSec: 30, clientTimeoutMs: 10_000,
+    scenarios: [...SCENARIOS], kernels: ['6.1'], systems: [...SYSTEMS], runs: 3, hostRuns: 0, rate: 20, fleetRate: FLEET.defaultRate, failSec: 30, clientTimeoutMs: 10_000,
     latencySamples: 30, phaseSec: 5, stepSec: 5, capacityRates: [1000, 2000, 4000, 6000, 8000, 10000, 12000, 0],
   };
   let out = path.join(REPO_ROOT, 'results');
@@ -76,7 +77,8 @@ export function parseArgs(argv: string[]): CliArgs {
         break;
       case '--runs': o.runs = positive(a, value(), 100, true); break;
       case '--host-runs': o.hostRuns = positive(a, value(), 100, true); break;
-      case '--rate': o.rate = positive(a, value(), 200); break;
+      // In the fleet scenario --rate is per client host; there it defaults to 1/s (local detection at its slowest).
+      case '--rate': o.rate = o.fleetRate = positive(a, value(), 200); break;
       case '--fail-sec': o.failSec = positive(a, value(), 600); break;
       case '--client-timeout-sec': o.clientTimeoutMs = positive(a, value(), 130) * 1000; break;
       case '--latency-samples': o.latencySamples = positive(a, value(), 1000, true); break;
@@ -103,6 +105,7 @@ function labTimeoutMs(o: BenchOptions, plan: LabPlan): number {
   let ms = 10 * 60_000;
   for (const s of plan.scenarios) {
     if (s === 'latency') ms += 2 * latencyBudgetMs(o.latencySamples) * o.runs;
+    else if (s === 'fleet') for (const sys of fleetSystems(plan)) ms += fleetBudgetMs(sys, plan.failMs, plan.clientTimeoutMs) * o.runs;
     else if ((RESTART_SCENARIOS as readonly string[]).includes(s)) ms += restartBudgetMs(s as never, plan.clientTimeoutMs) * (plan.systems ?? SYSTEMS).length * o.runs;
     else if ((UDP_SCENARIOS as readonly string[]).includes(s)) {
       for (const sys of (plan.systems ?? SYSTEMS).filter((x) => !TCP_ONLY_SYSTEMS.includes(x))) ms += udpFailoverBudgetMs(sys, plan.failMs) * o.runs;
@@ -155,7 +158,7 @@ async function main(argv: string[]): Promise<number> {
   fs.mkdirSync(dir, { recursive: true });
   const results: BenchResults = {
     version: 1, started: new Date().toISOString(), options: o, revision: revision(REPO_ROOT), host: machine(), lab: [],
-    failover: [], restarts: [], udp: [], latency: [], overhead: [], capacity: [], problems: [],
+    failover: [], restarts: [], udp: [], fleet: [], latency: [], overhead: [], capacity: [], problems: [],
   };
   const log = (l: string) => process.stdout.write(`bench: ${l}\n`);
   const save = () => fs.writeFileSync(path.join(dir, 'results.json'), JSON.stringify(results, null, 1));
@@ -186,7 +189,7 @@ async function main(argv: string[]): Promise<number> {
   const labScenarios = o.scenarios.filter((s) => LAB_SCENARIOS.includes(s)) as LabPlan['scenarios'];
   if (labScenarios.length) {
     const plan: LabPlan = {
-      scenarios: labScenarios, systems: o.systems, runs: o.runs, rate: o.rate, failMs: o.failSec * 1000,
+      scenarios: labScenarios, systems: o.systems, runs: o.runs, rate: o.rate, fleetRate: o.fleetRate, failMs: o.failSec * 1000,
       clientTimeoutMs: o.clientTimeoutMs, latencySamples: o.latencySamples,
     };
     for (const kernel of o.kernels) {
@@ -206,6 +209,7 @@ async function main(argv: string[]): Promise<number> {
           results.failover.push(...lab.failover);
           (results.restarts ??= []).push(...(lab.restarts ?? []));
           (results.udp ??= []).push(...(lab.udp ?? []));
+          (results.fleet ??= []).push(...(lab.fleet ?? []));
           results.latency.push(...lab.latency);
           results.problems.push(...lab.problems.map((p) => `[${kernel}] ${p}`));
           if (!lab.done) results.problems.push(`[${kernel}] the lab run did not finish (${r.timedOut ? 'timed out' : r.error ?? `exit ${r.exitCode}`}): partial results`);

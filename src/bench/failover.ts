@@ -102,10 +102,10 @@ export function keepSystemLog(o: { logDir?: string; scenario: string; system: Sy
  * A fresh topology of three healthy backends on a clean slate (clean.ts: no TIME_WAIT socket or IPVS connection
  * entry of an earlier run); one retry after clearing whatever a failed run left behind. `clean` is the run's note.
  */
-export async function topologyUp(log: (l: string) => void, opts: { udpPort?: number } = {}): Promise<{ topo: Topology; clean: string }> {
+export async function topologyUp(log: (l: string) => void, opts: { udpPort?: number; clients?: number } = {}): Promise<{ topo: Topology; clean: string }> {
   const clean = cleanSlate();
   log(clean);
-  const up = () => Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false, udpPort: opts.udpPort });
+  const up = () => Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false, udpPort: opts.udpPort, clients: opts.clients });
   try {
     return { topo: await up(), clean };
   } catch (e) {

@@ -10,13 +10,16 @@ import { runFailover } from './failover';
 import { runLatency } from './latency';
 import { runRestarts } from './restarts';
 import { runUdpFailover } from './udp-failover';
-import { LATENCY_MODES, RESTART_SCENARIOS, SYSTEMS, TCP_ONLY_SYSTEMS, UDP_SCENARIOS, type FailoverScenario, type LabOutput, type RestartScenario, type SystemName, type UdpScenario } from './types';
+import { runFleet } from './fleet';
+import { FLEET, FLEET_SYSTEMS, LATENCY_MODES, RESTART_SCENARIOS, SYSTEMS, TCP_ONLY_SYSTEMS, UDP_SCENARIOS, type FailoverScenario, type FleetSystem, type LabOutput, type RestartScenario, type SystemName, type UdpScenario } from './types';
 
 export interface LabPlan {
-  scenarios: (FailoverScenario | RestartScenario | UdpScenario | 'latency')[];
+  scenarios: (FailoverScenario | RestartScenario | UdpScenario | 'fleet' | 'latency')[];
   systems?: SystemName[];
   runs: number;
   rate: number;
+  /** connects/s per client host in the fleet scenario */
+  fleetRate?: number;
   failMs: number;
   clientTimeoutMs: number;
   latencySamples: number;
@@ -28,7 +31,7 @@ async function main(): Promise<number> {
   const kernel = process.env.VIPGUARD_LAB_KERNEL ?? 'host';
   const out: LabOutput = {
     kernel, release: os.release(), cpu: os.cpus()[0]?.model ?? '?', cores: os.cpus().length,
-    failover: [], restarts: [], udp: [], latency: [], problems: [], done: false,
+    failover: [], restarts: [], udp: [], fleet: [], latency: [], problems: [], done: false,
   };
   const save = () => fs.writeFileSync(path.join(outDir, 'lab.json'), JSON.stringify(out));
   const log = (l: string) => process.stdout.write(`bench: ${l}\n`);
@@ -43,6 +46,24 @@ async function main(): Promise<number> {
           } catch (e) {
             out.problems.push(`latency ${mode} run ${run}: ${(e as Error).message}`);
             log(`FAILED latency ${mode} run ${run}: ${(e as Error).message}`);
+          }
+          save();
+        }
+        continue;
+      }
+      if (scenario === 'fleet') {
+        for (const system of fleetSystems(plan)) {
+          try {
+            const r = await runFleet({ system, run, kernel, rate: plan.fleetRate ?? FLEET.defaultRate, failMs: plan.failMs, clientTimeoutMs: plan.clientTimeoutMs, log, logDir: path.join(outDir, 'logs') });
+            out.fleet!.push(r);
+            log(`fleet ${system} run ${run}: ${r.connects} connects at ${r.rateAchieved}/s per host, ${r.failed} failed, ${r.slow2s} > 2 s, ` +
+              `first failure on ${r.firstFailureClient ?? '—'} at +${fmt(r.firstFailureMs)}; weight 0 ` +
+              r.clients.map((c) => `${c.name} ${fmt(c.weight0Ms)} (${c.quarantinedBy ?? '—'})`).join(', ') +
+              `; everywhere ${fmt(r.weight0EverywhereMs)}${r.alertActiveMs !== undefined ? `, alert active ${fmt(r.alertActiveMs)}, applied everywhere ${fmt(r.alertEverywhereMs ?? null)}` : ''}; ` +
+              `restore ${r.clients.map((c) => fmt(c.restoreMs)).join(' / ')}; CPU systems ${r.systemCpuPct}% VM ${r.vmCpuPct}%, client lag ≤ ${r.maxLagMs} ms`);
+          } catch (e) {
+            out.problems.push(`fleet ${system} run ${run}: ${(e as Error).message}`);
+            log(`FAILED fleet ${system} run ${run}: ${(e as Error).message}`);
           }
           save();
         }
@@ -102,6 +123,11 @@ async function main(): Promise<number> {
   out.done = true;
   save();
   return out.problems.length ? 1 : 0;
+}
+
+/** The fleet scenario compares vipguard alone with vipguard and the fleet rule; bare IPVS too when --systems names it. */
+export function fleetSystems(plan: Pick<LabPlan, 'systems'>): FleetSystem[] {
+  return FLEET_SYSTEMS.filter((s) => s !== 'ipvs' || (plan.systems ?? SYSTEMS).includes('ipvs'));
 }
 
 function fmt(v: number | 'never' | null): string {

@@ -19,6 +19,16 @@ export async function waitUntil(cond: () => boolean, timeoutMs: number, everyMs 
   }
 }
 
+/** waitUntil for an async check, every `everyMs` (250 by default); a check that throws counts as false. */
+export async function waitUntilAsync(cond: () => Promise<boolean>, timeoutMs: number, everyMs = 250): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    if (await cond().catch(() => false)) return true;
+    if (performance.now() > deadline) return false;
+    await sleep(everyMs);
+  }
+}
+
 export class Proc {
   readonly lines: string[] = [];
   readonly exited: Promise<number | null>;

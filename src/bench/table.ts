@@ -4,6 +4,7 @@ import { fmtMs, fmtNum, fmtSpread, percentile, Sample, spread } from './stats';
 import { markdownTable } from './markdown';
 import { restartIntro, restartTable, restartTargets } from './table-restarts';
 import { udpIntro, udpTable, udpTargets } from './table-udp';
+import { fleetClientTable, fleetIntro, fleetTable } from './table-fleet';
 
 export { markdownTable };
 import { ALL_SYSTEMS, LATENCY_LABELS, LATENCY_MODES, LATENCY_TARGET_MS, type LatencyMode, FAILOVER_SCENARIOS, RESTART_SCENARIOS, UDP_SCENARIOS, FAR_DELAY_MS, SYSTEM_LABELS, type BenchResults, type FailoverScenario, type CapacityStep, type FailoverRun, type LatencyRun, type OverheadRun } from './types';
@@ -305,7 +306,7 @@ export function renderMarkdown(r: BenchResults, svgs: string[] = []): string {
   if (r.lab.length) {
     lines.push('- Lab figures are measured under TCG (no KVM): absolute times there are slow — compare systems with each other ' +
       'on the same kernel and load, not with native numbers.');
-    const clean = [...r.failover, ...(r.restarts ?? []), ...(r.udp ?? []), ...r.latency].flatMap((x) => x.notes).filter((n) => n.startsWith('clean start:'));
+    const clean = [...r.failover, ...(r.restarts ?? []), ...(r.udp ?? []), ...(r.fleet ?? []), ...r.latency].flatMap((x) => x.notes).filter((n) => n.startsWith('clean start:'));
     const unclean = clean.filter((n) => / not |left/.test(n));
     lines.push('- Every lab run starts on a clean slate (src/bench/clean.ts): the TIME_WAIT sockets to the lab\'s addresses and the IPVS ' +
       'connection entries earlier runs left are ended (ss -K; ip_vs reloaded), so no system inherits the previous one\'s ' +
@@ -346,6 +347,15 @@ export function renderMarkdown(r: BenchResults, svgs: string[] = []): string {
       if (!t) continue;
       lines.push(`## ${scenario === 'rolling' ? 'Rolling restart' : 'Flapping backend'} (${k})`, '', restartIntro(scenario, o.rate, o.clientTimeoutMs), '', t, '');
     }
+  }
+  const fleet = r.fleet ?? [];
+  for (const k of [...new Set(fleet.map((x) => x.kernel))]) {
+    const t = fleetTable(fleet, k);
+    if (!t) continue;
+    const prom = fleet.find((x) => x.prometheus)?.prometheus;
+    lines.push(`## Fleet: one backend black-holed, three client hosts (${k})`, '', fleetIntro(o.failSec, fleet[0].rateTarget, o.clientTimeoutMs, prom), '', t, '');
+    const ct = fleetClientTable(fleet, k);
+    if (ct) lines.push('Per client host:', '', ct, '');
   }
   const udp = r.udp ?? [];
   for (const scenario of UDP_SCENARIOS) {

@@ -3,10 +3,20 @@
 import type { Sample } from './stats';
 import type { VipguardDecisions } from './analyze';
 import type { Outage, RestartFigures } from './analyze-restarts';
+import type { FleetFigures } from './analyze-fleet';
 
-export type Scenario = 'blackout' | 'refusal' | 'far' | 'rolling' | 'flapping' | 'udp-blackout' | 'udp-refusal' | 'overhead' | 'capacity' | 'latency';
-export const SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'udp-blackout', 'udp-refusal', 'overhead', 'capacity', 'latency'];
-export const LAB_SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'udp-blackout', 'udp-refusal', 'latency'];
+export type Scenario = 'blackout' | 'refusal' | 'far' | 'rolling' | 'flapping' | 'udp-blackout' | 'udp-refusal' | 'fleet' | 'overhead' | 'capacity' | 'latency';
+export const SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'udp-blackout', 'udp-refusal', 'fleet', 'overhead', 'capacity', 'latency'];
+export const LAB_SCENARIOS: readonly Scenario[] = ['blackout', 'refusal', 'far', 'rolling', 'flapping', 'udp-blackout', 'udp-refusal', 'fleet', 'latency'];
+/**
+ * Fleet mode (issue 17, docs/fleet.md): three client hosts, each with its own IPVS table and vipguard, at a low
+ * per-client rate; b3 black-holed. vipguard = each host's embedded rules only; vipguard-fleet = the same plus the
+ * central Prometheus with docs/fleet.md's rule delivering to all three; ipvs = nobody watching (when --systems has it).
+ */
+export type FleetSystem = 'ipvs' | 'vipguard' | 'vipguard-fleet';
+export const FLEET_SYSTEMS: readonly FleetSystem[] = ['ipvs', 'vipguard', 'vipguard-fleet'];
+/** The fleet scenario's shape: client hosts, and connects per second per host when --rate is not given. */
+export const FLEET = { clients: 3, defaultRate: 1 } as const;
 /**
  * DNS through the UDP VIP (issue 13): b3's dnsmasq black-holed (nft drop: no answer) or killed (ICMP port
  * unreachable), under lookups from fresh sockets and a few long-lived flows (src/lab/dns-load.ts).
@@ -175,6 +185,37 @@ export interface UdpFailoverRun extends UdpWindowFigures, LoadRunHead {
   recoveredAtMs: number;
 }
 
+export interface FleetRun extends Omit<FleetFigures, 'dead'> {
+  scenario: 'fleet';
+  system: FleetSystem;
+  run: number;
+  kernel: string;
+  /** connects/s per client host asked for, and achieved (mean over the hosts) */
+  rateTarget: number;
+  rateAchieved: number;
+  maxLagMs: number;
+  clientTimeoutMs: number;
+  /** load before the failure, ms: at least the scenario's warm-up, and for vipguard-fleet until the rule saw every host try b3 */
+  warmupMs: number;
+  /** vipguard-fleet: the central Prometheus's intervals, s */
+  prometheus?: { scrapeS: number; evalS: number };
+  /** vipguard-fleet: first failure anywhere → the fleet alert active at Prometheus (its activeAt); null when it never was */
+  alertActiveMs?: Sample;
+  failureMs: number;
+  injectMs: number;
+  recoverMs: number;
+  /** CPU of the systems' processes (every vipguard, Prometheus) and of the whole VM during the load, % of one CPU */
+  systemCpuPct: number;
+  vmCpuPct: number;
+  /** per client host: its vipguard's decisions about b3 and the others (from its log) */
+  vipguardDecisions?: Record<string, VipguardDecisions>;
+  /** per client host: [atMs, latencyMs, outcome index, landedOnDead 0|1] relative to the failure injection */
+  timeline: Record<string, [number, number, number, number][]>;
+  /** per client host: its table's view of b3, [atMs, weight] relative to the failure injection, -1 = absent */
+  kernelWeights: Record<string, [number, number][]>;
+  recoveredAtMs: number;
+}
+
 /**
  * The detection → weight 0 layouts, with the issue's targets: one process; the receiver's OTLP straight to a
  * separate actuator; and through the real collector's actuator pipeline (otel-config/collector.yaml).
@@ -281,6 +322,8 @@ export interface BenchOptions {
   /** runs of the host scenarios (overhead, capacity): cheap, noisy on a shared machine, so often more */
   hostRuns: number;
   rate: number;
+  /** connects per second per client host in the fleet scenario: --rate when given, else FLEET.defaultRate */
+  fleetRate?: number;
   failSec: number;
   clientTimeoutMs: number;
   latencySamples: number;
@@ -303,6 +346,8 @@ export interface BenchResults {
   restarts?: RestartRun[];
   /** UDP (DNS) blackout and refusal runs (absent in results written before they existed) */
   udp?: UdpFailoverRun[];
+  /** fleet runs (absent in results written before they existed) */
+  fleet?: FleetRun[];
   latency: LatencyRun[];
   overhead: OverheadRun[];
   capacity: CapacityStep[];
@@ -320,6 +365,7 @@ export interface LabOutput {
   failover: FailoverRun[];
   restarts: RestartRun[];
   udp?: UdpFailoverRun[];
+  fleet?: FleetRun[];
   latency: LatencyRun[];
   problems: string[];
   done: boolean;

@@ -1,6 +1,7 @@
 // Watches one IPVS destination from the kernel's side while a failover scenario runs: its weight (or absence) in
 // /proc/net/ip_vs every `tableMs`, and which client ports IPVS sent to it, from /proc/net/ip_vs_conn every `connMs`.
-// Times are performance.now() - epoch, the same clock the client load uses.
+// Times are performance.now() - epoch, the same clock the client load uses. IPVS is per network namespace: with
+// `pid` the watch reads the tables of the namespace that process is in (/proc/PID/net/…), e.g. a client host's.
 import * as fs from 'node:fs';
 import { clientPortsTo, parseIpvsTable, type ProcProtocol } from './procfs';
 
@@ -14,7 +15,11 @@ export class DestinationWatch {
   private connTimer?: NodeJS.Timeout;
 
   constructor(private readonly serviceKey: string, private readonly destKey: string, readonly epoch: number,
-    private readonly opts: { tableMs?: number; connMs?: number; protocol?: ProcProtocol } = {}) {}
+    private readonly opts: { tableMs?: number; connMs?: number; protocol?: ProcProtocol; pid?: number } = {}) {}
+
+  private proc(file: 'ip_vs' | 'ip_vs_conn'): string {
+    return fs.readFileSync(this.opts.pid === undefined ? `/proc/net/${file}` : `/proc/${this.opts.pid}/net/${file}`, 'utf8');
+  }
 
   now(): number {
     return performance.now() - this.epoch;
@@ -22,7 +27,7 @@ export class DestinationWatch {
 
   /** The destination's weight now: -1 when absent, undefined when the service itself is absent. */
   weight(): number | undefined {
-    const dests = parseIpvsTable(fs.readFileSync('/proc/net/ip_vs', 'utf8'), this.opts.protocol).get(this.serviceKey);
+    const dests = parseIpvsTable(this.proc('ip_vs'), this.opts.protocol).get(this.serviceKey);
     if (!dests) return undefined;
     return dests.find((d) => d.key === this.destKey)?.weight ?? -1;
   }
@@ -47,7 +52,7 @@ export class DestinationWatch {
 
   private pollConns(): void {
     const at = this.now();
-    const ports = new Set(clientPortsTo(fs.readFileSync('/proc/net/ip_vs_conn', 'utf8'), this.destKey, this.opts.protocol));
+    const ports = new Set(clientPortsTo(this.proc('ip_vs_conn'), this.destKey, this.opts.protocol));
     for (const p of ports) {
       if (this.present.has(p)) continue;
       const list = this.seen.get(p) ?? [];

@@ -9,20 +9,13 @@
 //      c3 keep it in service — over a bounded wait that covers the rule's `for` and several evaluations after the
 //      evidence reached Prometheus.
 import assert from 'node:assert/strict';
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { Topology, type Client } from '../../src/lab/topology';
-import { labConfig } from '../../src/lab/vipguard-process';
-import { freePort } from '../../src/common/ports';
-import { REPO_ROOT } from '../../src/common/paths';
+import { Topology } from '../../src/lab/topology';
+import { Fleet, FLEET_ALERT as ALERT, FLEET_LAB_INTERVALS, fleetRuleFile, type FleetClient } from '../../src/lab/fleet';
 import { durationMs } from '../../src/config/config';
-import { makeServerPki } from '../certs';
-import { Daemon, getJson, Load, loggedAt, procWeight, promQuery, sleep, startVipguard, stopVipguard, VipguardProcess } from './harness';
-import { docsYamlBlock, waitFor, waitForAsync } from '../helpers';
+import { getJson, Load, loggedAt, procWeight, sleep } from './harness';
+import { waitFor, waitForAsync } from '../helpers';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 // On 6.1 only, as the metrics chain (chain.test.ts): what the fleet adds is userspace — Prometheus, the rule, the
@@ -31,14 +24,8 @@ const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const FLEET_KERNEL = '6.1';
 const SKIP = !KERNEL || KERNEL === 'host' ? 'needs IPVS: runs inside the lab VM'
   : KERNEL !== FLEET_KERNEL ? `runs on ${FLEET_KERNEL} only (the other kernels add nothing the fleet path depends on)` : false;
-const PROMETHEUS = '/usr/bin/prometheus';
-const ALERT = 'VipguardBackendDownFleetWide';
-/** The test's Prometheus intervals: the rule leaves evaluation to the ruler's evaluation_interval. */
-const SCRAPE_S = 1;
-const EVAL_S = 1;
-
-/** The rule file docs/fleet.md shows, exactly as written there. */
-const fleetRuleFile = (): string => docsYamlBlock('fleet.md', '# /etc/prometheus/rules/vipguard-fleet.yml');
+/** The test's Prometheus intervals (src/lab/fleet.ts): the rule leaves evaluation to the ruler's evaluation_interval. */
+const { scrapeS: SCRAPE_S, evalS: EVAL_S } = FLEET_LAB_INTERVALS;
 
 /** The fleet alert's `for` in ms (0 when it has none): the bounded wait of case B follows whatever the docs say. */
 function ruleForMs(ruleFile: string): number {
@@ -48,20 +35,9 @@ function ruleForMs(ruleFile: string): number {
   return rule.for ? durationMs(rule.for) : 0; // a compound Prometheus duration (1m30s) fails here, loudly
 }
 
-interface FleetClient {
-  c: Client;
-  vg: VipguardProcess;
-  /** scrape target of its receiver, as Prometheus labels it (instance) */
-  scrape: string;
-  actuator: string;
-}
-
 describe('fleet mode: three client hosts, one central Prometheus, docs/fleet.md\'s rule', { skip: SKIP }, () => {
   let topo: Topology;
-  let pki: ReturnType<typeof makeServerPki> | undefined;
-  let prom: Daemon | undefined;
-  let dir = '';
-  let promBase = '';
+  let fleet: Fleet | undefined;
   const clients: FleetClient[] = [];
   const loads: Load[] = [];
   const t0 = Date.now();
@@ -69,59 +45,11 @@ describe('fleet mode: three client hosts, one central Prometheus, docs/fleet.md\
 
   before(async () => {
     topo = await Topology.up({ backends: ['healthy', 'healthy', 'healthy'], ipv6: false, clients: 3 });
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-fleet-'));
-    pki = makeServerPki(topo.clients.map((c) => c.ip));
-    const tokenFile = path.join(dir, 'fleet-token');
-    fs.writeFileSync(tokenFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-    const tls = { certFile: pki.server.cert, keyFile: pki.server.key };
-    const starting = topo.clients.map(async (c) => {
-      // Any port is free in a fresh namespace; freePort() only keeps them apart from the root netns's for reading.
-      const [scrapePort, actuatorPort] = [await freePort(), await freePort()];
-      const yaml = labConfig({ address: c.vip.host, port: c.vip.port }, {
-        receiver: { prometheus: { enabled: true, listen: `${c.ip}:${scrapePort}`, tls: { ...tls, clientCAFile: pki!.ca } } },
-        actuator: { listen: `${c.ip}:${actuatorPort}`, tls, tokenFile, holdRefusals: { enabled: false } },
-      });
-      // nsenter switches the network namespace only: `ip netns exec` would remount /sys and hide tracefs and bpffs.
-      const vg = await startVipguard(yaml, {
-        command: ['nsenter', `--net=/run/netns/${c.netns}`, process.execPath, path.join(REPO_ROOT, 'dist/src/cli/main.js')],
-        readyTimeoutMs: 150_000,
-      });
-      clients.push({ c, vg, scrape: `${c.ip}:${scrapePort}`, actuator: `${c.ip}:${actuatorPort}` });
-    });
-    // Every vipguard that did start is in `clients` for after() to stop, also when another one failed.
-    const failed = (await Promise.allSettled(starting)).find((r) => r.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
-    clients.sort((a, b) => a.c.name.localeCompare(b.c.name));
+    fleet = new Fleet(topo);
+    await fleet.startVipguards();
+    clients.push(...fleet.clients);
     console.log(`[${KERNEL}] fleet: 3 vipguards ready at ${since()}`);
-
-    fs.writeFileSync(path.join(dir, 'vipguard-fleet.yml'), fleetRuleFile());
-    fs.writeFileSync(path.join(dir, 'receivers.json'), JSON.stringify([{ targets: clients.map((x) => x.scrape) }]));
-    fs.writeFileSync(path.join(dir, 'vipguards.json'), JSON.stringify([{ targets: clients.map((x) => x.actuator) }]));
-    // docs/fleet.md's central prometheus.yml, with the lab's files and short intervals.
-    fs.writeFileSync(path.join(dir, 'prometheus.yml'), `
-global: { scrape_interval: ${SCRAPE_S}s, evaluation_interval: ${EVAL_S}s }
-rule_files: ['${dir}/vipguard-fleet.yml']
-scrape_configs:
-  - job_name: vipguard-receiver
-    scheme: https
-    tls_config: { ca_file: ${pki.ca}, cert_file: ${pki.client.cert}, key_file: ${pki.client.key} }
-    file_sd_configs: [{ files: ['${dir}/receivers.json'] }]
-alerting:
-  alertmanagers:
-    - api_version: v2
-      scheme: https
-      tls_config: { ca_file: ${pki.ca} }
-      authorization: { credentials_file: ${tokenFile} }
-      file_sd_configs: [{ files: ['${dir}/vipguards.json'] }]
-`);
-    const promPort = await freePort();
-    promBase = `http://127.0.0.1:${promPort}`;
-    fs.mkdirSync(path.join(dir, 'prometheus'));
-    prom = Daemon.start('prometheus', [PROMETHEUS, `--config.file=${dir}/prometheus.yml`, `--storage.tsdb.path=${dir}/prometheus`,
-      `--web.listen-address=127.0.0.1:${promPort}`, '--storage.tsdb.retention.time=1h', '--log.level=warn']);
-    await prom.ready(`${promBase}/-/ready`, 120_000);
-    await waitForAsync(async () => (await promQuery(promBase, 'up{job="vipguard-receiver"} == 1')).length === 3, 60_000,
-      'Prometheus scraping all three receivers over mutual TLS');
+    await fleet.startPrometheus(FLEET_LAB_INTERVALS);
     console.log(`[${KERNEL}] fleet: Prometheus ready and scraping 3 receivers at ${since()}`);
 
     // Traffic from c1 and c2 only; c3 stays silent throughout.
@@ -136,18 +64,15 @@ alerting:
     const loadResults = await Promise.all(loads.map((l) => l.stop().catch((e: Error) => e.message)));
     if (process.env.VIPGUARD_TEST_DEBUG) {
       for (const x of clients) console.log(`--- vipguard ${x.c.name}:\n${x.vg.lines.join('\n')}`);
-      console.log(`--- prometheus:\n${prom?.lines.join('\n')}\n--- loads: ${loadResults.map((r) => (typeof r === 'string' ? r : r.length)).join(', ')}`);
+      console.log(`--- prometheus:\n${fleet?.prom?.lines.join('\n')}\n--- loads: ${loadResults.map((r) => (typeof r === 'string' ? r : r.length)).join(', ')}`);
     }
-    await Promise.all([prom?.stop(), ...clients.map((x) => stopVipguard(x.vg))]);
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-    pki?.cleanup();
+    await fleet?.stop();
     await topo?.down();
   });
 
   const byName = (n: string) => clients.find((x) => x.c.name === n)!;
   const weight = (x: FleetClient, backend: string) => procWeight(x.c.vip, topo.backend(backend), x.vg.proc.pid!);
-  const fleetSeries = async (record: string, backend: string) =>
-    (await promQuery(promBase, `${record}{network_peer_address="${topo.backend(backend).ip}"}`))[0]?.value[1];
+  const fleetSeries = (record: string, backend: string) => fleet!.backendSeries(record, topo.backend(backend).ip);
   const quarantineLine = (backend: string) =>
     new RegExp(`quarantine ${topo.backend(backend).ip.replace(/\./g, '\\.')}:${topo.backend(backend).port} in web`);
 
@@ -171,7 +96,7 @@ alerting:
       for (const x of [c2, c3]) if (weight(x, 'b2') !== 1) seen.push(`${x.c.name} weight ${weight(x, 'b2')} at ${Date.now() - evidenceAt} ms`);
       await sleep(100);
     }
-    const everFired = await promQuery(promBase, `max_over_time(ALERTS{alertname="${ALERT}"}[${Math.ceil((Date.now() - droppedAt) / 1000) + 5}s])`);
+    const everFired = await fleet!.query(`max_over_time(ALERTS{alertname="${ALERT}"}[${Math.ceil((Date.now() - droppedAt) / 1000) + 5}s])`);
     console.log(`[${KERNEL}] fleet B: c1 quarantined b2 itself ${localMs} ms after its path dropped; evidence in Prometheus ` +
       `${evidenceAt - droppedAt} ms after; watched c2 and c3 for ${boundMs} ms (rule's for + 5 evaluations + 5 s): ` +
       `${seen.length ? seen.join('; ') : 'b2 in service throughout'}; fleet alert ${everFired.length ? 'FIRED' : 'never pending or firing'}`);
@@ -185,7 +110,7 @@ alerting:
 
   test('A: a black-holed backend is quarantined by the client that never sent it anything, from the fleet alert', async () => {
     const [c1, c2, c3] = ['c1', 'c2', 'c3'].map(byName);
-    const silent = await promQuery(promBase, `vipguard_connect_attempts_total{instance="${c3.scrape}"}`);
+    const silent = await fleet!.query(`vipguard_connect_attempts_total{instance="${c3.scrape}"}`);
     assert.deepEqual(silent, [], 'c3 has made no connect at all: its receiver reports none');
     assert.equal(weight(c3, 'b3'), 1);
     const blackholedAt = Date.now(); // as in B: from the request (topology.sh under TCG takes a while)
@@ -196,8 +121,8 @@ alerting:
       const local = [c1, c2].map((x) => loggedAt(x.vg.lines, quarantineLine('b3'), blackholedAt));
       assert.ok(local.every((t) => t !== undefined), `c1 and c2 quarantined b3 themselves first:\n${[c1, c2].map((x) => x.vg.lines.slice(-10).join('\n')).join('\n')}`);
       const firstLocal = Math.min(...(local as number[]));
-      const alerts = (await promQuery(promBase, `ALERTS{alertname="${ALERT}",alertstate="firing"}`)).map((a) => a.metric);
-      const activeAt = Date.parse((await getJson(`${promBase}/api/v1/alerts`)).data.alerts.find((a: { labels: { alertname: string } }) => a.labels.alertname === ALERT)?.activeAt);
+      const alerts = (await fleet!.query(`ALERTS{alertname="${ALERT}",alertstate="firing"}`)).map((a) => a.metric);
+      const activeAt = Date.parse((await getJson(`${fleet!.promBase}/api/v1/alerts`)).data.alerts.find((a: { labels: { alertname: string } }) => a.labels.alertname === ALERT)?.activeAt);
       const line = c3.vg.lines.find((l) => quarantineLine('b3').test(l));
       console.log(`[${KERNEL}] fleet A: b3 black-holed → c1/c2 quarantined it themselves after ${local.map((t) => t! - blackholedAt).join(' / ')} ms; ` +
         `fleet alert active at Prometheus after ${activeAt - blackholedAt} ms; silent c3 at weight 0 ${silentAt - blackholedAt} ms after the black hole, ` +
