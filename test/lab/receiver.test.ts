@@ -336,7 +336,7 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
       assert.ok(r.ms > 800 && r.ms < 1800, `completed at the first SYN retransmit (~1 s), got ${r.ms} ms`);
       await waitFor(() => cap.attempts.slice(attMark).some((a) => a.socket.src.port === r.localPort && a.outcome === 'established'), 3000, 'the rescued attempt');
       const sk = cap.attempts.slice(attMark).find((a) => a.socket.src.port === r.localPort)!.socket.sk;
-      const atts = cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk);
+      const atts = cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk && a.socket.src.port === r.localPort); // a closed socket's address may be reused
       assert.deepEqual(atts.map((a) => `${a.index}:${a.outcome}:${a.backend?.addr}`), [`0:unanswered:${b3.ip}`, `1:established:${b1.ip}`],
         'an unanswered attempt on the dead backend, then one on the healthy one — never a success of the dead one');
       const evs = cap.events.slice(mark).filter((e) => e.sk === sk && e.dst.port === topo.vip.port).map(brief);
@@ -369,7 +369,7 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
     assert.ok(r.ms > 2500 && r.ms < 4500, `completed at the second SYN retransmit (~3 s), got ${r.ms} ms`);
     await waitFor(() => cap.attempts.slice(attMark).some((a) => a.socket.src.port === r.localPort && a.outcome === 'established'), 3000, 'the rescued attempt');
     const sk = cap.attempts.slice(attMark).find((a) => a.socket.src.port === r.localPort)!.socket.sk;
-    const atts = cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk);
+    const atts = cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk && a.socket.src.port === r.localPort); // a closed socket's address may be reused
     assert.deepEqual(atts.map((a) => `${a.index}:${a.outcome}:${a.backend?.addr}`), [`0:unanswered:${b3.ip}`, `1:unanswered:${b3.ip}`, `2:established:${b1.ip}`],
       'the dead backend\'s two SYNs unanswered on it; the healthy backend never blamed');
   });
