@@ -25,10 +25,14 @@
 //
 // When a destination is quarantined (weight 0, expire_nodest_conn=1), IPVS reschedules the next SYN
 // retransmit to another backend and ip_vs_conn_new fires again: that SYN is a new attempt on the new backend
-// and the old one ended unanswered — never a success of the dead backend. The kernel may report the
-// reschedule (kprobe, during transmission) before or after the retransmit tracepoint; both orders give the
-// same attempts: an attempt whose backend IPVS confirmed and that sees another ip_vs_conn_new has been
-// superseded; a retransmit whose SYN number an attempt already covers is that attempt.
+// and the old one ended unanswered — never a success of the dead backend. The kernel reports the reschedule
+// (kprobe, while the SYN is transmitted) *before* the retransmit tracepoint (which fires once it was sent) — on
+// 5.10, 6.1 and 6.12, asserted by test/lab/receiver.test.ts. So a retransmit that opens an attempt has had its
+// scheduling reported already: no ip_vs_conn_new arrived, IPVS kept the entry, and the attempt is on the previous
+// attempt's backend, confirmed. Only the first SYN's attempt waits for its ip_vs_conn_new (SynSent comes before
+// the transmit); any other ip_vs_conn_new supersedes the open attempt. (Taking it as the open attempt's backend
+// blamed a healthy backend for the dead one's silence: SYN #1 went to the dead backend again, SYN #2 was
+// rescheduled to a healthy one, and SYN #1 was reported unanswered on the healthy one — seen in the fleet benchmark.)
 import { Endpoint, KernelEvent, TcpState } from './events';
 
 export type AttemptOutcome = 'established' | 'refused' | 'unanswered' | 'unreachable' | 'abandoned';
@@ -321,12 +325,12 @@ export class Lifecycle {
     if (r.attempt) {
       if (n <= r.attempt.index) return; // this SYN's attempt was already opened by IPVS rescheduling it
       const prev = this.endAttempt(r, ev.tsNs, 'unanswered', n, 0, false);
-      this.open(r, { index: n, startNs: ev.tsNs, backend: prev.backend, confirmed: false });
+      this.open(r, { index: n, startNs: ev.tsNs, backend: prev.backend, confirmed: true });
       return;
     }
     // The previous attempt was reported at its deadline; this is the retransmit it was waiting for.
     if (r.last && n <= r.last.index) return;
-    this.open(r, { index: n, startNs: ev.tsNs, backend: r.last?.backend, confirmed: false });
+    this.open(r, { index: n, startNs: ev.tsNs, backend: r.last?.backend, confirmed: true });
   }
 
   /**

@@ -336,15 +336,41 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
       assert.ok(r.ms > 800 && r.ms < 1800, `completed at the first SYN retransmit (~1 s), got ${r.ms} ms`);
       await waitFor(() => cap.attempts.slice(attMark).some((a) => a.socket.src.port === r.localPort && a.outcome === 'established'), 3000, 'the rescued attempt');
       const sk = cap.attempts.slice(attMark).find((a) => a.socket.src.port === r.localPort)!.socket.sk;
-      const atts = cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk);
+      const atts = cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk && a.socket.src.port === r.localPort); // a closed socket's address may be reused
       assert.deepEqual(atts.map((a) => `${a.index}:${a.outcome}:${a.backend?.addr}`), [`0:unanswered:${b3.ip}`, `1:established:${b1.ip}`],
         'an unanswered attempt on the dead backend, then one on the healthy one — never a success of the dead one');
       const evs = cap.events.slice(mark).filter((e) => e.sk === sk && e.dst.port === topo.vip.port).map(brief);
-      // Which comes first in the kernel, the reschedule (kprobe, while transmitting) or the retransmit tracepoint?
+      // The reschedule (kprobe, while the SYN is transmitted) comes before the retransmit tracepoint (once it was
+      // sent): the lifecycle relies on this order (src/receiver/lifecycle.ts).
       console.log(`[${KERNEL}] rescue event order: ${evs.join(' ')}`);
+      assert.ok(evs.indexOf(`ipvs_conn:${b1.ip}:${b1.port}`) >= 0 && evs.indexOf(`ipvs_conn:${b1.ip}:${b1.port}`) < evs.indexOf('retransmit:SYN_SENT>SYN_SENT'),
+        `the reschedule is reported before the retransmit tracepoint: ${evs.join(' ')}`);
       const resched = cap.events.slice(mark).find((e) => e.sk === sk && e.kind === 'ipvs_conn' && e.backend?.addr === b1.ip);
       assert.ok(resched?.rescheduled, 'the second ip_vs_conn_new is flagged as a reschedule');
       assert.equal(resched?.pid, 0, 'from the retransmit timer, not the process');
     });
   }
+
+  test('a retransmit that went to the dead backend again, then one rescheduled: both unanswered on the dead backend, established on the healthy one', async () => {
+    fs.writeFileSync(NODEST, '1');
+    await only('b3');
+    const b1 = topo.backend('b1');
+    const b3 = topo.backend('b3');
+    const attMark = cap.attempts.length;
+    const mark = cap.events.length;
+    const pending = connectOnce(topo.vip.host, topo.vip.port, { waitMs: 6000 });
+    // SYN #1 (at ~1 s) goes to b3 again: IPVS keeps the entry while b3 is in service. Then b3 out, b1 in: SYN #2
+    // (at ~3 s) is rescheduled to b1.
+    await waitFor(() => cap.events.slice(mark).some((e) => e.kind === 'retransmit' && e.dst.port === topo.vip.port && e.synRetransmits === 1), 2500, 'SYN #1 to the black hole');
+    await weight('b1', 1);
+    await weight('b3', 0);
+    const r = await pending;
+    assert.equal(r.kind, 'connected', 'rescued onto the healthy backend at SYN #2');
+    assert.ok(r.ms > 2500 && r.ms < 4500, `completed at the second SYN retransmit (~3 s), got ${r.ms} ms`);
+    await waitFor(() => cap.attempts.slice(attMark).some((a) => a.socket.src.port === r.localPort && a.outcome === 'established'), 3000, 'the rescued attempt');
+    const sk = cap.attempts.slice(attMark).find((a) => a.socket.src.port === r.localPort)!.socket.sk;
+    const atts = cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk && a.socket.src.port === r.localPort); // a closed socket's address may be reused
+    assert.deepEqual(atts.map((a) => `${a.index}:${a.outcome}:${a.backend?.addr}`), [`0:unanswered:${b3.ip}`, `1:unanswered:${b3.ip}`, `2:established:${b1.ip}`],
+      'the dead backend\'s two SYNs unanswered on it; the healthy backend never blamed');
+  });
 });
