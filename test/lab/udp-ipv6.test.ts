@@ -122,10 +122,11 @@ describe('receiver and quarantine for UDP over IPv6 (dnsmasq backends)', { skip:
   /** `name` answers again: added back by the restore probe (a DNS query over IPv6), exactly as it was. */
   async function restored(name: string, owner: Destination | undefined): Promise<number> {
     const mark = lab.vg!.lines.length;
+    // From the start of the change: under TCG topology.sh takes seconds, and the probe may answer before it returns.
+    const t0 = Date.now();
     await lab.topo.set(name, 'healthy');
-    const healthyAt = Date.now();
     await waitForAsync(async () => (await dest(name)) !== undefined, RESTORE_BOUND_MS, `${name} added back once its IPv6 DNS probe answers`);
-    const ms = Date.now() - healthyAt;
+    const ms = Date.now() - t0;
     assert.deepEqual(settings(await dest(name)), settings(owner), `${name} added back with its owner's weight, thresholds and forwarding method`);
     const key = formatEndpoint(addr(name), port());
     const released = lab.vg!.lines.slice(mark).find((l) => l.includes(`release ${key}`)) ?? '';
@@ -148,7 +149,7 @@ describe('receiver and quarantine for UDP over IPv6 (dnsmasq backends)', { skip:
     const backMs = await restored('b2', owner);
     console.log(`# kernel ${KERNEL}: (1) IPv6 answered exchanges counted per backend ${JSON.stringify(answered)}; black hole -> b2 ` +
       `removed ${sinceLastAnswerMs} ms after its last answer (${ms} ms after the black hole began to be set up; ${unanswered} unanswered ` +
-      `exchanges counted); its flow moved; 6 digs over IPv6 answered elsewhere; healthy again -> added back as it was in ${backMs} ms ` +
+      `exchanges counted); its flow moved; 6 digs over IPv6 answered elsewhere; healthy again -> added back as it was ${backMs} ms after its recovery began to be set up ` +
       `(hold ${HOLD_MS} ms)\n#   ${line}`);
   });
 
@@ -172,13 +173,13 @@ describe('receiver and quarantine for UDP over IPv6 (dnsmasq backends)', { skip:
       assert.equal(refused, 0, 'no refusal counted');
       assert.ok(unanswered >= 1, 'unanswered exchanges counted by b3\'s IPv6 address');
     }
-    // Not asserted, a clue to why kernels differ: conntrack validates an ICMPv6 error's checksum (with the
-    // pseudo-header) at PRE_ROUTING and marks it valid, before IPVS's own check would drop it — if it is hooked in
-    // this (the client's) namespace at all. Its entry count says whether it is.
+    // Not asserted, one candidate reason ruled in or out per kernel: conntrack, where it is hooked in the client's
+    // namespace, validates an ICMPv6 error's checksum with the pseudo-header at PRE_ROUTING and marks it valid, so
+    // IPVS's own (broken) check would pass it. Its entry count says whether it is hooked here.
     const conntrack = readOr('/proc/sys/net/netfilter/nf_conntrack_count');
     const backMs = await restored('b3', owner);
     console.log(`# kernel ${KERNEL}: (2) dnsmasq killed -> b3 removed as ${seen ? 'refused' : 'unanswered'} ${sinceLastAnswerMs} ms after its last answer ` +
       `(${ms} ms after the kill began; ECONNREFUSED seen by the client: ${flows.b3.errors.length}; counted refused ${refused}, unanswered ${unanswered}; ` +
-      `conntrack entries in the client namespace: ${conntrack}); answering again -> added back as it was in ${backMs} ms\n#   ${line}`);
+      `conntrack entries in the client namespace: ${conntrack}); answering again -> added back as it was ${backMs} ms after its restart began\n#   ${line}`);
   });
 });
