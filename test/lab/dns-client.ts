@@ -19,10 +19,12 @@ const query = (id: number): Buffer => encodeDnsQuery(NAME, id);
 
 /**
  * One client flow: a connected UDP socket (one source port, so one IPVS connection entry) asking every
- * INTERVAL_MS, as a resolver library or a metrics shipper keeps one socket. Records who answered each query.
+ * INTERVAL_MS, as a resolver library or a metrics shipper keeps one socket. Records who answered each query. IPv4 or
+ * IPv6 after `host`; either way it asks for the A record, which names the backend that answered (dnsmasq answers it
+ * over IPv6 too).
  */
 export class DnsFlow {
-  readonly sock = dgram.createSocket('udp4');
+  private constructor(readonly sock: dgram.Socket) {}
   readonly answers: { id: number; at: number; from: string }[] = [];
   sent = 0;
   /** when the connected socket reported an ICMP error (ECONNREFUSED: the backend's server is gone), Date.now() */
@@ -30,7 +32,7 @@ export class DnsFlow {
   private timer?: NodeJS.Timeout;
 
   static async open(host: string, port: number): Promise<DnsFlow> {
-    const f = new DnsFlow();
+    const f = new DnsFlow(dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4'));
     f.sock.on('message', (m) => { const from = answerAddress(m); if (from) f.answers.push({ id: m.readUInt16BE(0), at: Date.now(), from }); });
     f.sock.on('error', () => { f.errors.push(Date.now()); /* an ICMP error on the connected socket: no answer */ });
     await new Promise<void>((r) => f.sock.connect(port, host, r));
