@@ -184,8 +184,10 @@ async function playRun(name: RunRecord['name'], topo: Topology, ipvs: IpvsClient
         for (const d of serviceStatus(st, protocol)?.destinations ?? []) {
           const b = backendOf.get(String(d.destination).split(':')[0]) ?? d.destination;
           const k = `${protocol} ${b}`;
-          if (d.state === 'quarantined' && !open.has(k)) { const q = { backend: b, protocol, from: now }; open.set(k, q); rec.quarantines.push(q); }
-          if (d.state !== 'quarantined' && open.has(k)) { open.get(k)!.to = now; open.delete(k); }
+          // Probing is still out of service (weight 0, or removed): the band lasts until the restore.
+          const out = d.state === 'quarantined' || d.state === 'probing';
+          if (out && !open.has(k)) { const q = { backend: b, protocol, from: now }; open.set(k, q); rec.quarantines.push(q); }
+          if (!out && open.has(k)) { open.get(k)!.to = now; open.delete(k); }
         }
       }
       syncLookups();
