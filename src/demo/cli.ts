@@ -1,5 +1,6 @@
 // `npm run demo`: boots the lab (Debian 6.1 unless --kernel says otherwise), plays the failure timeline on bare
-// IPVS and then with vipguard, streams a per-second view, and writes demo.html and demo.json to results/demo/.
+// IPVS and then with vipguard (HTTP clients and DNS lookups through the same VIP), streams a per-second view, and
+// writes demo.html and demo.json to results/demo/. Ends with its wall time, boot included.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runInLab, labOk } from '../lab/runner';
@@ -14,9 +15,10 @@ async function main(): Promise<void> {
   const ci = args.indexOf('--client');
   const client = ci >= 0 ? args[ci + 1] : 'wget';
   if (client !== 'wget' && client !== 'curl') throw new Error(`--client: expected wget or curl, got '${client}'`);
+  const t0 = performance.now();
   const out = path.join(REPO_ROOT, 'results', 'demo');
   fs.mkdirSync(out, { recursive: true });
-  process.stdout.write(`demo: booting Debian ${kernel} in the lab (qemu, no network device); two runs of ~50 s follow\n`);
+  process.stdout.write(`demo: booting Debian ${kernel} in the lab (qemu, no network device); two runs of ~55 s follow (HTTP and DNS clients)\n`);
   const r = await runInLab({
     kernel: kernel as LabKernelName,
     command: [process.execPath, 'dist/src/demo/inside.js'],
@@ -31,6 +33,7 @@ async function main(): Promise<void> {
   if (!labOk(r)) throw new Error(`the demo failed in the lab: ${r.error ?? (r.timedOut ? 'timed out' : `exit ${r.exitCode}`)}`);
   const html = [path.join(out, kernel, 'demo.html'), path.join(out, 'demo.html')].find((f) => fs.existsSync(f));
   process.stdout.write(`\ndemo: timeline plot written to ${html ?? `${out}/…/demo.html`}\n`);
+  process.stdout.write(`demo: wall time ${((performance.now() - t0) / 1000).toFixed(0)} s (boot, both runs, shutdown)\n`);
 }
 
 main().catch((e) => {
