@@ -185,16 +185,10 @@ export interface UdpFailoverRun extends UdpWindowFigures, LoadRunHead {
   recoveredAtMs: number;
 }
 
-export interface FleetRun extends Omit<FleetFigures, 'dead'> {
+/** rateTarget and rateAchieved are per client host (achieved: the mean over the hosts). */
+export interface FleetRun extends Omit<FleetFigures, 'dead'>, Omit<LoadRunHead, 'system'> {
   scenario: 'fleet';
   system: FleetSystem;
-  run: number;
-  kernel: string;
-  /** connects/s per client host asked for, and achieved (mean over the hosts) */
-  rateTarget: number;
-  rateAchieved: number;
-  maxLagMs: number;
-  clientTimeoutMs: number;
   /** load before the failure, ms: at least the scenario's warm-up, and for vipguard-fleet until the rule saw every host try b3 */
   warmupMs: number;
   /** vipguard-fleet: the central Prometheus's intervals, s */

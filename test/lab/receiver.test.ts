@@ -315,6 +315,13 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
     }
   });
 
+  /** The attempts of the connect from `localPort` since `attMark`, once it was established (a closed socket's kernel address is reused: the port tells them apart). */
+  async function rescuedAttempts(attMark: number, localPort: number | undefined): Promise<{ sk: bigint; atts: Attempt[] }> {
+    await waitFor(() => cap.attempts.slice(attMark).some((a) => a.socket.src.port === localPort && a.outcome === 'established'), 3000, 'the rescued attempt');
+    const sk = cap.attempts.slice(attMark).find((a) => a.socket.src.port === localPort)!.socket.sk;
+    return { sk, atts: cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk && a.socket.src.port === localPort) };
+  }
+
   for (const nodest of ['1', '0']) {
     test(`in-flight rescue with expire_nodest_conn=${nodest}: weight 0 on the dead backend ${nodest === '1' ? 'moves' : 'does not move'} a pending connect`, async () => {
       fs.writeFileSync(NODEST, nodest);
@@ -334,9 +341,7 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
       }
       assert.equal(r.kind, 'connected', 'rescued onto the healthy backend');
       assert.ok(r.ms > 800 && r.ms < 1800, `completed at the first SYN retransmit (~1 s), got ${r.ms} ms`);
-      await waitFor(() => cap.attempts.slice(attMark).some((a) => a.socket.src.port === r.localPort && a.outcome === 'established'), 3000, 'the rescued attempt');
-      const sk = cap.attempts.slice(attMark).find((a) => a.socket.src.port === r.localPort)!.socket.sk;
-      const atts = cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk && a.socket.src.port === r.localPort); // a closed socket's address may be reused
+      const { sk, atts } = await rescuedAttempts(attMark, r.localPort);
       assert.deepEqual(atts.map((a) => `${a.index}:${a.outcome}:${a.backend?.addr}`), [`0:unanswered:${b3.ip}`, `1:established:${b1.ip}`],
         'an unanswered attempt on the dead backend, then one on the healthy one — never a success of the dead one');
       const evs = cap.events.slice(mark).filter((e) => e.sk === sk && e.dst.port === topo.vip.port).map(brief);
@@ -367,9 +372,7 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
     const r = await pending;
     assert.equal(r.kind, 'connected', 'rescued onto the healthy backend at SYN #2');
     assert.ok(r.ms > 2500 && r.ms < 4500, `completed at the second SYN retransmit (~3 s), got ${r.ms} ms`);
-    await waitFor(() => cap.attempts.slice(attMark).some((a) => a.socket.src.port === r.localPort && a.outcome === 'established'), 3000, 'the rescued attempt');
-    const sk = cap.attempts.slice(attMark).find((a) => a.socket.src.port === r.localPort)!.socket.sk;
-    const atts = cap.attempts.slice(attMark).filter((a) => a.socket.sk === sk && a.socket.src.port === r.localPort); // a closed socket's address may be reused
+    const { atts } = await rescuedAttempts(attMark, r.localPort);
     assert.deepEqual(atts.map((a) => `${a.index}:${a.outcome}:${a.backend?.addr}`), [`0:unanswered:${b3.ip}`, `1:unanswered:${b3.ip}`, `2:established:${b1.ip}`],
       'the dead backend\'s two SYNs unanswered on it; the healthy backend never blamed');
   });
