@@ -53,7 +53,7 @@ const UDP_ERROR_TP = 'vg_udp_error_report';
 const UDP_ERROR_KPROBE = 'vg_udp4_lib_err';
 /** Attached only while a UDP service is configured: they cost a program run per datagram, whatever its port. */
 const UDP_HOOKS = new Set([...UDP_FENTRY, UDP_ERROR_TP, UDP_ERROR_KPROBE]);
-const UDP_STANDBY = 'no UDP service configured: attached when one is (each runs once per UDP datagram of the host)';
+const UDP_STANDBY = 'no UDP service configured: attached when one is (the datagram hooks run for every UDP datagram of the host, whatever its port)';
 
 /** sock:inet_sk_error_report (5.14+): ICMP errors of both families on connected sockets, one hook. */
 function hasErrorReportTracepoint(): boolean {
