@@ -30,7 +30,7 @@ import type { OtlpServer } from '../otlp/server';
 import type { SynTimeoutController } from '../actuator/synrto';
 import { RefusalHold, afterActuatorEvents, inServiceOf } from '../actuator/rsthold';
 import { serviceIdOf } from '../actuator/kernel';
-import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { EncodedSpanExporter } from '../telemetry/export';
 import { Logger, createLogger } from '../common/log';
 import { NotifyState, monotonicUsec, sdNotify } from '../native/notify';
 
@@ -185,18 +185,18 @@ export class Vipguard {
   private async startReceiver(): Promise<void> {
     const { Receiver } = await import('../receiver/receiver');
     const { ReceiverTelemetry } = await import('../receiver/telemetry');
-    const { traceExporter, metricExporter } = await import('../telemetry/export');
+    const { encodedTraceExporter, metricExporter } = await import('../telemetry/export');
     const { InProcessTraceExporter } = await import('../telemetry/inprocess');
     const r = this.config.receiver;
     const e = r.export;
     const scrapeTls = r.prometheus.enabled ? loadListenerTls('receiver.prometheus.tls', r.prometheus.tls) : undefined;
-    const exporters: SpanExporter[] = [];
-    if (e.enabled) exporters.push(traceExporter(e));
+    const exporters: EncodedSpanExporter[] = [];
+    if (e.enabled) exporters.push(encodedTraceExporter(e));
     const otlp = this.otlp;
     if (otlp) exporters.push(new InProcessTraceExporter((bytes) => otlp.ingestTraces(bytes)));
     let receiver: Receiver | undefined;
     this.receiverTelemetry = new ReceiverTelemetry({
-      spanExporters: exporters,
+      spanExporters: exporters, spanSampling: e.spanSampling,
       metricExporter: e.enabled ? metricExporter(e) : undefined,
       prometheus: r.prometheus.enabled ? { ...hostPort(r.prometheus.listen), tls: scrapeTls, onRefused: refusedHandshakes(this.log, 'receiver: Prometheus endpoint') } : undefined,
       metricIntervalMs: e.metricIntervalMs, spanDelayMs: e.spanDelayMs, maxQueueSize: e.maxQueueSize, maxBatchSize: e.maxBatchSize,

@@ -59,6 +59,8 @@ export interface ExportSettings {
   metricIntervalMs: number;
   maxQueueSize: number;
   maxBatchSize: number;
+  /** share of successful connections whose spans are exported (0 < ratio ≤ 1) */
+  spanSampling: number;
 }
 
 export interface RuleConfig {
@@ -376,7 +378,7 @@ function build(raw: Raw): Config {
       export: {
         enabled: e.enabled, endpoint: e.endpoint, insecure: e.insecure ?? !e.tls, tls: e.tls, headers: e.headers, tokenFile: e.tokenFile,
         timeoutMs: durationMs(e.timeout), spanDelayMs: durationMs(e.spanDelay), metricIntervalMs: durationMs(e.metricInterval),
-        maxQueueSize: e.maxQueueSize, maxBatchSize: e.maxBatchSize,
+        maxQueueSize: e.maxQueueSize, maxBatchSize: e.maxBatchSize, spanSampling: e.spanSampling,
       },
     },
     actuator: {

@@ -180,6 +180,10 @@ export const CONFIG_SCHEMA = {
             metricInterval: duration('Metric export interval.', '5s'),
             maxQueueSize: { type: 'integer', minimum: 1, default: 20000, description: 'Spans queued while the endpoint is slow or down; beyond it they are dropped and counted.' },
             maxBatchSize: { type: 'integer', minimum: 1, default: 1000 },
+            spanSampling: {
+              type: 'number', exclusiveMinimum: 0, maximum: 1, default: 1,
+              description: 'The share of connections whose successful handshake (`vipguard.connect`) and normal close (`vipguard.connection`) are exported as spans, decided per connection from its trace id (OpenTelemetry probability sampling: the spans carry tracestate `ot=th:…`). Failed, late, rescued and reset attempts are always exported, and metrics count every connection whatever the ratio. Lower it on hosts making tens of thousands of connections per second (docs/benchmarks.md, Receiver capacity).',
+            },
           },
         },
       },

@@ -1,7 +1,6 @@
 // Classified attempts and connections -> OpenTelemetry spans and metrics, named as src/telemetry/metadata.ts
 // declares. Kernel timestamps become wall-clock time through a measured monotonic->realtime offset.
-import { Attributes, Counter, Histogram, ROOT_CONTEXT, SpanContext, SpanKind, SpanStatusCode, trace, Tracer, UpDownCounter } from '@opentelemetry/api';
-import { BasicTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { Attributes, Counter, Histogram } from '@opentelemetry/api';
 import { MeterProvider, MetricReader, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { scopeOf, vipguardResource } from '../telemetry/resource';
@@ -9,16 +8,24 @@ import { KernelClock } from '../native/clock';
 import { Attempt, Connection, LifecycleSink, SocketInfo } from './lifecycle';
 import { Endpoint } from './events';
 import { Exchange, ExchangeOutcome, UdpFlowInfo } from './udp-flows';
-import { ATTEMPT_OUTCOME_VALUES, AttributeName, METRICS, MetricName, SpanName } from '../telemetry/metadata';
-import { DropReason, QueueSpanProcessor } from '../telemetry/export';
+import { ATTEMPT_OUTCOME_VALUES, METRICS, MetricName, SpanName } from '../telemetry/metadata';
+import { DropReason, EncodedSpanExporter, ExportQueue } from '../telemetry/export';
+import { AttributeCache, ProtoWriter, encodeKeyValue, SpanEncoder, TraceRequestHeader } from '../telemetry/otlp-encode';
+import { SpanSampler } from '../telemetry/sampling';
+import { SeriesHistogram, SeriesProducer, SeriesSum } from '../telemetry/series';
 import type { TlsMaterial } from '../common/tls';
 import { ScrapeServer } from './scrape';
 
-type Attrs = Partial<Record<AttributeName, string | number | boolean>>;
+type Attrs = Record<string, string | number | boolean>;
 
 export interface ReceiverTelemetryOptions {
   /** each exporter gets its own queue: a slow collector never delays the in-process actuator */
-  spanExporters: SpanExporter[];
+  spanExporters: EncodedSpanExporter[];
+  /**
+   * The share of connections whose successful handshake and normal close are exported as spans (0 < ratio ≤ 1).
+   * Failed, late, rescued and reset attempts are always exported; metrics count everything. Default 1.
+   */
+  spanSampling?: number;
   metricExporter?: PushMetricExporter;
   /** serve /metrics for Prometheus on this host:port (port 0: a free one; see `listen()`), over TLS when given */
   prometheus?: { host: string; port: number; tls?: TlsMaterial; onRefused?: (peer: string, e: Error) => void };
@@ -28,7 +35,7 @@ export interface ReceiverTelemetryOptions {
   maxBatchSize: number;
   /** losses the telemetry cannot see itself (BPF counters, lifecycle), read at each metric collection */
   externalLosses?: () => Partial<Record<string, number | bigint>>;
-  clock?: { toHrTime(ns: bigint): [number, number] };
+  clock?: { toEpochNs(ns: bigint): bigint };
 }
 
 const SCOPE = scopeOf('receiver');
@@ -50,37 +57,44 @@ function endpointAttrs(s: SocketInfo | UdpFlowInfo, backend: Endpoint | undefine
   return a;
 }
 
-function spanAttrs(s: SocketInfo | UdpFlowInfo, backend: Endpoint | undefined, outcome: string, transport: 'tcp' | 'udp' = 'tcp'): Attrs {
-  const a: Attrs = {
-    ...endpointAttrs(s, backend),
-    'network.transport': transport,
-    'network.type': s.family === 4 ? 'ipv4' : 'ipv6',
-    'network.local.address': s.src.addr,
-    'vipguard.outcome': outcome,
-  };
-  if (s.src.port) a['network.local.port'] = s.src.port;
-  if (s.pid) a['process.pid'] = s.pid;
-  return a;
+/** The series key of an endpoint: what endpointAttrs() holds, joined. */
+function endpointKey(s: SocketInfo | UdpFlowInfo, backend: Endpoint | undefined): string {
+  return `${s.service ?? ''}|${s.dst.addr}|${s.dst.port}|${backend ? `${backend.addr}|${backend.port}` : ''}`;
+}
+
+/** A span's place in its socket's trace: the trace id, the last exported span (the next one's parent), the sampling. */
+interface Chain {
+  traceId: Buffer;
+  parent?: Buffer;
+  /** whether the ratio keeps this socket's successful spans */
+  sampled: boolean;
+  /** whether a span had to be exported (a failure…): the socket's later spans are then exported too */
+  kept: boolean;
 }
 
 export class ReceiverTelemetry implements LifecycleSink {
-  private readonly tracerProvider: BasicTracerProvider;
   private readonly meterProvider: MeterProvider;
-  private readonly tracer: Tracer;
-  private readonly processors: QueueSpanProcessor[];
-  private readonly clock: { toHrTime(ns: bigint): [number, number] };
-  private readonly attempts: Counter;
-  private readonly duration: Histogram;
-  private readonly synRetransmits: Counter;
-  private readonly active: UpDownCounter;
-  private readonly connectionDuration: Histogram;
+  private readonly queues: ExportQueue<Buffer>[];
+  private readonly urgent = new WeakSet<Buffer>();
+  private readonly encoder = new SpanEncoder();
+  private readonly kv = new AttributeCache(9);
+  private readonly groups = new Map<string, Buffer>();
+  private readonly scratch = new ProtoWriter(256);
+  private readonly sampler: SpanSampler;
+  private readonly clock: { toEpochNs(ns: bigint): bigint };
+  private readonly series: SeriesProducer;
+  private readonly attempts: SeriesSum;
+  private readonly duration: SeriesHistogram;
+  private readonly synRetransmits: SeriesSum;
+  private readonly active: SeriesSum;
+  private readonly connectionDuration: SeriesHistogram;
   private readonly events: Counter;
   private readonly udpExchanges: Counter;
   private readonly udpReply: Histogram;
   /** per UDP flow: failed exchanges so far (the span's vipguard.attempt) */
   private readonly udpFailures = new Map<bigint, number>();
-  /** per socket: the span context its next span hangs under (previous attempt, or the establishing one) */
-  private readonly chain = new Map<bigint, SpanContext>();
+  /** per socket: its trace, and the span its next span hangs under (previous attempt, or the establishing one) */
+  private readonly chain = new Map<bigint, Chain>();
   private readonly dropped: Record<DropReason, number> = { export_queue_full: 0, export_failed: 0 };
   private prometheus?: PrometheusExporter;
   /** endpoints whose attempt series were made to exist at 0 (seriesAtZero) */
@@ -90,41 +104,45 @@ export class ReceiverTelemetry implements LifecycleSink {
   constructor(opts: ReceiverTelemetryOptions) {
     this.clock = opts.clock ?? new KernelClock();
     const resource = vipguardResource('receiver');
-    this.processors = opts.spanExporters.map((exporter) => new QueueSpanProcessor(exporter, {
+    this.sampler = new SpanSampler(opts.spanSampling ?? 1);
+    const header = new TraceRequestHeader(resource, SCOPE);
+    this.queues = opts.spanExporters.map((exporter) => new ExportQueue<Buffer>({
+      export: (spans, done) => exporter.export({ header, spans }, done),
+      shutdown: () => exporter.shutdown(),
+    }, {
       maxQueueSize: opts.maxQueueSize,
       maxBatchSize: opts.maxBatchSize,
       delayMs: opts.spanDelayMs,
       // The actuator acts on failed handshakes: do not let them sit in a batch.
-      urgent: (s) => s.status.code === SpanStatusCode.ERROR && s.name === 'vipguard.connect',
+      urgent: (s) => this.urgent.has(s),
       onDrop: (n, reason) => (this.dropped[reason] += n),
     }));
-    this.tracerProvider = new BasicTracerProvider({ resource, spanProcessors: this.processors });
-    this.tracer = this.tracerProvider.getTracer(SCOPE.name, SCOPE.version, { schemaUrl: SCOPE.schemaUrl });
+    // The per-connection metrics: series.ts (exact, without the SDK's per-call attribute hashing).
+    this.series = new SeriesProducer(resource, SCOPE);
+    const metricProducers = [this.series];
     const readers: MetricReader[] = [];
     if (opts.metricExporter) {
       readers.push(new PeriodicExportingMetricReader({
-        exporter: opts.metricExporter,
+        exporter: opts.metricExporter, metricProducers,
         exportIntervalMillis: opts.metricIntervalMs,
         exportTimeoutMillis: Math.min(opts.metricIntervalMs, 10_000),
       }));
     }
     if (opts.prometheus) {
-      this.prometheus = new PrometheusExporter({ preventServerStart: true });
+      this.prometheus = new PrometheusExporter({ preventServerStart: true, metricProducers });
       this.scrape = new ScrapeServer(this.prometheus, opts.prometheus);
       readers.push(this.prometheus);
     }
     this.meterProvider = new MeterProvider({ resource, readers });
     const meter = this.meterProvider.getMeter(SCOPE.name, SCOPE.version, { schemaUrl: SCOPE.schemaUrl });
     const m = (name: MetricName) => ({ description: METRICS[name].description, unit: METRICS[name].unit });
-    this.attempts = meter.createCounter('vipguard.connect.attempts', m('vipguard.connect.attempts'));
-    this.duration = meter.createHistogram('vipguard.connect.duration', {
-      ...m('vipguard.connect.duration'),
-      advice: { explicitBucketBoundaries: [...METRICS['vipguard.connect.duration'].buckets] },
-    });
-    this.synRetransmits = meter.createCounter('vipguard.connect.syn_retransmits', m('vipguard.connect.syn_retransmits'));
-    this.active = meter.createUpDownCounter('vipguard.connection.active', m('vipguard.connection.active'));
-    this.connectionDuration = meter.createHistogram('vipguard.connection.duration',
-      { ...m('vipguard.connection.duration'), advice: { explicitBucketBoundaries: [...METRICS['vipguard.connection.duration'].buckets] } });
+    const d = (name: MetricName) => ({ name, ...m(name) });
+    const perOutcome = MAX_ZEROED * ATTEMPT_OUTCOME_VALUES.length;
+    this.attempts = this.series.sum(d('vipguard.connect.attempts'), true, perOutcome);
+    this.duration = this.series.histogram(d('vipguard.connect.duration'), METRICS['vipguard.connect.duration'].buckets!, perOutcome);
+    this.synRetransmits = this.series.sum(d('vipguard.connect.syn_retransmits'), true, MAX_ZEROED);
+    this.active = this.series.sum(d('vipguard.connection.active'), false, MAX_ZEROED);
+    this.connectionDuration = this.series.histogram(d('vipguard.connection.duration'), METRICS['vipguard.connection.duration'].buckets!, perOutcome);
     this.events = meter.createCounter('vipguard.receiver.events', m('vipguard.receiver.events'));
     this.udpExchanges = meter.createCounter('vipguard.udp.exchanges', m('vipguard.udp.exchanges'));
     this.udpReply = meter.createHistogram('vipguard.udp.reply.duration', {
@@ -148,47 +166,82 @@ export class ReceiverTelemetry implements LifecycleSink {
   }
 
   get spansExported(): number {
-    return this.processors.reduce((n, p) => n + p.exported, 0);
+    return this.queues.reduce((n, p) => n + p.exported, 0);
   }
 
-  private span(name: SpanName, s: SocketInfo | UdpFlowInfo, startNs: bigint, endNs: bigint, attrs: Attrs, failed: string | undefined,
-    parent: SpanContext | undefined): SpanContext {
-    const ctx = parent ? trace.setSpanContext(ROOT_CONTEXT, parent) : ROOT_CONTEXT;
-    const span = this.tracer.startSpan(name, {
-      kind: SpanKind.CLIENT,
-      startTime: this.clock.toHrTime(startNs),
-      attributes: attrs as Attributes,
-      links: parent ? [{ context: parent }] : [],
-    }, ctx);
-    if (failed) {
-      span.setAttribute('error.type', failed);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: failed });
+  /** Successful spans the sampler left out (handshakes and normal closes beyond the ratio). */
+  get spansSampledOut(): number {
+    return this.sampler.left;
+  }
+
+  /**
+   * Ends one span of socket `sk`: exported when `always` (a failure, a late or rescued answer, a reset) or when the
+   * ratio samples the socket's trace; parented on, and linked to, the socket's last exported span.
+   */
+  private span(name: SpanName, sk: bigint, startNs: bigint, endNs: bigint, attributes: () => Buffer[], failed: string | undefined, always: boolean): void {
+    let c = this.chain.get(sk);
+    if (!c) {
+      const traceId = Buffer.from(this.encoder.randomId(16));
+      c = { traceId, sampled: this.sampler.sampled(traceId), kept: false };
+      this.chain.set(sk, c);
     }
-    span.end(this.clock.toHrTime(endNs));
-    return span.spanContext();
+    if (always) c.kept = true;
+    if (!c.kept && !c.sampled) {
+      this.sampler.left++;
+      return;
+    }
+    const spanId = Buffer.from(this.encoder.randomId(8));
+    const bytes = this.encoder.encode({
+      traceId: c.traceId, spanId, parentSpanId: c.parent, traceState: this.sampler.traceState(!c.kept), name,
+      startNs: this.clock.toEpochNs(startNs), endNs: this.clock.toEpochNs(endNs), attributes: attributes(), error: failed,
+    });
+    if (failed !== undefined && name === 'vipguard.connect') this.urgent.add(bytes);
+    c.parent = spanId;
+    for (const q of this.queues) q.push(bytes);
+  }
+
+  /**
+   * The encoded attributes of a span of `s`: the endpoint group (encoded once per service, VIP, backend and
+   * transport), the outcome and the client address (cached), then what is the span's own.
+   */
+  private spanAttrs(s: SocketInfo | UdpFlowInfo, backend: Endpoint | undefined, outcome: string, transport: 'tcp' | 'udp', own: Attrs): () => Buffer[] {
+    return () => {
+      const key = `${endpointKey(s, backend)}|${transport}|${s.family}`;
+      const w = this.scratch;
+      let group = this.groups.get(key);
+      if (!group) {
+        if (this.groups.size >= MAX_ZEROED) this.groups.clear();
+        const a: Attrs = { ...endpointAttrs(s, backend), 'network.transport': transport, 'network.type': s.family === 4 ? 'ipv4' : 'ipv6' };
+        for (const k in a) encodeKeyValue(w, 9, k, a[k]);
+        group = w.take();
+        this.groups.set(key, group);
+      }
+      if (s.src.port) encodeKeyValue(w, 9, 'network.local.port', s.src.port);
+      if (s.pid) encodeKeyValue(w, 9, 'process.pid', s.pid);
+      for (const k in own) encodeKeyValue(w, 9, k, own[k]);
+      return [group, this.kv.get('vipguard.outcome', outcome), this.kv.get('network.local.address', s.src.addr), w.take()];
+    };
   }
 
   attemptEnded(a: Attempt): void {
     const s = a.socket;
     const seconds = Number(a.endNs - a.startNs) / 1e9;
-    const attrs: Attrs = {
-      ...spanAttrs(s, a.backend, a.outcome),
-      'vipguard.attempt': a.index,
-      'vipguard.syn_retransmits': a.synRetransmits,
-      'vipguard.handshake.duration': seconds,
-    };
     const ok = a.outcome === 'established';
-    if (a.early) attrs['vipguard.handshake.early'] = true;
-    if (a.late) attrs['vipguard.handshake.late'] = true;
-    const ctx = this.span('vipguard.connect', s, a.startNs, a.endNs, attrs, ok ? undefined : a.outcome, this.chain.get(s.sk));
-    this.chain.set(s.sk, ctx);
+    const own: Attrs = { 'vipguard.attempt': a.index, 'vipguard.syn_retransmits': a.synRetransmits, 'vipguard.handshake.duration': seconds };
+    if (a.early) own['vipguard.handshake.early'] = true;
+    if (a.late) own['vipguard.handshake.late'] = true;
+    if (!ok) own['error.type'] = a.outcome;
+    // Always exported: a failure, a late answer, and an answer that rescued the socket after a failed attempt.
+    this.span('vipguard.connect', s.sk, a.startNs, a.endNs, this.spanAttrs(s, a.backend, a.outcome, 'tcp', own),
+      ok ? undefined : a.outcome, !ok || !!a.late || a.index > 0);
 
-    const endpoint = endpointAttrs(s, a.backend);
-    this.seriesAtZero(endpoint);
-    const metricAttrs = { ...endpoint, 'vipguard.outcome': a.outcome };
-    this.attempts.add(1, metricAttrs as Attributes);
-    this.duration.record(seconds, metricAttrs as Attributes);
-    if (a.outcome === 'unanswered' && !a.final && !a.early) this.synRetransmits.add(1, endpointAttrs(s, a.backend) as Attributes);
+    const key = endpointKey(s, a.backend);
+    const endpoint = () => endpointAttrs(s, a.backend) as Attributes;
+    const withOutcome = () => ({ ...endpoint(), 'vipguard.outcome': a.outcome });
+    this.seriesAtZero(key, endpoint);
+    this.attempts.add(`${key}|${a.outcome}`, withOutcome, 1);
+    this.duration.record(`${key}|${a.outcome}`, withOutcome, seconds);
+    if (a.outcome === 'unanswered' && !a.final && !a.early) this.synRetransmits.add(key, endpoint, 1);
   }
 
   /**
@@ -197,11 +250,10 @@ export class ReceiverTelemetry implements LifecycleSink {
    * failures too (a series that appears at 1 has no earlier sample to increase from). Bounded: the series
    * themselves are bounded by the backends there are.
    */
-  private seriesAtZero(endpoint: Attrs): void {
-    const key = `${endpoint['vipguard.service']}|${endpoint['server.address']}|${endpoint['server.port']}|${endpoint['network.peer.address'] ?? ''}|${endpoint['network.peer.port'] ?? ''}`;
+  private seriesAtZero(key: string, endpoint: () => Attributes): void {
     if (this.zeroed.has(key) || this.zeroed.size >= MAX_ZEROED) return;
     this.zeroed.add(key);
-    for (const outcome of ATTEMPT_OUTCOME_VALUES) this.attempts.add(0, { ...endpoint, 'vipguard.outcome': outcome } as Attributes);
+    for (const outcome of ATTEMPT_OUTCOME_VALUES) this.attempts.add(`${key}|${outcome}`, () => ({ ...endpoint(), 'vipguard.outcome': outcome }), 0);
   }
 
   /**
@@ -219,16 +271,16 @@ export class ReceiverTelemetry implements LifecycleSink {
     if (e.outcome === 'answered' && !e.late) return;
     const index = this.udpFailures.get(e.flow.sk) ?? 0;
     if (e.outcome !== 'answered') this.udpFailures.set(e.flow.sk, index + 1);
-    const attrs: Attrs = {
-      ...spanAttrs(e.flow, e.backend, outcome, 'udp'),
+    const own: Attrs = {
       'vipguard.attempt': index,
       'vipguard.handshake.duration': Number(e.endNs - e.startNs) / 1e9,
       'vipguard.udp.datagrams': e.datagrams,
     };
-    if (e.outcome === 'unanswered') attrs['vipguard.handshake.early'] = true;
-    if (e.late) attrs['vipguard.handshake.late'] = true;
+    if (e.outcome === 'unanswered') own['vipguard.handshake.early'] = true;
+    if (e.late) own['vipguard.handshake.late'] = true;
     const failed = e.outcome === 'answered' ? undefined : outcome;
-    this.chain.set(e.flow.sk, this.span('vipguard.connect', e.flow, e.startNs, e.endNs, attrs, failed, this.chain.get(e.flow.sk)));
+    if (failed) own['error.type'] = failed;
+    this.span('vipguard.connect', e.flow.sk, e.startNs, e.endNs, this.spanAttrs(e.flow, e.backend, outcome, 'udp', own), failed, true);
   }
 
   flowEnded(f: UdpFlowInfo): void {
@@ -237,16 +289,18 @@ export class ReceiverTelemetry implements LifecycleSink {
   }
 
   connectionStarted(c: Omit<Connection, 'endNs' | 'outcome'>): void {
-    this.active.add(1, endpointAttrs(c.socket, c.backend) as Attributes);
+    this.active.add(endpointKey(c.socket, c.backend), () => endpointAttrs(c.socket, c.backend) as Attributes, 1);
   }
 
   connectionEnded(c: Connection): void {
     const s = c.socket;
-    const attrs = endpointAttrs(s, c.backend) as Attributes;
-    this.active.add(-1, attrs);
-    this.connectionDuration.record(Number(c.endNs - c.startNs) / 1e9, { ...attrs, 'vipguard.outcome': c.outcome });
-    this.span('vipguard.connection', s, c.startNs, c.endNs, spanAttrs(s, c.backend, c.outcome),
-      c.outcome === 'reset' ? 'reset' : undefined, this.chain.get(s.sk));
+    const key = endpointKey(s, c.backend);
+    const endpoint = () => endpointAttrs(s, c.backend) as Attributes;
+    this.active.add(key, endpoint, -1);
+    this.connectionDuration.record(`${key}|${c.outcome}`, () => ({ ...endpoint(), 'vipguard.outcome': c.outcome }), Number(c.endNs - c.startNs) / 1e9);
+    const reset = c.outcome === 'reset';
+    this.span('vipguard.connection', s.sk, c.startNs, c.endNs, this.spanAttrs(s, c.backend, c.outcome, 'tcp', reset ? { 'error.type': 'reset' } : {}),
+      reset ? 'reset' : undefined, reset);
     this.chain.delete(s.sk);
   }
 
@@ -256,10 +310,10 @@ export class ReceiverTelemetry implements LifecycleSink {
 
   /** Exports queued spans and a final metric collection. */
   async flush(): Promise<void> {
-    await Promise.allSettled([...this.processors.map((p) => p.forceFlush()), this.meterProvider.forceFlush()]);
+    await Promise.allSettled([...this.queues.map((p) => p.forceFlush()), this.meterProvider.forceFlush()]);
   }
 
   async shutdown(): Promise<void> {
-    await Promise.allSettled([this.tracerProvider.shutdown(), this.meterProvider.shutdown(), this.scrape?.stop()]);
+    await Promise.allSettled([...this.queues.map((q) => q.shutdown()), this.meterProvider.shutdown(), this.scrape?.stop()]);
   }
 }

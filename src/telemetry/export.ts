@@ -10,7 +10,23 @@ import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelem
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
+import { convertLegacyOtlpGrpcOptions, createOtlpGrpcExportDelegate } from '@opentelemetry/otlp-grpc-exporter-base';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { readTokenFile } from '../common/token-file';
+import type { EncodedSpans } from './otlp-encode';
+
+/** Where the receiver's encoded spans go: the collector (encodedTraceExporter) or the actuator in-process. */
+export interface EncodedSpanExporter {
+  export(batch: EncodedSpans, done: (r: ExportResult) => void): void;
+  shutdown(): Promise<void>;
+}
+
+const ENCODED_SERIALIZER = {
+  serializeRequest: (b: EncodedSpans) => b.header.request(b.spans),
+  deserializeResponse: (r: Uint8Array) => ProtobufTraceSerializer.deserializeResponse(r),
+};
+const ENCODED_COUNT = { name: 'span' as const, countItems: (b: EncodedSpans) => b.spans.length };
 
 export interface ExportConfig {
   /** host:port of the OTLP/gRPC endpoint (the collector sidecar, or the actuator directly) */
@@ -67,6 +83,14 @@ function grpcOptions(cfg: ExportConfig) {
 
 export function traceExporter(cfg: ExportConfig): SpanExporter {
   return new ReconnectingExporter((n) => new OTLPTraceExporter({ ...grpcOptions(cfg), userAgent: `vipguard-traces/${n}` }));
+}
+
+/** The receiver's exporter: spans it encoded itself (otlp-encode.ts), over the same gRPC transport as traceExporter. */
+export function encodedTraceExporter(cfg: ExportConfig): EncodedSpanExporter {
+  return new ReconnectingExporter((n) => new OTLPExporterBase(createOtlpGrpcExportDelegate(
+    convertLegacyOtlpGrpcOptions({ ...grpcOptions(cfg), userAgent: `vipguard-traces/${n}` }, 'TRACES'),
+    ENCODED_SERIALIZER, 'otlp_grpc_span_exporter', ENCODED_COUNT, undefined,
+    'TraceExportService', '/opentelemetry.proto.collector.trace.v1.TraceService/Export')));
 }
 
 export function metricExporter(cfg: ExportConfig): PushMetricExporter {
@@ -134,16 +158,23 @@ class ReconnectingExporter<T> implements Exporter<T> {
 
 export type DropReason = 'export_queue_full' | 'export_failed';
 
-export interface QueueOptions {
+export interface QueueOptions<T> {
   maxQueueSize: number;
   maxBatchSize: number;
   delayMs: number;
-  urgent?: (span: ReadableSpan) => boolean;
+  urgent?: (item: T) => boolean;
   onDrop?: (count: number, reason: DropReason) => void;
 }
 
-export class QueueSpanProcessor implements SpanProcessor {
-  private queue: ReadableSpan[] = [];
+/** A batch exporter of T: spans, or spans already encoded. */
+export interface BatchExporter<T> {
+  export(items: T[], done: (r: ExportResult) => void): void;
+  shutdown(): Promise<void>;
+}
+
+/** The bounded queue in front of one exporter (see the head of this file). */
+export class ExportQueue<T> {
+  private queue: T[] = [];
   private timer?: NodeJS.Timeout;
   private timerDue = Infinity;
   private inFlight?: Promise<void>;
@@ -151,18 +182,16 @@ export class QueueSpanProcessor implements SpanProcessor {
   exported = 0;
   dropped = 0;
 
-  constructor(private readonly exporter: SpanExporter, private readonly opts: QueueOptions) {}
+  constructor(private readonly exporter: BatchExporter<T>, private readonly opts: QueueOptions<T>) {}
 
-  onStart(_span: Span, _ctx: Context): void {}
-
-  onEnd(span: ReadableSpan): void {
+  push(item: T): void {
     if (this.stopped) return;
     if (this.queue.length >= this.opts.maxQueueSize) {
       this.drop(1, 'export_queue_full');
       return;
     }
-    this.queue.push(span);
-    this.schedule(this.opts.urgent?.(span) ? 0 : this.opts.delayMs);
+    this.queue.push(item);
+    this.schedule(this.opts.urgent?.(item) ? 0 : this.opts.delayMs);
   }
 
   private drop(n: number, reason: DropReason): void {
@@ -215,5 +244,18 @@ export class QueueSpanProcessor implements SpanProcessor {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.exporter.shutdown();
+  }
+}
+
+/** The queue as an SDK span processor (the actuator's own spans). */
+export class QueueSpanProcessor extends ExportQueue<ReadableSpan> implements SpanProcessor {
+  constructor(exporter: SpanExporter, opts: QueueOptions<ReadableSpan>) {
+    super(exporter, opts);
+  }
+
+  onStart(_span: Span, _ctx: Context): void {}
+
+  onEnd(span: ReadableSpan): void {
+    this.push(span);
   }
 }

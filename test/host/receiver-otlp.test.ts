@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { Receiver } from '../../src/receiver/receiver';
 import { ReceiverTelemetry } from '../../src/receiver/telemetry';
-import { DEFAULT_EXPORT, metricExporter, traceExporter } from '../../src/telemetry/export';
+import { DEFAULT_EXPORT, metricExporter, encodedTraceExporter } from '../../src/telemetry/export';
 import { OtlpServer } from '../../src/otlp/server';
 import { FlatPoint, FlatSpan, flattenMetrics, flattenSpans } from '../../src/otlp/model';
 import { ATTRIBUTES, METRICS, SPANS } from '../../src/telemetry/metadata';
@@ -32,7 +32,7 @@ test('connections to a service arrive over OTLP as spans and metrics with the de
 
   const cfg = { ...DEFAULT_EXPORT, endpoint: `127.0.0.1:${port}`, spanDelayMs: 50, metricIntervalMs: 300 };
   const telemetry = new ReceiverTelemetry({
-    spanExporters: [traceExporter(cfg)], metricExporter: metricExporter(cfg), metricIntervalMs: cfg.metricIntervalMs,
+    spanExporters: [encodedTraceExporter(cfg)], metricExporter: metricExporter(cfg), metricIntervalMs: cfg.metricIntervalMs,
     spanDelayMs: cfg.spanDelayMs, maxQueueSize: cfg.maxQueueSize, maxBatchSize: cfg.maxBatchSize,
   });
   let receiver: Receiver | undefined;

@@ -13,7 +13,7 @@ import { Attempt, Connection, LifecycleSink } from '../../src/receiver/lifecycle
 import { KernelEvent, TcpState, stateName } from '../../src/receiver/events';
 import { IpvsClient } from '../../src/actuator/ipvs';
 import { ReceiverTelemetry } from '../../src/receiver/telemetry';
-import { DEFAULT_EXPORT, metricExporter, traceExporter } from '../../src/telemetry/export';
+import { DEFAULT_EXPORT, metricExporter, encodedTraceExporter } from '../../src/telemetry/export';
 import { OtlpServer } from '../../src/otlp/server';
 import { FlatPoint, FlatSpan, flattenMetrics, flattenSpans } from '../../src/otlp/model';
 import { spawn } from 'node:child_process';
@@ -284,7 +284,7 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
     const port = await otlp.start();
     const cfg = { ...DEFAULT_EXPORT, endpoint: `127.0.0.1:${port}`, spanDelayMs: 50, metricIntervalMs: 500 };
     const telemetry = new ReceiverTelemetry({
-      spanExporters: [traceExporter(cfg)], metricExporter: metricExporter(cfg), metricIntervalMs: cfg.metricIntervalMs,
+      spanExporters: [encodedTraceExporter(cfg)], metricExporter: metricExporter(cfg), metricIntervalMs: cfg.metricIntervalMs,
       spanDelayMs: cfg.spanDelayMs, maxQueueSize: cfg.maxQueueSize, maxBatchSize: cfg.maxBatchSize,
     });
     const otlpReceiver = new Receiver({ services: [{ name: 'web', address: topo.vip.host, port: topo.vip.port }], sinks: [telemetry], deadline: false });

@@ -23,7 +23,7 @@ test('failed UDP exchanges and late answers become vipguard.connect spans the ru
   const telemetry = new ReceiverTelemetry({
     spanExporters: [new InProcessTraceExporter((b) => otlp.ingestTraces(b))],
     metricIntervalMs: 60_000, spanDelayMs: 10, maxQueueSize: 100, maxBatchSize: 10,
-    clock: { toHrTime: (ns) => [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)] },
+    clock: { toEpochNs: (ns: bigint) => ns },
   });
   try {
     const ex = (o: Partial<Exchange>): Exchange => ({ flow, backend, outcome: 'answered', count: 1, datagrams: 1, startNs: 2000n * MS, endNs: 2001n * MS, ...o });
