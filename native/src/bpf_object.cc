@@ -9,6 +9,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -392,6 +393,9 @@ private:
 		TakeLog();
 		int err = bpf_object__load(obj_);
 		std::string log = TakeLog();
+		// libbpf parsed the kernel's BTF (several MB) to relocate and verify, and has freed it: hand the freed heap
+		// back to the system, or the process keeps it as resident memory for its whole life.
+		malloc_trim(0);
 		if (err)
 			ThrowLibbpf(env, "loading BPF object " + path_, err, log);
 		loaded_ = true;

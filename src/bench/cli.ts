@@ -1,7 +1,8 @@
 // npm run bench -- [--scenario blackout,refusal,far,rolling,flapping,udp-blackout,udp-refusal,fleet,overhead,capacity,latency] [--kernel 6.1[,5.10,6.12]] [--runs N]
 //                  [--out results/] [--systems ipvs,keepalived-default,keepalived-aggressive,vipguard[,vipguard-syntimeout]]
 //                  [--host-runs N] [--rate 20] [--fail-sec 30] [--client-timeout-sec 10] [--latency-samples 30]
-//                  [--phase-sec 5] [--step-sec 5] [--capacity-rates 1000,2000,…,12000,0] [--from results.json]
+//                  [--phase-sec 5] [--step-sec 5] [--capacity-rates 1000,2000,…,12000,0] [--baseline REV] [--span-sampling 1[,0.1]]
+//                  [--from results.json]
 //
 // Host scenarios (overhead, capacity) run natively first, while this process has no VM of its own running; then one
 // lab VM boot per kernel runs every lab scenario (blackout, refusal, far, rolling, flapping, udp-blackout, udp-refusal, fleet, latency), all systems and all runs inside
@@ -15,6 +16,7 @@ import { isLabKernel } from '../lab/kernels';
 import { killAllVms, runInLab } from '../lab/runner';
 import { REPO_ROOT } from '../common/paths';
 import { describeHostSetup, runCapacity, runOverhead } from './host';
+import { receiverBuilds, type ReceiverBuild } from './baseline';
 import { LAB_VM, machine, revision } from './machine';
 import { capacitySvg, failoverSvg, latencySvg } from './svg';
 import { renderMarkdown } from './table';
@@ -29,7 +31,8 @@ import { ALL_SYSTEMS, FAILOVER_SCENARIOS, FLEET, LAB_SCENARIOS, RESTART_SCENARIO
 const USAGE = `usage: npm run bench -- [--scenario ${SCENARIOS.join(',')}] [--kernel 6.1[,5.10,6.12]] [--runs N] [--out DIR]
          [--systems ${SYSTEMS.join(',')}[,vipguard-syntimeout]] [--host-runs N (default: --runs)]
          [--rate CONNECTS_PER_S (fleet: per client host, default 1)] [--fail-sec S] [--client-timeout-sec S] [--latency-samples N]
-         [--phase-sec S] [--step-sec S] [--capacity-rates R1,R2,…(0 = unpaced)] [--from results.json]`;
+         [--phase-sec S] [--step-sec S] [--capacity-rates R1,R2,…(0 = unpaced)] [--baseline REV] [--span-sampling 1,0.1]
+         [--from results.json]`;
 
 export interface CliArgs {
   options: BenchOptions;
@@ -40,7 +43,7 @@ export interface CliArgs {
 export function parseArgs(argv: string[]): CliArgs {
   const o: BenchOptions = {
     scenarios: [...SCENARIOS], kernels: ['6.1'], systems: [...SYSTEMS], runs: 3, hostRuns: 0, rate: 20, fleetRate: FLEET.defaultRate, failSec: 30, clientTimeoutMs: 10_000,
-    latencySamples: 30, phaseSec: 5, stepSec: 5, capacityRates: [1000, 2000, 4000, 6000, 8000, 10000, 12000, 0],
+    latencySamples: 30, phaseSec: 5, stepSec: 5, capacityRates: [1000, 2000, 4000, 6000, 8000, 10000, 12000, 0], spanSampling: [1],
   };
   let out = path.join(REPO_ROOT, 'results');
   let from: string | undefined;
@@ -91,6 +94,14 @@ export function parseArgs(argv: string[]): CliArgs {
           return n;
         });
         break;
+      case '--baseline': o.baseline = value(); break;
+      case '--span-sampling':
+        o.spanSampling = value().split(',').map((s) => {
+          const n = Number(s);
+          if (!(n > 0 && n <= 1)) throw new Error(`--span-sampling: '${s}' is not a ratio within (0, 1]\n${USAGE}`);
+          return n;
+        });
+        break;
       case '--out': out = path.resolve(value()); break;
       case '--from': from = path.resolve(value()); break;
       case '--help': case '-h': throw new Error(USAGE);
@@ -129,7 +140,7 @@ export function writeReport(r: BenchResults, dir: string): string {
     for (const s of FAILOVER_SCENARIOS) put(`${s}-${k}.svg`, failoverSvg(r.failover, s, k));
   }
   for (const k of [...new Set(r.latency.map((x) => x.kernel))]) put(`latency-${k}.svg`, latencySvg(r.latency, k));
-  put('capacity.svg', capacitySvg(r.capacity));
+  put('capacity.svg', capacitySvg(r.capacity.filter((s) => (s.build ?? 'current') === 'current')));
   const md = renderMarkdown(r, svgs);
   fs.writeFileSync(path.join(dir, 'results.md'), md);
   return md;
@@ -164,10 +175,22 @@ async function main(argv: string[]): Promise<number> {
   const save = () => fs.writeFileSync(path.join(dir, 'results.json'), JSON.stringify(results, null, 1));
   log(`results in ${dir}`);
 
-  if (o.scenarios.includes('overhead') || o.scenarios.includes('capacity')) results.hostSetup = describeHostSetup(o.phaseSec, o.stepSec);
+  const host = o.scenarios.includes('overhead') || o.scenarios.includes('capacity');
+  let builds: ReceiverBuild[] = [];
+  if (host) {
+    results.hostSetup = describeHostSetup(o.phaseSec, o.stepSec);
+    try {
+      builds = receiverBuilds(o, log);
+      results.hostSetup += ` Receiver builds, in turn within each run: ${builds.map((b) => `${b.label}${b.root === REPO_ROOT ? '' : ` (${b.root})`}`).join('; ')}.`;
+    } catch (e) {
+      results.problems.push((e as Error).message);
+      log((e as Error).message);
+      builds = receiverBuilds({ spanSampling: o.spanSampling }, log);
+    }
+  }
   if (o.scenarios.includes('overhead')) {
     try {
-      const r = await runOverhead({ runs: o.hostRuns, phaseSec: o.phaseSec, log });
+      const r = await runOverhead({ runs: o.hostRuns, phaseSec: o.phaseSec, builds, log });
       results.overhead = r.runs;
       results.hostSetup += ` Receiver hooks: ${r.hooks.join('; ')}.`;
     } catch (e) {
@@ -178,7 +201,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (o.scenarios.includes('capacity')) {
     try {
-      results.capacity = await runCapacity({ runs: o.hostRuns, stepSec: o.stepSec, rates: o.capacityRates, log });
+      results.capacity = await runCapacity({ runs: o.hostRuns, stepSec: o.stepSec, rates: o.capacityRates, builds, log });
     } catch (e) {
       results.problems.push(`capacity: ${(e as Error).message}`);
       log(`capacity FAILED: ${(e as Error).message}`);

@@ -6,6 +6,8 @@
 //           detached. Ratio = attached / mean of the two detached phases around it.
 // capacity  stepped churn rates against one receiver: events ingested per second, events lost (ring buffer full),
 //           receiver CPU per 10k events, events per CPU-second, RSS.
+// Both run every receiver build asked (baseline.ts: an earlier revision, this tree at several span sampling ratios)
+// in turn within each run, so builds are compared under the same load.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { CHURN_DEFAULTS, ChurnResult, ensureChurn, freePort, runChurn } from './churn';
@@ -13,6 +15,8 @@ import { bpfProgIds } from './procfs';
 import { ReceiverCounters, ReceiverUnderTest } from './receiver-proc';
 import { CountingSink } from './sink';
 import type { CapacityStep, OverheadRun } from './types';
+import type { ReceiverBuild } from './baseline';
+import { REPO_ROOT } from '../common/paths';
 
 type Log = (line: string) => void;
 
@@ -115,7 +119,7 @@ function bpfFigures(u: PhaseCost, t: PhaseCost): OverheadRun['bpf'] {
   };
 }
 
-export async function runOverhead(o: { runs: number; phaseSec: number; log: Log }): Promise<{ runs: OverheadRun[]; hooks: string[] }> {
+export async function runOverhead(o: { runs: number; phaseSec: number; builds: ReceiverBuild[]; log: Log }): Promise<{ runs: OverheadRun[]; hooks: string[] }> {
   ensureChurn();
   const out: OverheadRun[] = [];
   let hooks: string[] = [];
@@ -125,10 +129,10 @@ export async function runOverhead(o: { runs: number; phaseSec: number; log: Log 
     while (untraced === traced) untraced = await freePort();
     const churn = (port: number) => runChurn({ port, seconds: o.phaseSec });
     await churn(traced); // warm-up: page cache, TIME_WAIT steady state
-    for (let run = 1; run <= o.runs; run++) {
+    for (let run = 1; run <= o.runs; run++) for (const build of o.builds) {
       const d1 = await churn(traced);
-      const rcv = await ReceiverUnderTest.start({ servicePort: traced, sinkPort, promPort: await freePort() });
-      hooks = rcv.hooks();
+      const rcv = await ReceiverUnderTest.start({ servicePort: traced, sinkPort, promPort: await freePort(), build });
+      if (build.root === REPO_ROOT) hooks = rcv.hooks();
       let a: Awaited<ReturnType<typeof attachedPhases>>;
       try {
         await new Promise((r) => setTimeout(r, 1000));
@@ -139,13 +143,13 @@ export async function runOverhead(o: { runs: number; phaseSec: number; log: Log 
       const d2 = await churn(traced);
       const base = (d1.rate + d2.rate) / 2;
       const r: OverheadRun = {
-        run, detachedBefore: d1.rate, attachedService: a.traced.churn.rate, attachedUntraced: a.untraced.churn.rate, detachedAfter: d2.rate,
+        run, build: build.label, detachedBefore: d1.rate, attachedService: a.traced.churn.rate, attachedUntraced: a.untraced.churn.rate, detachedAfter: d2.rate,
         ratioService: a.traced.churn.rate / base, ratioUntraced: a.untraced.churn.rate / base,
         receiverCpuService: Math.round(a.traced.receiverCpu), receiverCpuUntraced: Math.round(a.untraced.receiverCpu),
         sinkCpuService: Math.round(a.sinkCpu), lostService: a.lost, droppedService: a.dropped, bpf: bpfFigures(a.untraced, a.traced),
       };
       out.push(r);
-      o.log(`overhead run ${run}: detached ${Math.round(d1.rate)}/${Math.round(d2.rate)} conn/s; attached, untraced ${Math.round(r.attachedUntraced)} ` +
+      o.log(`overhead run ${run} (${build.label}): detached ${Math.round(d1.rate)}/${Math.round(d2.rate)} conn/s; attached, untraced ${Math.round(r.attachedUntraced)} ` +
         `(ratio ${r.ratioUntraced.toFixed(3)}, receiver ${r.receiverCpuUntraced} ms CPU/s); attached, traced ${Math.round(r.attachedService)} ` +
         `(ratio ${r.ratioService.toFixed(3)}, receiver ${r.receiverCpuService} ms CPU/s, sink ${r.sinkCpuService} ms CPU/s, ${r.lostService} events lost, ` +
         `${r.droppedService} spans dropped)` +
@@ -156,13 +160,13 @@ export async function runOverhead(o: { runs: number; phaseSec: number; log: Log 
   return { runs: out, hooks };
 }
 
-export async function runCapacity(o: { runs: number; stepSec: number; rates: number[]; log: Log }): Promise<CapacityStep[]> {
+export async function runCapacity(o: { runs: number; stepSec: number; rates: number[]; builds: ReceiverBuild[]; log: Log }): Promise<CapacityStep[]> {
   ensureChurn();
   const out: CapacityStep[] = [];
   await withSink(async (sinkPort) => {
     const port = await freePort();
-    for (let run = 1; run <= o.runs; run++) {
-      const rcv = await ReceiverUnderTest.start({ servicePort: port, sinkPort, promPort: await freePort() });
+    for (let run = 1; run <= o.runs; run++) for (const build of o.builds) {
+      const rcv = await ReceiverUnderTest.start({ servicePort: port, sinkPort, promPort: await freePort(), build });
       try {
         await new Promise((r) => setTimeout(r, 1000));
         for (const rate of o.rates) {
@@ -176,7 +180,7 @@ export async function runCapacity(o: { runs: number; stepSec: number; rates: num
           const events = c1.events - c0.events;
           const cpuMs = s1.cpuMs - s0.cpuMs;
           const step: CapacityStep = {
-            run, targetConnRate: rate, connRate: Math.round(ch.rate), eventRate: Math.round(events / ch.seconds), events,
+            run, build: build.label, targetConnRate: rate, connRate: Math.round(ch.rate), eventRate: Math.round(events / ch.seconds), events,
             lost: lostInKernel(c1) - lostInKernel(c0), exportDropped: lostOnExport(c1) - lostOnExport(c0), cpuMs,
             sinkCpuMs: Math.round((own1.user + own1.system) / 1000),
             cpuPer10k: events ? Math.round((cpuMs / events) * 10_000 * 10) / 10 : NaN,
@@ -184,7 +188,7 @@ export async function runCapacity(o: { runs: number; stepSec: number; rates: num
             rssMb: Math.round(s1.rssKb / 102.4) / 10, hwmMb: Math.round(s1.hwmKb / 102.4) / 10,
           };
           out.push(step);
-          o.log(`capacity run ${run}: ${rate ? `${rate} conn/s` : 'unpaced'} → ${step.connRate} conn/s, ${step.eventRate} events/s ingested, ` +
+          o.log(`capacity run ${run} (${build.label}): ${rate ? `${rate} conn/s` : 'unpaced'} → ${step.connRate} conn/s, ${step.eventRate} events/s ingested, ` +
             `${step.lost} lost, ${step.exportDropped} spans dropped, ${step.cpuPer10k} ms CPU/10k events, ${step.eventsPerCoreSec} events/CPU-s, RSS ${step.rssMb} MB`);
         }
       } finally {

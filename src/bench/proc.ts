@@ -96,11 +96,11 @@ export interface VipguardProc {
 }
 
 /** Starts `vipguard run --config <yaml> [--only part]` and waits until the part(s) say they are up. */
-export async function startVipguard(yaml: string, opts: { only?: 'receiver' | 'actuator'; dir?: string; readyMs?: number } = {}): Promise<VipguardProc> {
+export async function startVipguard(yaml: string, opts: { only?: 'receiver' | 'actuator'; dir?: string; readyMs?: number; root?: string } = {}): Promise<VipguardProc> {
   const dir = opts.dir ?? tempDir('vg-bench-');
   const config = path.join(dir, opts.only ? `vipguard-${opts.only}.yaml` : 'vipguard.yaml');
   fs.writeFileSync(config, yaml.replace(/\$DIR/g, dir));
-  const args = [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'run', '--config', config, ...(opts.only ? ['--only', opts.only] : [])];
+  const args = [path.join(opts.root ?? REPO_ROOT, 'dist/src/cli/main.js'), 'run', '--config', config, ...(opts.only ? ['--only', opts.only] : [])];
   const proc = Proc.start(`vipguard${opts.only ? ` --only ${opts.only}` : ''}`, process.execPath, args);
   const readyMs = opts.readyMs ?? 90_000;
   const out: VipguardProc = { proc, dir };

@@ -3,6 +3,7 @@
 // own counters can be read. CPU and memory come from /proc/PID, from outside.
 import { readProcStat } from './procfs';
 import { startVipguard, VipguardProc } from './proc';
+import type { ReceiverBuild } from './baseline';
 
 export interface ReceiverCounters {
   /** events read from the ring buffer (vipguard.receiver.events) */
@@ -29,13 +30,13 @@ export function parseReceiverMetrics(text: string): ReceiverCounters {
   return { events, lost };
 }
 
-export function receiverConfig(o: { servicePort: number; sinkPort: number; promPort: number }): string {
+export function receiverConfig(o: { servicePort: number; sinkPort: number; promPort: number; spanSampling?: number }): string {
   return `services:
   - name: churn
     address: 127.0.0.1
     port: ${o.servicePort}
 receiver:
-  export: { enabled: true, endpoint: "127.0.0.1:${o.sinkPort}" }
+  export: { enabled: true, endpoint: "127.0.0.1:${o.sinkPort}"${o.spanSampling !== undefined ? `, spanSampling: ${o.spanSampling}` : ''} }
   prometheus: { enabled: true, listen: "127.0.0.1:${o.promPort}" }
 actuator:
   enabled: false
@@ -45,8 +46,8 @@ actuator:
 export class ReceiverUnderTest {
   private constructor(readonly vg: VipguardProc, private readonly promPort: number) {}
 
-  static async start(o: { servicePort: number; sinkPort: number; promPort: number }): Promise<ReceiverUnderTest> {
-    const vg = await startVipguard(receiverConfig(o), { only: 'receiver', readyMs: 60_000 });
+  static async start(o: { servicePort: number; sinkPort: number; promPort: number; build?: ReceiverBuild }): Promise<ReceiverUnderTest> {
+    const vg = await startVipguard(receiverConfig({ ...o, spanSampling: o.build?.spanSampling }), { only: 'receiver', readyMs: 60_000, root: o.build?.root });
     return new ReceiverUnderTest(vg, o.promPort);
   }
 

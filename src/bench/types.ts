@@ -239,6 +239,8 @@ export interface LatencyRun {
 
 export interface OverheadRun {
   run: number;
+  /** which receiver build (baseline.ts); absent in results from before builds were compared: the tree's own */
+  build?: string;
   /** connections/s of each phase, in the order they ran */
   detachedBefore: number;
   attachedService: number;
@@ -268,6 +270,8 @@ export interface OverheadRun {
 
 export interface CapacityStep {
   run: number;
+  /** which receiver build (baseline.ts); absent in results from before builds were compared: the tree's own */
+  build?: string;
   /** connections/s asked of the churn generator (0 = unpaced) */
   targetConnRate: number;
   connRate: number;
@@ -324,6 +328,10 @@ export interface BenchOptions {
   phaseSec: number;
   stepSec: number;
   capacityRates: number[];
+  /** host scenarios: an earlier revision to build in a worktree and run beside this tree (baseline.ts) */
+  baseline?: string;
+  /** host scenarios: this tree's receiver at each of these span sampling ratios */
+  spanSampling?: number[];
 }
 
 export interface BenchResults {

@@ -7,7 +7,7 @@ import { clientPortsTo, parseCpuTotals, parseIpvsTable, parseNetstat, parseStatC
 import { analyzeFailover, landedOn, parseVipguardLog, RawConnect } from '../../src/bench/analyze';
 import { parseChurnOutput } from '../../src/bench/churn';
 import { parseReceiverMetrics } from '../../src/bench/receiver-proc';
-import { capacityHeadline, evaluateTargets, markdownTable, renderMarkdown } from '../../src/bench/table';
+import { buildComparisonTable, capacityHeadline, evaluateTargets, markdownTable, renderMarkdown } from '../../src/bench/table';
 import { capacitySvg, failoverSvg, latencySvg, niceStep } from '../../src/bench/svg';
 import { parseArgs } from '../../src/bench/cli';
 import { keepalivedConfig } from '../../src/bench/systems';
@@ -258,7 +258,9 @@ test('targets: each marked MET or MISSED with the measured value and a cause whe
   assert.equal(get(/untraced port/).met, true);
   assert.equal(get(/estimated from the BPF/).met, true, '20 ms of kernel CPU per second on 2 cores is 1%');
   assert.match(get(/estimated from the BPF/).measured, /^0\.990/);
-  assert.equal(get(/events per CPU-second/).met, true);
+  assert.equal(get(/events per CPU-second/).met, false, '60 000 per CPU-second is below the 200 000 target');
+  assert.match(get(/events per CPU-second/).why!, /spanSampling/);
+  assert.equal(v.find((t) => /up to 60 000 events/.test(t.what)), undefined, 'no 12k conn/s step, no verdict');
   assert.equal(get(/highest event rate ingested/).met, undefined, 'a figure without a target is reported, not judged');
   assert.equal(get(/events lost at the highest churn/).met, false);
   assert.equal(get(/RSS up to the highest step/).met, true);
@@ -270,6 +272,26 @@ test('targets: each marked MET or MISSED with the measured value and a cause whe
   const dropped = capacityHeadline([capStep(1, 1000, 5000, 0, 110), { ...capStep(1, 4000, 20_000, 0, 130), exportDropped: 7 }]);
   assert.deepEqual(dropped.maxZeroLoss, [20_000]);
   assert.deepEqual(dropped.maxFull, [5000], 'a step that dropped spans is not the full pipeline keeping up');
+});
+
+test('host builds: targets judge the current build only; the comparison table has a row per build', () => {
+  const r = results();
+  r.capacity = [
+    { ...capStep(1, 12000, 60_000, 0, 180), build: 'baseline abc1234', eventsPerCoreSec: 66_000 },
+    { ...capStep(1, 12000, 60_000, 0, 95), build: 'current', eventsPerCoreSec: 210_000 },
+    { ...capStep(1, 12000, 60_000, 0, 90), build: 'current, spans 0.1', eventsPerCoreSec: 400_000 },
+  ];
+  r.overhead = r.overhead.flatMap((o) => [{ ...o, build: 'baseline abc1234' }, { ...o, build: 'current', bpf: { ...o.bpf!, nsPerRunService: 100, runsPerConnService: 5 } }]);
+  const v = evaluateTargets(r);
+  const get = (re: RegExp) => v.find((t) => re.test(t.what))!;
+  assert.equal(get(/events per CPU-second/).met, true);
+  assert.match(get(/events per CPU-second/).measured, /^210 000/);
+  assert.equal(get(/up to 60 000 events/).met, true, '95 MB for the current build; the baseline\'s 180 MB is not judged');
+  const table = buildComparisonTable(r.overhead, r.capacity);
+  const rows = table.split('\n').filter((l) => /^\| (baseline|current)/.test(l));
+  assert.deepEqual(rows.map((l) => l.split('|')[1].trim()), ['baseline abc1234', 'current', 'current, spans 0.1']);
+  assert.match(rows[1], /\| 500 \|/, 'BPF ns per connection: 100 ns × 5 runs');
+  assert.match(renderMarkdown(r), /## Receiver capacity \(host, current, spans 0\.1\)/);
 });
 
 test('targets of the lowered SYN timeout and of the far backend (false quarantines)', () => {
