@@ -153,6 +153,16 @@ export function telemetryDoc(): string {
       `When known: ${spec.optional.map((a) => `\`${a}\``).join(', ')}.`, '', `Status: ${spec.status}`, '');
     if (spec.links) out.push(`Links: ${spec.links}.`, '');
   }
+  out.push('### Sampling', '',
+    'The receiver exports every span by default. `receiver.export.spanSampling` (a ratio in (0, 1]) keeps the successful',
+    'handshake and the normal close of that share of connections, decided once per connection from its trace id as',
+    'OpenTelemetry probability sampling does: the trace id\'s low 56 bits against the rejection threshold',
+    '(1 − ratio) · 2^56, so whoever reads the trace id agrees. Every failed, late or rescued attempt (an answer after a',
+    'failed attempt of the same socket) and every reset is exported whatever the ratio, and once one span of a',
+    'connection had to be exported, the rest of that connection is too: a trace is never missing its failure, and a',
+    'parent is never missing from a trace. Below 1, spans carry the W3C tracestate `ot=th:<threshold>` — spans kept',
+    'by the ratio the threshold itself (e.g. `ot=th:e6666666666666` at 0.1; weight each by 1/ratio to count), spans kept',
+    'because they had to be `ot=th:0`. Metrics count every attempt and connection whatever the ratio.', '');
   out.push('## Metrics', '',
     'The Prometheus name is the same on vipguard\'s own endpoints and through the collector\'s Prometheus exporters',
     '(dots to underscores, the unit as a suffix, `_total` on counters: the OpenTelemetry compatibility rules;',
