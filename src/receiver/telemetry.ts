@@ -57,6 +57,12 @@ function endpointAttrs(s: SocketInfo | UdpFlowInfo, backend: Endpoint | undefine
   return a;
 }
 
+/** A span's attributes, encoded only if it is exported: the cached ones, then its own written into the span. */
+interface SpanAttributes {
+  shared(): Buffer[];
+  own(w: ProtoWriter): void;
+}
+
 /** The series key of an endpoint: what endpointAttrs() holds, joined. */
 function endpointKey(s: SocketInfo | UdpFlowInfo, backend: Endpoint | undefined): string {
   return `${s.service ?? ''}|${s.dst.addr}|${s.dst.port}|${backend ? `${backend.addr}|${backend.port}` : ''}`;
@@ -178,10 +184,10 @@ export class ReceiverTelemetry implements LifecycleSink {
    * Ends one span of socket `sk`: exported when `always` (a failure, a late or rescued answer, a reset) or when the
    * ratio samples the socket's trace; parented on, and linked to, the socket's last exported span.
    */
-  private span(name: SpanName, sk: bigint, startNs: bigint, endNs: bigint, attributes: () => Buffer[], failed: string | undefined, always: boolean): void {
+  private span(name: SpanName, sk: bigint, startNs: bigint, endNs: bigint, attributes: SpanAttributes, failed: string | undefined, always: boolean): void {
     let c = this.chain.get(sk);
     if (!c) {
-      const traceId = Buffer.from(this.encoder.randomId(16));
+      const traceId = this.encoder.randomId(16);
       c = { traceId, sampled: this.sampler.sampled(traceId), kept: false };
       this.chain.set(sk, c);
     }
@@ -190,10 +196,11 @@ export class ReceiverTelemetry implements LifecycleSink {
       this.sampler.left++;
       return;
     }
-    const spanId = Buffer.from(this.encoder.randomId(8));
+    const spanId = this.encoder.randomId(8);
     const bytes = this.encoder.encode({
       traceId: c.traceId, spanId, parentSpanId: c.parent, traceState: this.sampler.traceState(!c.kept), name,
-      startNs: this.clock.toEpochNs(startNs), endNs: this.clock.toEpochNs(endNs), attributes: attributes(), error: failed,
+      startNs: this.clock.toEpochNs(startNs), endNs: this.clock.toEpochNs(endNs), attributes: attributes.shared(), ownAttributes: attributes.own,
+      error: failed,
     });
     if (failed !== undefined && name === 'vipguard.connect') this.urgent.add(bytes);
     c.parent = spanId;
@@ -204,22 +211,26 @@ export class ReceiverTelemetry implements LifecycleSink {
    * The encoded attributes of a span of `s`: the endpoint group (encoded once per service, VIP, backend and
    * transport), the outcome and the client address (cached), then what is the span's own.
    */
-  private spanAttrs(s: SocketInfo | UdpFlowInfo, backend: Endpoint | undefined, outcome: string, transport: 'tcp' | 'udp', own: Attrs): () => Buffer[] {
-    return () => {
-      const key = `${endpointKey(s, backend)}|${transport}|${s.family}`;
-      const w = this.scratch;
-      let group = this.groups.get(key);
-      if (!group) {
-        if (this.groups.size >= MAX_ZEROED) this.groups.clear();
-        const a: Attrs = { ...endpointAttrs(s, backend), 'network.transport': transport, 'network.type': s.family === 4 ? 'ipv4' : 'ipv6' };
-        for (const k in a) encodeKeyValue(w, 9, k, a[k]);
-        group = w.take();
-        this.groups.set(key, group);
-      }
-      if (s.src.port) encodeKeyValue(w, 9, 'network.local.port', s.src.port);
-      if (s.pid) encodeKeyValue(w, 9, 'process.pid', s.pid);
-      for (const k in own) encodeKeyValue(w, 9, k, own[k]);
-      return [group, this.kv.get('vipguard.outcome', outcome), this.kv.get('network.local.address', s.src.addr), w.take()];
+  private spanAttrs(s: SocketInfo | UdpFlowInfo, backend: Endpoint | undefined, outcome: string, transport: 'tcp' | 'udp', own: Attrs): SpanAttributes {
+    return {
+      shared: () => {
+        const key = `${endpointKey(s, backend)}|${transport}|${s.family}`;
+        let group = this.groups.get(key);
+        if (!group) {
+          if (this.groups.size >= MAX_ZEROED) this.groups.clear();
+          const w = this.scratch;
+          const a: Attrs = { ...endpointAttrs(s, backend), 'network.transport': transport, 'network.type': s.family === 4 ? 'ipv4' : 'ipv6' };
+          for (const k in a) encodeKeyValue(w, 9, k, a[k]);
+          group = w.take();
+          this.groups.set(key, group);
+        }
+        return [group, this.kv.get('vipguard.outcome', outcome), this.kv.get('network.local.address', s.src.addr)];
+      },
+      own: (w) => {
+        if (s.src.port) encodeKeyValue(w, 9, 'network.local.port', s.src.port);
+        if (s.pid) encodeKeyValue(w, 9, 'process.pid', s.pid);
+        for (const k in own) encodeKeyValue(w, 9, k, own[k]);
+      },
     };
   }
 

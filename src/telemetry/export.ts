@@ -200,6 +200,8 @@ export class ExportQueue<T> {
   }
 
   private schedule(delayMs: number): void {
+    // An armed timer is never later than a new full delay would be: the common push costs no clock read.
+    if (this.timer && delayMs >= this.opts.delayMs) return;
     const due = Date.now() + delayMs;
     if (this.timer && due >= this.timerDue) return;
     clearTimeout(this.timer);

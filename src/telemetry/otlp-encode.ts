@@ -177,6 +177,8 @@ export interface SpanRecord {
   endNs: bigint;
   /** encoded KeyValue fields (field 9 of Span), e.g. from an AttributeCache(9) */
   attributes: Buffer[];
+  /** writes the span's own KeyValue fields (field 9) after those */
+  ownAttributes?: (w: ProtoWriter) => void;
   /** error status with this message, else unset */
   error?: string;
 }
@@ -187,6 +189,7 @@ export class SpanEncoder {
   private pool = Buffer.allocUnsafe(0);
   private poolPos = 0;
 
+  /** A random id: a view into the pool, which is replaced, never overwritten, so the view stays valid. */
   randomId(bytes: 8 | 16): Buffer {
     if (this.poolPos + bytes > this.pool.length) {
       this.pool = crypto.randomFillSync(Buffer.allocUnsafe(4096));
@@ -205,6 +208,7 @@ export class SpanEncoder {
     if (s.parentSpanId) w.bytes(4, s.parentSpanId);
     w.string(5, s.name).tag(6, 0).varint(SPAN_KIND_CLIENT).fixed64(7, s.startNs).fixed64(8, s.endNs);
     for (const a of s.attributes) w.raw(a);
+    s.ownAttributes?.(w);
     if (s.parentSpanId) {
       w.message(13, (l) => {
         l.bytes(1, s.traceId).bytes(2, s.parentSpanId!);
