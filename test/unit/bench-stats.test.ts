@@ -356,6 +356,11 @@ test('bench arguments: defaults, lists and refusals', () => {
   assert.deepEqual(d.options.systems, ['ipvs', 'keepalived-default', 'keepalived-aggressive', 'vipguard']);
   assert.deepEqual(parseArgs(['--systems', 'vipguard,vipguard-syntimeout']).options.systems, ['vipguard', 'vipguard-syntimeout']);
   assert.throws(() => parseArgs(['--systems', 'haproxy']), /unknown system/);
+  const b = parseArgs(['--baseline', '226cda5', '--span-sampling', '1,0.1']).options;
+  assert.equal(b.baseline, '226cda5');
+  assert.deepEqual(b.spanSampling, [1, 0.1]);
+  assert.equal(parseArgs([]).options.baseline, undefined, 'no baseline unless asked');
+  for (const bad of ['0', '1.5', 'x', '0.1,,1']) assert.throws(() => parseArgs(['--span-sampling', bad]), /--span-sampling: '.*' is not a ratio within \(0, 1\]/);
   assert.throws(() => parseArgs(['--scenario', 'nope']), /unknown scenario/);
   assert.throws(() => parseArgs(['--kernel', '4.19']), /unknown lab kernel/);
   assert.throws(() => parseArgs(['--runs', '0']), /within 1\.\./);
