@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../common/paths';
+import { NODE_FLAGS } from '../common/node-flags';
 import { authHeader } from '../lab/vipguard-process';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -100,7 +101,7 @@ export async function startVipguard(yaml: string, opts: { only?: 'receiver' | 'a
   const dir = opts.dir ?? tempDir('vg-bench-');
   const config = path.join(dir, opts.only ? `vipguard-${opts.only}.yaml` : 'vipguard.yaml');
   fs.writeFileSync(config, yaml.replace(/\$DIR/g, dir));
-  const args = [path.join(opts.root ?? REPO_ROOT, 'dist/src/cli/main.js'), 'run', '--config', config, ...(opts.only ? ['--only', opts.only] : [])];
+  const args = [...NODE_FLAGS, path.join(opts.root ?? REPO_ROOT, 'dist/src/cli/main.js'), 'run', '--config', config, ...(opts.only ? ['--only', opts.only] : [])];
   const proc = Proc.start(`vipguard${opts.only ? ` --only ${opts.only}` : ''}`, process.execPath, args);
   const readyMs = opts.readyMs ?? 90_000;
   const out: VipguardProc = { proc, dir };
