@@ -60,14 +60,15 @@ export function openBpfObject(path: string): BpfObject {
   return new (addon<Native>().BpfObject)(path);
 }
 
-/** Splits a ring-buffer batch into its records (views into the batch, no copies). */
-export function* records(batch: Buffer): Generator<Buffer> {
+/** Each record of a batch as (offset, length), without a view object per record. */
+export function forEachRecord(batch: Buffer, fn: (at: number, len: number) => void): void {
   let off = 0;
   while (off + 4 <= batch.length) {
     const len = batch.readUInt32LE(off);
     off += 4;
     if (off + len > batch.length) throw new Error(`ring buffer batch truncated at offset ${off}: record of ${len} bytes`);
-    yield batch.subarray(off, off + len);
+    fn(off, len);
     off += len;
   }
 }
+

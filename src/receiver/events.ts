@@ -102,34 +102,50 @@ function family(af: number): Family | undefined {
   return af === AF_INET ? 4 : af === AF_INET6 ? 6 : undefined;
 }
 
-export function decodeEvent(b: Buffer): KernelEvent {
-  if (b.length !== VG_EVENT_SIZE) {
-    throw new Error(`decoding vg_event: got ${b.length} bytes, expected ${VG_EVENT_SIZE} — BPF object and receiver out of step?`);
+/** IPv4 addresses in their text form, by value: a host talks to few, and each event names two or three. */
+const V4_TEXT = new Map<number, string>();
+const V4_TEXT_MAX = 65_536;
+
+function addrAt(b: Buffer, at: number, fam: Family): string {
+  if (fam === 6) return formatAddr(6, b.subarray(at, at + 16));
+  const key = b.readUInt32BE(at);
+  let s = V4_TEXT.get(key);
+  if (s === undefined) {
+    if (V4_TEXT.size >= V4_TEXT_MAX) V4_TEXT.clear();
+    s = formatAddr(4, b.subarray(at, at + 4));
+    V4_TEXT.set(key, s);
   }
-  const kind = KINDS[b[34]];
-  if (!kind) throw new Error(`decoding vg_event: unknown kind ${b[34]}`);
-  const fam = family(b[35]) ?? 4;
-  const bfam = family(b[38]);
-  const flags = b[39];
-  const addrLen = fam === 4 ? 4 : 16;
+  return s;
+}
+
+/** One vg_event record: `len` bytes at `at` of `b` (a ring buffer batch holds many). */
+export function decodeEvent(b: Buffer, at = 0, len = b.length - at): KernelEvent {
+  if (len !== VG_EVENT_SIZE) {
+    throw new Error(`decoding vg_event: got ${len} bytes, expected ${VG_EVENT_SIZE} — BPF object and receiver out of step?`);
+  }
+  const kind = KINDS[b[at + 34]];
+  if (!kind) throw new Error(`decoding vg_event: unknown kind ${b[at + 34]}`);
+  const fam = family(b[at + 35]) ?? 4;
+  const bfam = family(b[at + 38]);
+  const flags = b[at + 39];
   return {
     kind,
-    tsNs: b.readBigUInt64LE(0),
-    sk: b.readBigUInt64LE(8),
-    startNs: b.readBigUInt64LE(16),
-    pid: b.readUInt32LE(24),
+    tsNs: b.readBigUInt64LE(at),
+    sk: b.readBigUInt64LE(at + 8),
+    startNs: b.readBigUInt64LE(at + 16),
+    pid: b.readUInt32LE(at + 24),
     family: fam,
-    src: { addr: formatAddr(fam, b.subarray(48, 48 + addrLen)), port: b.readUInt16LE(28) },
-    dst: { addr: formatAddr(fam, b.subarray(64, 64 + addrLen)), port: b.readUInt16LE(30) },
-    backend: bfam ? { addr: formatAddr(bfam, b.subarray(80, bfam === 4 ? 84 : 96)), port: b.readUInt16LE(32) } : undefined,
-    oldState: b[36],
-    newState: b[37],
-    synRetransmits: b.readUInt16LE(40),
-    skErr: b.readUInt16LE(42),
+    src: { addr: addrAt(b, at + 48, fam), port: b.readUInt16LE(at + 28) },
+    dst: { addr: addrAt(b, at + 64, fam), port: b.readUInt16LE(at + 30) },
+    backend: bfam ? { addr: addrAt(b, at + 80, bfam), port: b.readUInt16LE(at + 32) } : undefined,
+    oldState: b[at + 36],
+    newState: b[at + 37],
+    synRetransmits: b.readUInt16LE(at + 40),
+    skErr: b.readUInt16LE(at + 42),
     service: (flags & 1) !== 0,
     rescheduled: (flags & 2) !== 0,
     noSocket: (flags & 4) !== 0,
-    udp: UDP_KINDS.has(kind) ? decodeUdpFlow(b, UDP_FLOW_OFFSET) : undefined,
+    udp: UDP_KINDS.has(kind) ? decodeUdpFlow(b, at + UDP_FLOW_OFFSET) : undefined,
   };
 }
 

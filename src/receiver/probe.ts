@@ -4,7 +4,7 @@
 // receives, so they are attached only while a UDP service is configured (loaded — verified — always).
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { BpfObject, LibbpfError, openBpfObject, records } from '../native/bpf';
+import { BpfObject, LibbpfError, openBpfObject, forEachRecord } from '../native/bpf';
 import { bpfObjectPath } from '../common/paths';
 import { serviceKey } from '../common/service-key';
 import { cgroup2Root } from '../common/cgroup';
@@ -195,7 +195,7 @@ export class ReceiverProbe {
 
   private onBatch(batch: Buffer): void {
     const out: KernelEvent[] = [];
-    for (const rec of records(batch)) out.push(decodeEvent(rec));
+    forEachRecord(batch, (at, len) => out.push(decodeEvent(batch, at, len)));
     this.onEvents(out);
   }
 
