@@ -18,7 +18,7 @@ export interface ReceiverBuild {
 const git = (...args: string[]) => execFileSync('git', ['-C', REPO_ROOT, ...args], { encoding: 'utf8' }).trim();
 
 /**
- * A worktree of `rev` beside the system's temporary files, built with its own scripts/build.sh; reused while its
+ * A worktree of `rev` beside the system's temporary files, built with its own `npm run build`; reused while its
  * build is complete. node_modules is this tree's (a symlink): a baseline whose dependencies differ from this tree's
  * may not build, and says so.
  */
@@ -45,7 +45,8 @@ export function prepareBaseline(rev: string, log: (l: string) => void): Receiver
     }
     log(`baseline ${short}: building in ${dir}`);
     try {
-      execFileSync('bash', ['scripts/build.sh'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], timeout: 15 * 60_000 });
+      // Through npm, as `npm run build` here: npm's configuration (nodedir: where Node's headers are) reaches node-gyp.
+      execFileSync('npm', ['run', '--silent', 'build'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], timeout: 15 * 60_000 });
     } catch (e) {
       throw new Error(`--baseline ${rev}: its build failed in ${dir}: ${String((e as { stderr?: Buffer }).stderr ?? e).slice(-2000)}`);
     }
