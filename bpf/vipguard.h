@@ -12,9 +12,9 @@
 #define VG_EVENT_SIZE 160
 
 enum vg_event_kind {
-	VG_EV_STATE = 1,      /* sock:inet_sock_set_state, old_state -> new_state */
-	VG_EV_RETRANSMIT = 2, /* tcp:tcp_retransmit_skb; new_state = the socket's state */
-	VG_EV_RESET = 3,      /* tcp:tcp_receive_reset; new_state = the socket's state */
+	VG_EV_STATE = 1,      /* tp_btf inet_sock_set_state, old_state -> new_state */
+	VG_EV_RETRANSMIT = 2, /* tp_btf tcp_retransmit_skb; new_state = the socket's state */
+	VG_EV_RESET = 3,      /* tp_btf tcp_receive_reset; new_state = the socket's state */
 	VG_EV_IPVS_CONN = 4,  /* kprobe ip_vs_conn_new: IPVS chose backend_* for this socket */
 	VG_EV_RST_IN = 5,     /* cgroup_skb ingress: an RST refusing this SYN-SENT socket's connect arrived (it may
 	                       * be held back by the actuator, and then never reaches tcp:tcp_receive_reset) */
