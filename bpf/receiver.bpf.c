@@ -108,12 +108,7 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-static __always_inline void count(__u32 which)
-{
-	__u64 *v = bpf_map_lookup_elem(&counters, &which);
-	if (v)
-		*v += 1;
-}
+VG_DEFINE_COUNT(count, counters)
 
 /* A socket's addresses, normalised: IPv4-mapped IPv6 (::ffff:a.b.c.d) becomes AF_INET, as IPVS sees it. */
 struct vg_tuple {

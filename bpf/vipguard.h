@@ -83,6 +83,19 @@ enum vg_counter {
 	VG_C__MAX,
 };
 
+/*
+ * BPF side only (the addon never expands it): defines `static void fn(__u32 which)`, adding one to entry `which` of
+ * `map`, a BPF_MAP_TYPE_PERCPU_ARRAY of __u64 — each CPU its own slot, so no atomic — which userspace reads as sums
+ * (native: percpuSums). One definition for the receiver's, rsthold's and synrto's counters.
+ */
+#define VG_DEFINE_COUNT(fn, map)                                        \
+	static __always_inline void fn(__u32 which)                     \
+	{                                                               \
+		__u64 *v = bpf_map_lookup_elem(&(map), &which);         \
+		if (v)                                                  \
+			*v += 1;                                        \
+	}
+
 /* Key of the `services` map: a virtual service the kernel side filters on. */
 struct vg_service_key {
 	__u8 family;
