@@ -3,7 +3,7 @@
 // unknown; without fentry (BPF trampolines) UDP flows are not traced. The UDP hooks run on every datagram the host
 // sends or receives, so they are attached only while a UDP service is configured (loaded — verified — always).
 // Nothing here needs tracefs: tp_btf, fentry and kprobe.multi attach through BPF links, and the kernel's features
-// are read from its BTF (src/common/kernel-btf.ts). Only the classic kprobe fallback uses perf_event_open.
+// are read from its BTF (src/common/kernel-features.ts). Only the classic kprobe fallback uses perf_event_open.
 import * as fs from 'node:fs';
 import { BpfObject, LibbpfError, openBpfObject, records } from '../native/bpf';
 import { bpfObjectPath } from '../common/paths';
