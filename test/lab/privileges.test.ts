@@ -212,6 +212,26 @@ describe('least privilege: an unprivileged user with CAP_BPF, CAP_PERFMON and CA
     console.log(`[${KERNEL}] the three refusals took ${refuseMs} ms together`);
   });
 
+  test('why ip_vs_conn_new is no fentry: module BTF ids and fds are refused to these three (CAP_SYS_ADMIN only)', () => {
+    // fentry on a module function names the module's BTF object (attach_btf_obj_fd), which only BPF_BTF_GET_NEXT_ID
+    // and BPF_BTF_GET_FD_BY_ID hand out — and both check capable(CAP_SYS_ADMIN). The bpf(2) calls, made directly.
+    const py = [
+      'import ctypes, struct',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'a = ctypes.create_string_buffer(128)',
+      'for cmd in (23, 19):',  // BPF_BTF_GET_NEXT_ID, BPF_BTF_GET_FD_BY_ID
+      '    struct.pack_into("II", a, 0, 1, 0)',
+      '    r = libc.syscall(321, cmd, a, 128)',  // __NR_bpf on x86-64
+      '    print(cmd, "ok" if r >= 0 else ctypes.get_errno())',
+    ].join('\n');
+    const set = ['-all', ...LEAST.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`)].join(',');
+    const argv = ['prlimit', '--memlock=unlimited:unlimited', '--', 'setpriv', `--reuid=${UID}`, `--regid=${GID}`, '--clear-groups',
+      `--inh-caps=${set}`, `--ambient-caps=${set}`, `--bounding-set=${set}`, '--', 'python3', '-c', py];
+    const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['23 1', '19 1'], 'EPERM (1) for both');
+  });
+
   test('at the kernel\'s defaults (perf_event_paranoid=3, tracefs 0700 root) it runs where the kernel has kprobe.multi, and refuses naming the kernel and the fix where it has not', async () => {
     fs.writeFileSync(PARANOID, '3');
     try {
