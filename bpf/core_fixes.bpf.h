@@ -9,39 +9,6 @@
 #include <bpf/bpf_core_read.h>
 
 /*
- * tcp:tcp_retransmit_skb was an instance of the tcp_event_sk_skb event class until the tracepoint became its
- * own TRACE_EVENT with an `err` field (commit "tcp: add the ability to trace retransmit errors", ~6.17), which
- * renamed its raw record type. Both layouts carry skaddr and state; pick the record type the kernel has.
- */
-struct trace_event_raw_tcp_event_sk_skb___old {
-	struct trace_entry ent;
-	const void *skbaddr;
-	const void *skaddr;
-	int state;
-} __attribute__((preserve_access_index));
-
-struct trace_event_raw_tcp_retransmit_skb___new {
-	struct trace_entry ent;
-	const void *skbaddr;
-	const void *skaddr;
-	int state;
-} __attribute__((preserve_access_index));
-
-/* Read through bpf_probe_read_kernel: clang merges the two branches' ctx offsets into one moved ctx pointer,
- * which the verifier refuses for direct access. */
-static __always_inline const void *retransmit_skaddr(void *ctx, int *state)
-{
-	if (bpf_core_type_exists(struct trace_event_raw_tcp_retransmit_skb___new)) {
-		struct trace_event_raw_tcp_retransmit_skb___new *c = ctx;
-		*state = BPF_CORE_READ(c, state);
-		return BPF_CORE_READ(c, skaddr);
-	}
-	struct trace_event_raw_tcp_event_sk_skb___old *c = ctx;
-	*state = BPF_CORE_READ(c, state);
-	return BPF_CORE_READ(c, skaddr);
-}
-
-/*
  * struct ip_vs_conn_param lives in the ip_vs module. CO-RE finds it in the module's BTF where the kernel has
  * module BTF (Debian 6.1, 6.12). Debian 5.10 ships ip_vs without BTF, so there we fall back to the layout the
  * struct has had since "ipvs: Pass ipvs not net to ip_vs_conn_fill_param" (v4.5) — unchanged through 6.12:

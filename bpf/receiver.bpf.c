@@ -108,12 +108,7 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-static __always_inline void count(__u32 which)
-{
-	__u64 *v = bpf_map_lookup_elem(&counters, &which);
-	if (v)
-		*v += 1;
-}
+VG_DEFINE_COUNT(count, counters)
 
 /* A socket's addresses, normalised: IPv4-mapped IPv6 (::ffff:a.b.c.d) becomes AF_INET, as IPVS sees it. */
 struct vg_tuple {
@@ -244,25 +239,33 @@ static __always_inline void emit(__u8 kind, __u64 sk, const struct vg_tuple *t, 
 		emit_end(e);
 }
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int vg_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+/*
+ * The TCP hooks are BTF-typed raw tracepoints (tp_btf): the tracepoint's own arguments (the socket), attached through a
+ * BPF link (BPF_RAW_TRACEPOINT_OPEN) — no tracefs to find a tracepoint id, no perf_event_open, which Debian's
+ * perf_event_paranoid=3 refuses without CAP_SYS_ADMIN, and no record to fill per event. tp_btf needs the kernel's BTF,
+ * which the receiver requires anyway (CO-RE, the fentry UDP hooks): every kernel it runs on has it, so there is no
+ * classic-tracepoint fallback. The socket is read as the classic records were filled (TP_STORE_ADDRS, include/trace/
+ * events/sock.h): inet_sport and inet_saddr, not skc_num and skc_rcv_saddr — on ->CLOSE, tcp_set_state() runs
+ * inet_put_port(), which zeroes inet_num, before the tracepoint fires.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(vg_inet_sock_set_state, const struct sock *skp, int oldstate, int newstate)
 {
-	if (ctx->protocol != IPPROTO_TCP)
+	if (BPF_CORE_READ(skp, sk_protocol) != IPPROTO_TCP)
 		return 0;
 
-	__u64 sk = (__u64)ctx->skaddr;
-	int oldstate = ctx->oldstate, newstate = ctx->newstate;
+	__u64 sk = (__u64)skp;
+	const struct inet_sock *inet = (const struct inet_sock *)skp;
 	struct vg_tuple t = {};
-	t.family = ctx->family;
-	t.sport = ctx->sport;
-	t.dport = ctx->dport;
-	/* Arrays in a tracepoint record cannot be read through a moved ctx pointer: copy them out. */
+	t.family = BPF_CORE_READ(skp, __sk_common.skc_family);
+	t.sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
+	t.dport = bpf_ntohs(BPF_CORE_READ(skp, __sk_common.skc_dport));
 	if (t.family == AF_INET) {
-		bpf_probe_read_kernel(t.saddr, 4, ctx->saddr);
-		bpf_probe_read_kernel(t.daddr, 4, ctx->daddr);
+		BPF_CORE_READ_INTO((__u32 *)t.saddr, inet, inet_saddr);
+		BPF_CORE_READ_INTO((__u32 *)t.daddr, skp, __sk_common.skc_daddr);
 	} else {
-		bpf_probe_read_kernel(t.saddr, 16, ctx->saddr_v6);
-		bpf_probe_read_kernel(t.daddr, 16, ctx->daddr_v6);
+		BPF_CORE_READ_INTO((struct in6_addr *)t.saddr, skp, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)t.daddr, skp, __sk_common.skc_v6_daddr);
 		normalise(&t);
 	}
 
@@ -288,7 +291,7 @@ int vg_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		if (e) {
 			/* Why the handshake ended: tcp_write_err() leaves ETIMEDOUT, tcp_reset() ECONNREFUSED,
 			 * an ICMP error EHOSTUNREACH & co; an application closing the socket leaves 0. */
-			e->sk_err = BPF_CORE_READ((const struct sock *)sk, sk_err);
+			e->sk_err = BPF_CORE_READ(skp, sk_err);
 			emit_end(e);
 		}
 		if (hs) {
@@ -304,9 +307,11 @@ int vg_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	return 0;
 }
 
-/* Retransmits and resets read the socket itself: their record layouts differ across kernels, struct sock not. */
-static __always_inline int on_sock_event(__u8 kind, const struct sock *sk, int state)
+/* Retransmits and resets: the socket is the tracepoint's first argument on every kernel (tcp_retransmit_skb gained a
+ * third, err, around 6.17; we read only the first). The state is the socket's, as the classic records had it. */
+static __always_inline int on_sock_event(__u8 kind, const struct sock *sk)
 {
+	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	struct vg_tuple t;
 	tuple_from_sock(sk, &t);
 	bool svc = is_service(&t);
@@ -325,19 +330,16 @@ static __always_inline int on_sock_event(__u8 kind, const struct sock *sk, int s
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_retransmit_skb")
-int vg_tcp_retransmit_skb(void *ctx)
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(vg_tcp_retransmit_skb, const struct sock *sk)
 {
-	int state = 0;
-	const struct sock *sk = retransmit_skaddr(ctx, &state);
-	return on_sock_event(VG_EV_RETRANSMIT, sk, state);
+	return on_sock_event(VG_EV_RETRANSMIT, sk);
 }
 
-SEC("tracepoint/tcp/tcp_receive_reset")
-int vg_tcp_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(vg_tcp_receive_reset, struct sock *sk)
 {
-	const struct sock *sk = ctx->skaddr;
-	return on_sock_event(VG_EV_RESET, sk, BPF_CORE_READ(sk, __sk_common.skc_state));
+	return on_sock_event(VG_EV_RESET, sk);
 }
 
 static __always_inline void read_inet_addr(__u8 *dst, __u16 family, const union nf_inet_addr *src)
@@ -356,11 +358,11 @@ static __always_inline void read_inet_addr(__u8 *dst, __u16 family, const union 
  *
  *   datagram out   fentry udp_sendmsg / udpv6_sendmsg  every datagram, with the socket and the VIP (cgroup_skb
  *                                                      egress never sees IPVS-NATed datagrams)
- *   backend        kprobe ip_vs_conn_new               once per flow, inside its first udp_sendmsg, on the same thread
+ *   backend        kprobe(.multi) ip_vs_conn_new       once per flow, inside its first udp_sendmsg, on the same thread
  *   datagram back  fentry __udp_enqueue_schedule_skb   UDP datagrams queued to a socket only (cgroup_skb ingress would
  *                                                      run for every packet of every protocol)
  *   ICMP error     tp_btf sock:inet_sk_error_report    5.14+, both families, connected sockets; before it (5.10),
- *                  kprobe __udp4_lib_err               with the flow found by the quoted header's 4-tuple
+ *                  fentry __udp4_lib_err               with the flow found by the quoted header's 4-tuple
  *   end            fentry udp_destroy_sock / udpv6_destroy_sock
  */
 struct {
@@ -589,8 +591,8 @@ static __always_inline __u16 icmp_errno(__u8 type, __u8 code)
  * translated it back: destination = the VIP), the transport header the ICMP header. IPv6 needs no counterpart on
  * 5.10: IPVS drops the ICMPv6 error there before it reaches UDP (docs/udp.md).
  */
-SEC("kprobe/__udp4_lib_err")
-int BPF_KPROBE(vg_udp4_lib_err, struct sk_buff *skb)
+SEC("fentry/__udp4_lib_err")
+int BPF_PROG(vg_udp4_lib_err, struct sk_buff *skb)
 {
 	unsigned char *data = BPF_CORE_READ(skb, data);
 	unsigned char *head = BPF_CORE_READ(skb, head);
@@ -648,9 +650,15 @@ int BPF_PROG(vg_udpv6_destroy_sock, struct sock *sk)
 /*
  * ip_vs_conn_new(p, dest_af, daddr, dport, flags, dest, fwmark): same signature 5.10 .. 6.12. The real
  * destination is in daddr/dport; the client and virtual addresses are in *p.
+ *
+ * Two programs, one body; userspace attaches one (src/receiver/probe.ts). ip_vs is a module: fentry on it needs the
+ * module's BTF, which Debian 5.10 lacks and which libbpf (and the kernel: BPF_BTF_GET_NEXT_ID, BPF_BTF_GET_FD_BY_ID)
+ * hands out only with CAP_SYS_ADMIN. kprobe.multi (fprobe, 5.18+, CONFIG_FPROBE) attaches through a BPF link by
+ * symbol name: no perf_event_open, no tracefs, no /proc/kallsyms. Where the kernel has no fprobe (Debian 5.10, and
+ * Debian 12's 6.1, built without CONFIG_FPROBE) the classic kprobe remains, attached with perf_event_open.
  */
-SEC("kprobe/ip_vs_conn_new")
-int BPF_KPROBE(vg_ip_vs_conn_new, const void *param, int dest_af, const union nf_inet_addr *daddr, __be16 dport)
+static __always_inline int ip_vs_conn_new_seen(const void *param, int dest_af, const union nf_inet_addr *daddr,
+					       __be16 dport)
 {
 	count(VG_C_IPVS_SEEN);
 	struct vg_ipvs_param p = {};
@@ -716,6 +724,18 @@ int BPF_KPROBE(vg_ip_vs_conn_new, const void *param, int dest_af, const union nf
 	/* pid only when IPVS ran inside connect(); a rescheduled retransmit runs from a timer. */
 	emit(VG_EV_IPVS_CONN, sk, &t, TCP_SYN_SENT, TCP_SYN_SENT, hs, flags, (flags & VG_F_RESCHEDULED) ? 0 : id >> 32);
 	return 0;
+}
+
+SEC("kprobe.multi/ip_vs_conn_new")
+int BPF_KPROBE(vg_ip_vs_conn_new_multi, const void *param, int dest_af, const union nf_inet_addr *daddr, __be16 dport)
+{
+	return ip_vs_conn_new_seen(param, dest_af, daddr, dport);
+}
+
+SEC("kprobe/ip_vs_conn_new")
+int BPF_KPROBE(vg_ip_vs_conn_new, const void *param, int dest_af, const union nf_inet_addr *daddr, __be16 dport)
+{
+	return ip_vs_conn_new_seen(param, dest_af, daddr, dport);
 }
 
 /*

@@ -76,12 +76,7 @@ struct {
 	__type(value, __u64);
 } hold_counters SEC(".maps");
 
-static __always_inline void count(__u32 which)
-{
-	__u64 *v = bpf_map_lookup_elem(&hold_counters, &which);
-	if (v)
-		*v += 1;
-}
+VG_DEFINE_COUNT(count, hold_counters)
 
 SEC("cgroup_skb/ingress")
 int vg_hold_rst(struct __sk_buff *skb)

@@ -51,12 +51,7 @@ struct vg_clock_sample {
 struct vg_clock_sample clock_first = {};
 struct vg_clock_sample clock_last = {};
 
-static __always_inline void count(__u32 which)
-{
-	__u64 *v = bpf_map_lookup_elem(&rto_counters, &which);
-	if (v)
-		*v += 1;
-}
+VG_DEFINE_COUNT(count, rto_counters)
 
 SEC("sockops")
 int vg_syn_rto(struct bpf_sock_ops *skops)

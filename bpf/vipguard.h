@@ -12,9 +12,9 @@
 #define VG_EVENT_SIZE 160
 
 enum vg_event_kind {
-	VG_EV_STATE = 1,      /* sock:inet_sock_set_state, old_state -> new_state */
-	VG_EV_RETRANSMIT = 2, /* tcp:tcp_retransmit_skb; new_state = the socket's state */
-	VG_EV_RESET = 3,      /* tcp:tcp_receive_reset; new_state = the socket's state */
+	VG_EV_STATE = 1,      /* tp_btf inet_sock_set_state, old_state -> new_state */
+	VG_EV_RETRANSMIT = 2, /* tp_btf tcp_retransmit_skb; new_state = the socket's state */
+	VG_EV_RESET = 3,      /* tp_btf tcp_receive_reset; new_state = the socket's state */
 	VG_EV_IPVS_CONN = 4,  /* kprobe ip_vs_conn_new: IPVS chose backend_* for this socket */
 	VG_EV_RST_IN = 5,     /* cgroup_skb ingress: an RST refusing this SYN-SENT socket's connect arrived (it may
 	                       * be held back by the actuator, and then never reaches tcp:tcp_receive_reset) */
@@ -82,6 +82,19 @@ enum vg_counter {
 	VG_C_IPVS_SEEN,        /* ip_vs_conn_new calls seen */
 	VG_C__MAX,
 };
+
+/*
+ * BPF side only (the addon never expands it): defines `static void fn(__u32 which)`, adding one to entry `which` of
+ * `map`, a BPF_MAP_TYPE_PERCPU_ARRAY of __u64 — each CPU its own slot, so no atomic — which userspace reads as sums
+ * (native: percpuSums). One definition for the receiver's, rsthold's and synrto's counters.
+ */
+#define VG_DEFINE_COUNT(fn, map)                                        \
+	static __always_inline void fn(__u32 which)                     \
+	{                                                               \
+		__u64 *v = bpf_map_lookup_elem(&(map), &which);         \
+		if (v)                                                  \
+			*v += 1;                                        \
+	}
 
 /* Key of the `services` map: a virtual service the kernel side filters on. */
 struct vg_service_key {

@@ -6,7 +6,8 @@
 #
 # What a host then needs is Node (≥ 20.17) and libbpf at run time, no compiler: the package holds the compiled BPF
 # objects, the native addon (N-API, so one build serves Node 20, 22 and 24), the JavaScript with its production
-# dependencies, the systemd unit, the sysusers and sysctl snippets and a default /etc/vipguard/vipguard.yaml.
+# dependencies, the systemd unit, the sysusers snippet and a default /etc/vipguard/vipguard.yaml. The sysctl snippet
+# for kernels without kprobe.multi is only an example (/usr/share/doc/vipguard/examples/): installing it is an opt-in.
 # Layout under /usr/lib/vipguard mirrors the repository's, which is where the code looks for its parts
 # (src/common/paths.ts, src/native/addon.ts). --version (default: package.json's) lets the lab build a second
 # package to test upgrades with.
@@ -36,7 +37,7 @@ trap 'rm -rf "$stage"' EXIT
 root=$stage/root
 lib=$root/usr/lib/vipguard
 mkdir -p "$lib/dist" "$lib/native/build/Release" "$lib/build/bpf" "$root/usr/bin" "$root/etc/vipguard" \
-  "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" "$root/usr/lib/sysctl.d" "$root/usr/share/doc/vipguard" \
+  "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" "$root/usr/share/doc/vipguard/examples" \
   "$root/DEBIAN"
 
 # The daemon's code: dist/src without what only the repository uses (lab, benchmarks, demo, the test runner).
@@ -70,7 +71,7 @@ chmod 0755 "$root/usr/bin/vipguard"
 
 install -m 0644 deploy/vipguard.service "$root/lib/systemd/system/"
 install -m 0644 deploy/sysusers.d/vipguard.conf "$root/usr/lib/sysusers.d/"
-install -m 0644 deploy/sysctl.d/60-vipguard.conf "$root/usr/lib/sysctl.d/"
+install -m 0644 deploy/sysctl.d/60-vipguard.conf "$root/usr/share/doc/vipguard/examples/"
 install -m 0644 packaging/vipguard.yaml "$root/etc/vipguard/"
 install -m 0644 README.md "$root/usr/share/doc/vipguard/"
 install -m 0644 deploy/README.md "$root/usr/share/doc/vipguard/deploy.md"

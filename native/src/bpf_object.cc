@@ -402,17 +402,21 @@ private:
 		return env.Undefined();
 	}
 
-	// attach(program, { cgroup?: string }): auto-attach by section (tracepoint/, kprobe/, …) or to a cgroup.
+	// attach(program, { cgroup?: string, symbols?: string[] }): auto-attach by section (tp_btf/, fentry/, kprobe/, …),
+	// to a cgroup, or — a kprobe.multi program — to the named kernel functions. Named, because libbpf resolves a
+	// kprobe.multi section's pattern through /proc/kallsyms, whose addresses read as 0 without CAP_SYSLOG; given
+	// names, the kernel resolves them itself (BPF_LINK_CREATE, kprobe_multi.syms).
 	Napi::Value Attach(const Napi::CallbackInfo &info)
 	{
 		Napi::Env env = info.Env();
-		const char *usage = "attach(program: string, options?: { cgroup?: string })";
+		const char *usage = "attach(program: string, options?: { cgroup?: string, symbols?: string[] })";
 		CheckLoaded(env, "attach", true);
 		struct bpf_program *p = Prog(env, info[0], usage);
 		std::string name = bpf_program__name(p);
 		if (links_.count(name))
 			return env.Undefined();
 		std::string cgroup;
+		std::vector<std::string> symbols;
 		if (info.Length() > 1 && !info[1].IsUndefined()) {
 			if (!info[1].IsObject())
 				ThrowUsage(env, usage);
@@ -422,10 +426,30 @@ private:
 					ThrowUsage(env, usage);
 				cgroup = c.As<Napi::String>();
 			}
+			Napi::Value syms = info[1].As<Napi::Object>().Get("symbols");
+			if (!syms.IsUndefined()) {
+				if (!syms.IsArray() || !cgroup.empty())
+					ThrowUsage(env, usage);
+				Napi::Array a = syms.As<Napi::Array>();
+				for (uint32_t i = 0; i < a.Length(); i++) {
+					Napi::Value v = a.Get(i);
+					if (!v.IsString())
+						ThrowUsage(env, usage);
+					symbols.push_back(v.As<Napi::String>());
+				}
+				if (symbols.empty())
+					ThrowUsage(env, usage);
+			}
 		}
 		TakeLog();
 		struct bpf_link *link;
-		if (!cgroup.empty()) {
+		if (!symbols.empty()) {
+			std::vector<const char *> names;
+			for (const auto &sym : symbols)
+				names.push_back(sym.c_str());
+			LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .syms = names.data(), .cnt = names.size());
+			link = bpf_program__attach_kprobe_multi_opts(p, nullptr, &opts);
+		} else if (!cgroup.empty()) {
 			int fd = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 			if (fd < 0)
 				ThrowErrno(env, "attaching " + name + ": opening cgroup " + cgroup, errno);

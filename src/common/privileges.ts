@@ -6,12 +6,12 @@
 // The receiver (BPF tracing):
 //   CAP_BPF       create maps, load programs (bpf_capable(), 5.8+; CAP_SYS_ADMIN before)
 //   CAP_PERFMON   tracing program types, bpf_probe_read_kernel, socket pointers as keys (perfmon_capable(), 5.8+)
-//   perf_event_open for the tracepoints and the kprobe: CAP_PERFMON — except that Debian and Ubuntu kernels carry
-//                 a patch adding kernel.perf_event_paranoid=3 (their default), at which perf_event_open requires
-//                 CAP_SYS_ADMIN whatever else is granted. Mainline has no level above 2.
-//   tracefs       libbpf reads each tracepoint's id from <tracefs>/events/<category>/<name>/id: tracefs must be
-//                 mounted (mounting it needs CAP_SYS_ADMIN) and readable by us (its root is mode 0700 root:root
-//                 unless mounted with gid=/mode=)
+//   nothing else for the TCP tracepoints, the UDP hooks and, where the kernel has kprobe.multi, ip_vs_conn_new: tp_btf,
+//                 fentry and kprobe.multi attach through BPF links — no tracefs, no perf_event_open
+//   perf_event_open only for the classic kprobe on ip_vs_conn_new, the fallback on kernels without kprobe.multi
+//                 (fprobe: 5.18+ built with CONFIG_FPROBE — not Debian 5.10, nor Debian 12's 6.1): CAP_PERFMON, except
+//                 that Debian and Ubuntu kernels carry a patch adding kernel.perf_event_paranoid=3 (their default), at
+//                 which perf_event_open requires CAP_SYS_ADMIN whatever else is granted. Mainline has no level above 2.
 //   RLIMIT_MEMLOCK before 5.11, BPF memory is charged to it (memcg accounting replaced that in 5.11, series
 //                 "bpf: switch to memcg-based memory accounting"); libbpf raises it to unlimited, which needs a hard
 //                 limit of unlimited (systemd LimitMEMLOCK=infinity) or CAP_SYS_RESOURCE
@@ -30,6 +30,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { Config } from '../config/config';
+import { kernelHasKprobes, kprobeMultiAvailable } from './kernel-features';
 
 /** Capability numbers from include/uapi/linux/capability.h. */
 export const CAP = {
@@ -70,18 +71,18 @@ export function parseMemlock(limits: string): { soft: number; hard: number } | u
   return { soft: n(m[1]), hard: n(m[2]) };
 }
 
-export type TracefsAccess =
-  | { state: 'readable'; path: string }
-  | { state: 'unmounted' }
-  | { state: 'unreadable'; path: string; error: string };
-
 /** Everything the check looks at, gathered once (readFacts) so that the decision is pure and testable. */
 export interface PrivilegeFacts {
   capEff: bigint;
   /** /proc/sys/kernel/cap_last_cap: CAP_BPF and CAP_PERFMON exist when it is ≥ 39 (5.8+) */
   capLastCap?: number;
   perfEventParanoid?: number;
-  tracefs: TracefsAccess;
+  /** the receiver hooks ip_vs_conn_new with kprobe.multi (a BPF link); false: with the classic kprobe (perf_event_open) */
+  kprobeMulti: boolean;
+  /** the kernel has kprobes at all (else the receiver runs without the ip_vs hook and asks nothing for it) */
+  kprobes: boolean;
+  /** uname -r, for messages */
+  kernelRelease: string;
   memlock?: { soft: number; hard: number };
   /** BPF memory is memcg-accounted (5.11+), so RLIMIT_MEMLOCK does not matter */
   bpfMemcg: boolean;
@@ -145,28 +146,16 @@ export function missingPrivileges(needs: PrivilegeNeeds, f: PrivilegeFacts): Mis
     } else {
       if (!bpfOk) out.push({ what: 'CAP_BPF', neededBy: 'the receiver to create its BPF maps and load its programs', fix: grant });
       if (!perfOk) {
-        out.push({ what: 'CAP_PERFMON', neededBy: 'the receiver to load tracing programs (tracepoints, kprobe ip_vs_conn_new) that read kernel memory', fix: grant });
+        out.push({ what: 'CAP_PERFMON', neededBy: 'the receiver to load tracing programs (tp_btf, fentry, kprobe ip_vs_conn_new) that read kernel memory', fix: grant });
       }
     }
-    if ((f.perfEventParanoid ?? 0) > 2 && !has('CAP_SYS_ADMIN')) {
+    if (f.kprobes && !f.kprobeMulti && (f.perfEventParanoid ?? 0) > 2 && !has('CAP_SYS_ADMIN')) {
       out.push({
         what: `kernel.perf_event_paranoid ≤ 2 (it is ${f.perfEventParanoid})`,
-        neededBy: 'the receiver to attach its tracepoints and kprobe with perf_event_open, which Debian and Ubuntu kernels ' +
-          'restrict to CAP_SYS_ADMIN at level 3 and above',
-        fix: 'set kernel.perf_event_paranoid=2 (deploy/sysctl.d/60-vipguard.conf) or grant CAP_SYS_ADMIN (deploy/README.md)',
-      });
-    }
-    if (f.tracefs.state === 'unmounted' && !has('CAP_SYS_ADMIN')) {
-      out.push({
-        what: 'tracefs mounted at /sys/kernel/tracing',
-        neededBy: 'the receiver, whose tracepoints libbpf finds there (mounting it needs CAP_SYS_ADMIN)',
-        fix: 'mount it (mount -t tracefs nodev /sys/kernel/tracing) or run as root',
-      });
-    } else if (f.tracefs.state === 'unreadable') {
-      out.push({
-        what: `read access to tracefs (${f.tracefs.path}: ${f.tracefs.error})`,
-        neededBy: 'the receiver: libbpf reads each tracepoint\'s id there',
-        fix: `mount tracefs with gid=${process.getgid?.() ?? '<vipguard gid>'},mode=0750 (deploy/vipguard.service does) or grant CAP_DAC_READ_SEARCH`,
+        neededBy: `the receiver's kprobe on ip_vs_conn_new (each connection's real backend): this kernel (${f.kernelRelease}) has ` +
+          'no kprobe.multi (fprobe: 5.18+ built with CONFIG_FPROBE), so the kprobe is attached with perf_event_open, which ' +
+          'Debian and Ubuntu kernels restrict to CAP_SYS_ADMIN at level 3 and above',
+        fix: 'set kernel.perf_event_paranoid=2 (deploy/README.md, "Kernels without kprobe.multi") or grant CAP_SYS_ADMIN',
       });
     }
     const ml = f.memlock;
@@ -219,40 +208,12 @@ export class PrivilegeError extends Error {
 
 // ---- facts from this process and kernel ------------------------------------------------------------------------
 
-const TRACEPOINT_ID = 'events/sock/inet_sock_set_state/id';
-
 function readNumber(file: string): number | undefined {
   try {
     const n = Number(fs.readFileSync(file, 'utf8').trim());
     return Number.isFinite(n) ? n : undefined;
   } catch {
     return undefined;
-  }
-}
-
-/** Whether libbpf will be able to read tracepoint ids: tried for real (open + read), with our credentials. */
-export function tracefsAccess(): TracefsAccess {
-  let denied: { path: string; error: string } | undefined;
-  // libbpf 1.1 uses /sys/kernel/debug/tracing when it can reach it, else /sys/kernel/tracing: the same tracefs.
-  // A refusal names the latter, whose mount options are the fix (debugfs is 0700 root whatever we do).
-  for (const dir of ['/sys/kernel/tracing', '/sys/kernel/debug/tracing']) {
-    const file = `${dir}/${TRACEPOINT_ID}`;
-    try {
-      fs.readFileSync(file, 'utf8');
-      return { state: 'readable', path: dir };
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EACCES' || code === 'EPERM') denied ??= { path: dir, error: code };
-    }
-  }
-  if (denied) return { state: 'unreadable', ...denied };
-  // Not found anywhere: mounted but without that tracepoint (nothing to do with privileges), or not mounted
-  // (the mount point itself is then an empty directory of sysfs).
-  try {
-    return fs.readdirSync('/sys/kernel/tracing').length ? { state: 'readable', path: '/sys/kernel/tracing' } : { state: 'unmounted' };
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return code === 'EACCES' ? { state: 'unreadable', path: '/sys/kernel/tracing', error: code } : { state: 'unmounted' };
   }
 }
 
@@ -270,7 +231,7 @@ export function bpfMemcgAccounting(): boolean {
   }
 }
 
-/** Reads the facts; the receiver's (tracefs, BPF memory accounting) only when `receiver` is set. */
+/** Reads the facts; the receiver's (its ip_vs hook, BPF memory accounting) only when `receiver` is set. */
 export function readFacts(receiver = true): PrivilegeFacts {
   let limits = '';
   try { limits = fs.readFileSync('/proc/self/limits', 'utf8'); } catch { /* no procfs limits: skip the memlock check */ }
@@ -278,7 +239,9 @@ export function readFacts(receiver = true): PrivilegeFacts {
     capEff: parseCapEff(fs.readFileSync('/proc/self/status', 'utf8')),
     capLastCap: readNumber('/proc/sys/kernel/cap_last_cap'),
     perfEventParanoid: readNumber('/proc/sys/kernel/perf_event_paranoid'),
-    tracefs: receiver ? tracefsAccess() : { state: 'readable', path: '(not checked)' },
+    kprobeMulti: receiver ? kprobeMultiAvailable() : true,
+    kprobes: receiver ? kernelHasKprobes() : false,
+    kernelRelease: os.release(),
     memlock: parseMemlock(limits),
     bpfMemcg: receiver ? bpfMemcgAccounting() : true,
     unprivilegedPortStart: readNumber('/proc/sys/net/ipv4/ip_unprivileged_port_start'),

@@ -36,7 +36,8 @@ export interface BpfObject {
   /** After load: a .data/.bss global as the kernel has it now. */
   readGlobal(name: string): Buffer;
   load(): void;
-  attach(program: string, options?: { cgroup?: string }): void;
+  /** `symbols`: the kernel functions a kprobe.multi program attaches to, resolved by the kernel (no /proc/kallsyms). */
+  attach(program: string, options?: { cgroup?: string; symbols?: string[] }): void;
   detach(program: string): boolean;
   mapUpdate(map: string, key: Buffer, value: Buffer, flags?: number): void;
   mapLookup(map: string, key: Buffer): Buffer | null;

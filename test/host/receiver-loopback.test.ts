@@ -14,7 +14,7 @@ test('inet_sock_set_state delivers Close→SynSent→Established→…→Close w
   let probe: ReceiverProbe | undefined;
   try {
     probe = new ReceiverProbe((evs) => events.push(...evs), { services: [{ address: '127.0.0.1', port, id: 0 }] });
-    const hook = probe.hooks.find((h) => h.hook === 'tracepoint sock:inet_sock_set_state');
+    const hook = probe.hooks.find((h) => h.hook === 'tp_btf sock:inet_sock_set_state');
     assert.equal(hook?.active, true, `inet_sock_set_state not attached: ${hook?.reason}`);
 
     const client = net.connect(port, '127.0.0.1');

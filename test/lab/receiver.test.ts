@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Topology } from '../../src/lab/topology';
 import { Receiver } from '../../src/receiver/receiver';
+import { formatHook } from '../../src/receiver/hooks';
 import { Attempt, Connection, LifecycleSink } from '../../src/receiver/lifecycle';
 import { KernelEvent, TcpState, stateName } from '../../src/receiver/events';
 import { IpvsClient } from '../../src/actuator/ipvs';
@@ -103,7 +104,7 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
   const brief = (e: KernelEvent) => `${e.kind}:${e.kind === 'ipvs_conn' ? `${e.backend?.addr}:${e.backend?.port}` : `${stateName(e.oldState)}>${stateName(e.newState)}`}`;
 
   const ICMP_HOOKS = ['vg_udp_error_report', 'vg_udp4_lib_err'];
-  // sock:inet_sk_error_report arrived in 5.14: 5.10 falls back to the IPv4 error handler's kprobe.
+  // sock:inet_sk_error_report arrived in 5.14: 5.10 falls back to fentry on the IPv4 error handler.
   const ICMP_HOOK = KERNEL === '5.10' ? 'vg_udp4_lib_err' : 'vg_udp_error_report';
   const UDP_HOOKS = ['vg_udp_sendmsg', 'vg_udpv6_sendmsg', 'vg_udp_reply', 'vg_udp_destroy_sock', 'vg_udpv6_destroy_sock', ICMP_HOOK];
   const hookState = (program: string) => {
@@ -111,13 +112,30 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
     return h?.active ? 'active' : h?.standby ? 'standby' : 'inactive';
   };
 
-  test('every TCP hook is active, including the ip_vs_conn_new kprobe and the RST observer; with no UDP service the UDP hooks wait on standby', () => {
+  // How ip_vs_conn_new is hooked on each kernel — a kernel fact, from the kernels' own configs: kprobe.multi needs
+  // fprobe (5.18+, CONFIG_FPROBE), which Debian 6.12 has and Debian 12's 6.1 lacks ("# CONFIG_FPROBE is not set"); 5.10
+  // predates it. The other program of the pair is 'unused'.
+  const IPVS_HOOKS = ['vg_ip_vs_conn_new_multi', 'vg_ip_vs_conn_new'];
+  const IPVS_HOOK: Record<string, string> = { '5.10': 'vg_ip_vs_conn_new', '6.1': 'vg_ip_vs_conn_new', '6.12': 'vg_ip_vs_conn_new_multi' };
+
+  test('every TCP hook is active, including ip_vs_conn_new and the RST observer; with no UDP service the UDP hooks wait on standby', () => {
     for (const h of receiver.hooks) {
       if (UDP_HOOKS.includes(h.program)) assert.equal(hookState(h.program), 'standby', `${h.hook}: ${h.reason}`);
       else if (ICMP_HOOKS.includes(h.program)) assert.equal(h.unused, true, `${h.hook}: the ICMP hook this kernel does not need is 'unused' (${h.reason})`);
+      else if (IPVS_HOOKS.includes(h.program) && h.program !== IPVS_HOOK[KERNEL!]) assert.equal(h.unused, true, `${h.hook}: not this kernel's way (${h.reason})`);
       else assert.equal(h.active, true, `${h.hook}: ${h.reason}`);
     }
     assert.equal(receiver.tracesUdp, false);
+  });
+
+  test('the TCP tracepoints are tp_btf (BPF links: no tracefs, no perf_event_open); ip_vs_conn_new is hooked the way this kernel allows', () => {
+    for (const p of ['vg_inet_sock_set_state', 'vg_tcp_retransmit_skb', 'vg_tcp_receive_reset']) {
+      const h = receiver.hooks.find((x) => x.program === p);
+      assert.match(h?.hook ?? '', /^tp_btf /, `${p}: ${h?.hook}`);
+    }
+    const ipvs = receiver.hooks.find((x) => IPVS_HOOKS.includes(x.program) && x.active);
+    assert.equal(ipvs?.program, IPVS_HOOK[KERNEL!], `ip_vs_conn_new on ${KERNEL}: ${receiver.hooks.filter((x) => IPVS_HOOKS.includes(x.program)).map(formatHook).join('; ')}`);
+    console.log(`# kernel ${KERNEL}: ${receiver.hooks.filter((x) => IPVS_HOOKS.includes(x.program) || x.program === 'vg_inet_sock_set_state').map(formatHook).join('; ')}`);
   });
 
   test('the UDP hooks attach with the first UDP service and detach with the last: a UDP flow is traced only in between', async () => {
@@ -147,7 +165,7 @@ describe('receiver on real IPVS', { skip: SKIP }, () => {
     }
     for (const p of UDP_HOOKS) assert.equal(hookState(p), 'standby', `${p} detached with the last UDP service`);
     assert.equal(await flowTraced(), false, 'after the last UDP service went, nothing is traced again');
-    for (const h of receiver.hooks) if (!UDP_HOOKS.includes(h.program) && !ICMP_HOOKS.includes(h.program)) assert.equal(h.active, true, `${h.hook} untouched`);
+    for (const h of receiver.hooks) if (!UDP_HOOKS.includes(h.program) && !ICMP_HOOKS.includes(h.program) && !(IPVS_HOOKS.includes(h.program) && h.unused)) assert.equal(h.active, true, `${h.hook} untouched`);
   });
 
   test('direct connection to a backend: lifecycle, no IPVS information', async () => {

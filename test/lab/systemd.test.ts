@@ -5,11 +5,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { Topology } from '../../src/lab/topology';
 import { labPackages } from '../../src/lab/package';
 import { parseCapEff, capNames } from '../../src/common/privileges';
+import { kprobeMultiAvailable } from '../../src/common/kernel-features';
 import { ConnectResult, Load, ipvsWeights, assertKeptOut, must, mustAsync, quarantineAndSample, sleep } from './harness';
 import { waitFor } from '../helpers';
 
@@ -49,6 +51,7 @@ describe('the systemd unit under systemd', { skip: SKIP }, () => {
     if (process.env.VIPGUARD_TEST_DEBUG) console.log(`--- journal:\n${journal()}`);
     spawnSync('systemctl', ['stop', 'vipguard.service'], { timeout: 60_000 });
     spawnSync('dpkg', ['--purge', 'vipguard'], { timeout: 300_000 });
+    fs.rmSync('/etc/sysctl.d/60-vipguard.conf', { force: true });
     fs.writeFileSync(PARANOID, paranoidBefore);
     await topo?.down();
   });
@@ -66,6 +69,26 @@ describe('the systemd unit under systemd', { skip: SKIP }, () => {
     assert.equal(show('UnitFileState').UnitFileState, 'disabled', 'a first install does not enable the service');
     fs.writeFileSync(CONFIG, config());
 
+    // --- no host-wide change by the package; the opt-in on a kernel without kprobe.multi ----------------------
+    // Debian 12's 6.1 has no CONFIG_FPROBE: ip_vs_conn_new takes the classic kprobe, whose perf_event_open Debian's
+    // perf_event_paranoid=3 refuses without CAP_SYS_ADMIN. The unit then refuses to start (77, no restart), naming
+    // the kernel and the fix; the administrator's opt-in (deploy/README.md) makes it start.
+    assert.equal(fs.readFileSync(PARANOID, 'utf8').trim(), paranoidBefore, 'the install changed no sysctl');
+    if (!kprobeMultiAvailable()) {
+      fs.writeFileSync(PARANOID, '3');
+      const refused = spawnSync('systemctl', ['start', 'vipguard.service'], { encoding: 'utf8', timeout: 120_000 });
+      assert.notEqual(refused.status, 0, 'start refused at perf_event_paranoid=3');
+      const r = show('ActiveState', 'ExecMainStatus', 'NRestarts');
+      assert.equal(r.ExecMainStatus, '77', JSON.stringify(r));
+      assert.equal(r.NRestarts, '0', 'RestartPreventExitStatus: no restart loop');
+      assert.match(journal(), new RegExp(`missing kernel\\.perf_event_paranoid ≤ 2 \\(it is 3\\) .*this kernel \\(${os.release().replace(/[.+]/g, '\\$&')}\\) has no kprobe\\.multi.*set kernel\\.perf_event_paranoid=2`));
+      must('cp', ['/usr/share/doc/vipguard/examples/60-vipguard.conf', '/etc/sysctl.d/']);
+      must('sysctl', ['-p', '/etc/sysctl.d/60-vipguard.conf']);
+      assert.equal(fs.readFileSync(PARANOID, 'utf8').trim(), '2');
+      spawnSync('systemctl', ['reset-failed', 'vipguard.service']);
+      console.log(`[${KERNEL}] no kprobe.multi: refused at perf_event_paranoid=3 (exit 77), started after the opt-in`);
+    }
+
     // --- start: Type=notify, so `systemctl start` returns once vipguard said READY=1 -------------------------
     let t = Date.now();
     must('systemctl', ['enable', '--now', 'vipguard.service']);
@@ -81,6 +104,9 @@ describe('the systemd unit under systemd', { skip: SKIP }, () => {
     assert.deepEqual(capNames(parseCapEff(status)).sort(), ['CAP_BPF', 'CAP_NET_ADMIN', 'CAP_PERFMON'], 'exactly the three capabilities');
     assert.equal(fs.readFileSync(EXPIRE, 'utf8').trim(), '1', 'the sandbox lets it manage expire_nodest_conn');
     assert.match(journal(), /receiver: tracing/, 'the receiver attached under the sandbox');
+    assert.match(journal(), kprobeMultiAvailable() ? /receiver: active +kprobe\.multi ip_vs_conn_new/ : /receiver: active +kprobe ip_vs_conn_new/,
+      'ip_vs_conn_new attached, and the log says how');
+    assert.doesNotMatch(journal(), /receiver: INACTIVE/, 'every hook attached');
 
     // --- a quarantine by the unit's vipguard -----------------------------------------------------------------
     const load = new Load(topo.vip.host, topo.vip.port, 10, 3000);

@@ -30,6 +30,10 @@ describe('receiver senses UDP: the embedded rules quarantine a dead UDP backend 
     }));
     const hooks = v.lines.filter((l) => /receiver: (active|standby|unused|INACTIVE)/.test(l));
     console.log(`# kernel ${KERNEL}: hooks\n${hooks.map((l) => `#   ${l.replace(/^.*receiver: /, '')}`).join('\n')}`);
+    // The ICMP error hook of this kernel, attached through a BPF link: sock:inet_sk_error_report arrived in 5.14, so
+    // 5.10 has fentry on __udp4_lib_err (no kprobe, no perf_event_open).
+    const icmp = KERNEL === '5.10' ? /^active +fentry __udp4_lib_err / : /^active +tp_btf sock:inet_sk_error_report /;
+    assert.ok(hooks.some((l) => icmp.test(l.replace(/^.*receiver: /, ''))), `the ICMP error hook of ${KERNEL}:\n${hooks.join('\n')}`);
     assert.ok(v.lines.some((l) => /receiver: tracing .*dns=udp\//.test(l)), `the receiver traces the UDP service:\n${v.lines.join('\n')}`);
     return v;
   }

@@ -55,6 +55,13 @@ test('Pod Security: the namespace admits exactly what the pod needs, and the pod
   assert.deepEqual([...container.securityContext.capabilities.add].sort(), ['BPF', 'NET_ADMIN', 'PERFMON']);
 });
 
+test('no host-wide change: the pod mounts no tracefs (every hook attaches through a BPF link) and asks for no sysctl', () => {
+  const hostPaths = pod.volumes.filter((v: Doc) => v.hostPath).map((v: Doc) => v.hostPath.path);
+  assert.deepEqual(hostPaths, ['/var/lib/vipguard'], 'only the state directory');
+  assert.ok(!container.volumeMounts.some((m: Doc) => /tracing|debug/.test(m.mountPath)));
+  assert.equal(pod.securityContext?.sysctls, undefined);
+});
+
 test('ports: the sidecar collector listens where vipguard exports, off the node agent\'s 4317', () => {
   const operator = parse(fs.readFileSync(path.join(REPO_ROOT, 'otel-config/kubernetes/sidecar.yaml'), 'utf8'));
   const env = Object.fromEntries((operator.spec.env as { name: string; value: string }[]).map((e) => [e.name, e.value]));

@@ -32,9 +32,11 @@ test('scripts/package.sh builds a package that needs only Node and libbpf, with 
       '/usr/lib/vipguard/build/bpf/receiver.bpf.o', '/usr/lib/vipguard/build/bpf/rsthold.bpf.o', '/usr/lib/vipguard/build/bpf/synrto.bpf.o',
       '/usr/lib/vipguard/build/otlp-proto/opentelemetry/proto/collector/trace/v1/trace_service.proto',
       '/usr/lib/vipguard/node_modules/@grpc/grpc-js/package.json', '/lib/systemd/system/vipguard.service', '/usr/lib/sysusers.d/vipguard.conf',
-      '/usr/lib/sysctl.d/60-vipguard.conf', '/etc/vipguard/vipguard.yaml', '/usr/share/doc/vipguard/config.md']) {
+      '/usr/share/doc/vipguard/examples/60-vipguard.conf', '/etc/vipguard/vipguard.yaml', '/usr/share/doc/vipguard/config.md']) {
       assert.ok(files.includes(f), `holds ${f}`);
     }
+    // No host-wide change by default: the perf_event_paranoid snippet (kernels without kprobe.multi) is an example.
+    assert.deepEqual(files.filter((f) => f.startsWith('/usr/lib/sysctl.d/') || f.startsWith('/etc/sysctl.d/')), [], 'no sysctl snippet installed');
     const strays = files.filter((f) => /\/dist\/(test|src\/(lab|bench|demo))\/|\.map$|\.ts$|\/node_modules\/(typescript|node-gyp|fast-check|kubernetes-models|@types)\//.test(f) && !f.endsWith('.d.ts'));
     assert.deepEqual(strays.slice(0, 5), [], 'no tests, lab, benchmarks, sources, maps or development dependencies');
     assert.ok(files.length < 20_000, `${files.length} files`);
@@ -46,6 +48,7 @@ test('scripts/package.sh builds a package that needs only Node and libbpf, with 
       assert.equal(st.mode & 0o777, 0o755, `${s} executable`);
       const n = spawnSync('sh', ['-n', path.join(ctl, s)], { encoding: 'utf8' });
       assert.equal(n.status, 0, `${s}: ${n.stderr}`);
+      assert.ok(!/^\s*sysctl\b/m.test(fs.readFileSync(path.join(ctl, s), 'utf8')), `${s} sets no sysctl`);
     }
     fs.rmSync(ctl, { recursive: true, force: true });
   } finally {

@@ -13,7 +13,7 @@ const caps = (...names: CapName[]) => names.reduce((s, n) => s | (1n << BigInt(C
 const LEAST = caps('CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN');
 
 const facts = (o: Partial<PrivilegeFacts> = {}): PrivilegeFacts => ({
-  capEff: LEAST, capLastCap: 40, perfEventParanoid: 2, tracefs: { state: 'readable', path: '/sys/kernel/tracing' },
+  capEff: LEAST, capLastCap: 40, perfEventParanoid: 3, kprobeMulti: true, kprobes: true, kernelRelease: '6.12.117+deb13-amd64',
   memlock: { soft: 8 << 20, hard: 8 << 20 }, bpfMemcg: true, unprivilegedPortStart: 1024, ...o,
 });
 const BOTH: PrivilegeNeeds = { receiver: true, actuator: true, expireNodestConn: true, synTimeout: false, listenPorts: [9464, 9095, 4319] };
@@ -80,8 +80,8 @@ test('each part asks only for its own', () => {
   const receiverOnly = { ...BOTH, actuator: false, expireNodestConn: false };
   assert.deepEqual(whats(receiverOnly, facts({ capEff: caps('CAP_BPF', 'CAP_PERFMON') })), []);
   const actuatorOnly = { ...BOTH, receiver: false };
-  assert.deepEqual(whats(actuatorOnly, facts({ capEff: caps('CAP_NET_ADMIN'), perfEventParanoid: 3, tracefs: { state: 'unmounted' } })), [],
-    'the actuator needs neither BPF nor tracefs nor perf_event_open');
+  assert.deepEqual(whats(actuatorOnly, facts({ capEff: caps('CAP_NET_ADMIN'), perfEventParanoid: 3, kprobeMulti: false })), [],
+    'the actuator needs neither BPF nor perf_event_open');
   assert.deepEqual(whats({ ...actuatorOnly, synTimeout: true }, facts({ capEff: caps('CAP_NET_ADMIN') })), ['CAP_BPF'],
     'the synTimeout sock_ops program needs CAP_BPF');
   const m = missingPrivileges({ ...BOTH, expireNodestConn: false, synTimeout: true }, facts({ capEff: caps('CAP_BPF', 'CAP_PERFMON') }));
@@ -98,22 +98,22 @@ test('CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, and is what kernels b
   assert.deepEqual(whats(BOTH, facts({ capEff: caps('CAP_NET_ADMIN'), capLastCap: 37 })), ['CAP_SYS_ADMIN']);
 });
 
-test('Debian and Ubuntu perf_event_paranoid ≥ 3: perf_event_open wants CAP_SYS_ADMIN', () => {
-  const m = missingPrivileges(BOTH, facts({ perfEventParanoid: 3 }));
-  assert.equal(m.length, 1);
-  assert.equal(m[0].what, 'kernel.perf_event_paranoid ≤ 2 (it is 3)');
-  assert.match(m[0].fix, /kernel\.perf_event_paranoid=2.*or grant CAP_SYS_ADMIN/);
-  assert.deepEqual(whats(BOTH, facts({ perfEventParanoid: 4, capEff: LEAST | caps('CAP_SYS_ADMIN') })), []);
-  assert.deepEqual(whats(BOTH, facts({ perfEventParanoid: -1 })), []);
+test('with kprobe.multi (fprobe) every hook is a BPF link: no perf_event_paranoid requirement, no tracefs', () => {
+  for (const perfEventParanoid of [-1, 2, 3, 4]) assert.deepEqual(whats(BOTH, facts({ perfEventParanoid })), [], `paranoid ${perfEventParanoid}`);
 });
 
-test('tracefs: unmounted needs CAP_SYS_ADMIN to mount it; unreadable needs group access or CAP_DAC_READ_SEARCH', () => {
-  assert.deepEqual(whats(BOTH, facts({ tracefs: { state: 'unmounted' } })), ['tracefs mounted at /sys/kernel/tracing']);
-  assert.deepEqual(whats(BOTH, facts({ tracefs: { state: 'unmounted' }, capEff: LEAST | caps('CAP_SYS_ADMIN') })), []);
-  const m = missingPrivileges(BOTH, facts({ tracefs: { state: 'unreadable', path: '/sys/kernel/tracing', error: 'EACCES' } }));
+test('without kprobe.multi (5.10, Debian 12\'s 6.1) the classic kprobe needs perf_event_open: paranoid ≤ 2 or CAP_SYS_ADMIN, naming the kernel', () => {
+  const old = { kprobeMulti: false, kernelRelease: '6.1.0-50-amd64' };
+  const m = missingPrivileges(BOTH, facts({ ...old, perfEventParanoid: 3 }));
   assert.equal(m.length, 1);
-  assert.equal(m[0].what, 'read access to tracefs (/sys/kernel/tracing: EACCES)');
-  assert.match(m[0].fix, /gid=\d+,mode=0750.*CAP_DAC_READ_SEARCH/);
+  assert.equal(m[0].what, 'kernel.perf_event_paranoid ≤ 2 (it is 3)');
+  assert.match(m[0].neededBy, /kprobe on ip_vs_conn_new .*this kernel \(6\.1\.0-50-amd64\) has no kprobe\.multi \(fprobe: 5\.18\+ built with CONFIG_FPROBE\)/);
+  assert.match(m[0].fix, /kernel\.perf_event_paranoid=2 \(deploy\/README\.md.*or grant CAP_SYS_ADMIN/);
+  assert.deepEqual(whats(BOTH, facts({ ...old, perfEventParanoid: 2 })), []);
+  assert.deepEqual(whats(BOTH, facts({ ...old, perfEventParanoid: -1 })), []);
+  assert.deepEqual(whats(BOTH, facts({ ...old, perfEventParanoid: 4, capEff: LEAST | caps('CAP_SYS_ADMIN') })), []);
+  assert.deepEqual(whats(BOTH, facts({ ...old, kprobes: false })), [], 'no kprobes at all: the receiver runs without the ip_vs hook, and says so');
+  assert.deepEqual(whats({ ...BOTH, receiver: false }, facts(old)), [], 'only the receiver hooks ip_vs_conn_new');
 });
 
 test('RLIMIT_MEMLOCK matters only without memcg accounting (before 5.11), and not with CAP_SYS_RESOURCE or an unlimited hard limit', () => {
@@ -155,7 +155,7 @@ test('deploy/ grants exactly what the check asks for: the systemd unit and the D
   assert.deepEqual(setting('LimitMEMLOCK'), ['infinity'], 'for 5.10');
   assert.deepEqual(setting('NoNewPrivileges'), ['yes']);
   assert.ok(setting('User')[0] && setting('User')[0] !== 'root', 'a dedicated user');
-  assert.ok(setting('ExecStartPre').some((l) => /remount,gid=.*mode=0750 \/sys\/kernel\/tracing/.test(l)), 'tracefs readable by its group');
+  assert.ok(!/tracefs|\/sys\/kernel\/tracing|perf_event_paranoid\s*=/.test(unit.replace(/^#.*$/gm, '')), 'no host-wide change: no tracefs remount, no sysctl');
   assert.deepEqual(setting('StateDirectory'), ['vipguard']);
   const c = parseConfig('services: []\n');
   assert.equal(c.actuator.stateFile, '/var/lib/vipguard/state.json', 'the default state file is in StateDirectory');
@@ -173,4 +173,6 @@ test('deploy/ grants exactly what the check asks for: the systemd unit and the D
   assert.equal(cfg.actuator.expireNodestConn, false, 'a container cannot write /proc/sys');
   assert.deepEqual(missingPrivileges(needsOf(cfg, { receiver: true, actuator: true }),
     facts({ capEff: caps('CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN') })), []);
+  const volumes = ds.spec.template.spec.volumes.map((v: { hostPath?: { path: string } }) => v.hostPath?.path);
+  assert.ok(!volumes.includes('/sys/kernel/tracing'), 'no tracefs volume');
 });
