@@ -65,8 +65,11 @@ cp -a build/otlp-proto "$lib/build/"
 # /usr/bin/vipguard: Node from the nodejs package, the CLI from the package's tree.
 cat >"$root/usr/bin/vipguard" <<'EOF'
 #!/bin/sh
-exec /usr/bin/node /usr/lib/vipguard/dist/src/cli/main.js "$@"
+exec /usr/bin/node @NODE_FLAGS@ /usr/lib/vipguard/dist/src/cli/main.js "$@"
 EOF
+# Node's flags: src/common/node-flags.ts (the benchmarks measure with the same), read from the staged tree.
+node_flags=$(node -p 'require(process.argv[1]).NODE_FLAGS.join(" ")' "$lib/dist/src/common/node-flags.js")
+sed -i "s|@NODE_FLAGS@|$node_flags|" "$root/usr/bin/vipguard"
 chmod 0755 "$root/usr/bin/vipguard"
 
 install -m 0644 deploy/vipguard.service "$root/lib/systemd/system/"

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT, packageVersion } from '../../src/common/paths';
+import { NODE_FLAGS } from '../../src/common/node-flags';
 
 const SCRIPT = path.join(REPO_ROOT, 'scripts', 'package.sh');
 const built = fs.existsSync(path.join(REPO_ROOT, 'native/build/Release/vipguard_native.node'));
@@ -40,6 +41,9 @@ test('scripts/package.sh builds a package that needs only Node and libbpf, with 
     const strays = files.filter((f) => /\/dist\/(test|src\/(lab|bench|demo))\/|\.map$|\.ts$|\/node_modules\/(typescript|node-gyp|fast-check|kubernetes-models|@types)\//.test(f) && !f.endsWith('.d.ts'));
     assert.deepEqual(strays.slice(0, 5), [], 'no tests, lab, benchmarks, sources, maps or development dependencies');
     assert.ok(files.length < 20_000, `${files.length} files`);
+    // The launcher gives Node the flags the benchmarks measured with.
+    const launcher = spawnSync('sh', ['-c', `dpkg-deb --fsys-tarfile "$1" | tar -xO ./usr/bin/vipguard`, 'sh', deb], { encoding: 'utf8' }).stdout;
+    assert.equal(launcher.trim().split('\n').at(-1), `exec /usr/bin/node ${NODE_FLAGS.join(' ')} /usr/lib/vipguard/dist/src/cli/main.js "$@"`);
     const ctl = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-deb-ctl-'));
     assert.equal(spawnSync('dpkg-deb', ['-e', deb, ctl]).status, 0);
     assert.equal(fs.readFileSync(path.join(ctl, 'conffiles'), 'utf8').trim(), '/etc/vipguard/vipguard.yaml');
