@@ -101,7 +101,9 @@ export async function startVipguard(yaml: string, opts: { only?: 'receiver' | 'a
   const dir = opts.dir ?? tempDir('vg-bench-');
   const config = path.join(dir, opts.only ? `vipguard-${opts.only}.yaml` : 'vipguard.yaml');
   fs.writeFileSync(config, yaml.replace(/\$DIR/g, dir));
-  const args = [...NODE_FLAGS, path.join(opts.root ?? REPO_ROOT, 'dist/src/cli/main.js'), 'run', '--config', config, ...(opts.only ? ['--only', opts.only] : [])];
+  // An earlier revision (bench --baseline) runs as it shipped: without this tree's launcher flags.
+  const flags = opts.root && opts.root !== REPO_ROOT ? [] : NODE_FLAGS;
+  const args = [...flags, path.join(opts.root ?? REPO_ROOT, 'dist/src/cli/main.js'), 'run', '--config', config, ...(opts.only ? ['--only', opts.only] : [])];
   const proc = Proc.start(`vipguard${opts.only ? ` --only ${opts.only}` : ''}`, process.execPath, args);
   const readyMs = opts.readyMs ?? 90_000;
   const out: VipguardProc = { proc, dir };
