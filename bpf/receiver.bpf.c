@@ -251,21 +251,27 @@ static __always_inline void emit(__u8 kind, __u64 sk, const struct vg_tuple *t, 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(vg_inet_sock_set_state, const struct sock *skp, int oldstate, int newstate)
 {
-	if (BPF_CORE_READ(skp, sk_protocol) != IPPROTO_TCP)
+	/*
+	 * This runs on every TCP state change of the host: read the socket directly (a BTF-typed argument, loads the
+	 * verifier checks) rather than through bpf_probe_read_kernel() calls — but for the source port: inet_sport lies
+	 * beyond struct sock (the verifier refuses a direct load there), and skc_num will not do: it is zeroed when the
+	 * port is released, before the socket's last change to Close. Addresses as the old tracepoint record had them:
+	 * skc_rcv_saddr is inet_saddr once connect() has routed.
+	 */
+	if (skp->sk_protocol != IPPROTO_TCP)
 		return 0;
 
 	__u64 sk = (__u64)skp;
-	const struct inet_sock *inet = (const struct inet_sock *)skp;
 	struct vg_tuple t = {};
-	t.family = BPF_CORE_READ(skp, __sk_common.skc_family);
-	t.sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
-	t.dport = bpf_ntohs(BPF_CORE_READ(skp, __sk_common.skc_dport));
+	t.family = skp->__sk_common.skc_family;
+	t.sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)skp, inet_sport));
+	t.dport = bpf_ntohs(skp->__sk_common.skc_dport);
 	if (t.family == AF_INET) {
-		BPF_CORE_READ_INTO((__u32 *)t.saddr, inet, inet_saddr);
-		BPF_CORE_READ_INTO((__u32 *)t.daddr, skp, __sk_common.skc_daddr);
+		*(__u32 *)t.saddr = skp->__sk_common.skc_rcv_saddr;
+		*(__u32 *)t.daddr = skp->__sk_common.skc_daddr;
 	} else {
-		BPF_CORE_READ_INTO((struct in6_addr *)t.saddr, skp, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO((struct in6_addr *)t.daddr, skp, __sk_common.skc_v6_daddr);
+		__builtin_memcpy(t.saddr, &skp->__sk_common.skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(t.daddr, &skp->__sk_common.skc_v6_daddr, 16);
 		normalise(&t);
 	}
 
@@ -291,7 +297,7 @@ int BPF_PROG(vg_inet_sock_set_state, const struct sock *skp, int oldstate, int n
 		if (e) {
 			/* Why the handshake ended: tcp_write_err() leaves ETIMEDOUT, tcp_reset() ECONNREFUSED,
 			 * an ICMP error EHOSTUNREACH & co; an application closing the socket leaves 0. */
-			e->sk_err = BPF_CORE_READ(skp, sk_err);
+			e->sk_err = skp->sk_err;
 			emit_end(e);
 		}
 		if (hs) {
