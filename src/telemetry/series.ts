@@ -28,6 +28,10 @@ export class SeriesSum {
 
   constructor(readonly descriptor: Descriptor, readonly monotonic: boolean, private readonly maxSeries: number) {}
 
+  get size(): number {
+    return this.series.size;
+  }
+
   /** Adds `n` to the series `key`, made with `attributes()` the first time (dropped past maxSeries: counted). */
   add(key: string, attributes: () => Attributes, n: number): boolean {
     let s = this.series.get(key);
@@ -55,6 +59,10 @@ export class SeriesHistogram {
   private readonly series = new Map<string, { attributes: Attributes; start: HrTime; counts: number[]; sum: number; count: number; min: number; max: number }>();
 
   constructor(readonly descriptor: Descriptor, private readonly boundaries: readonly number[], private readonly maxSeries: number) {}
+
+  get size(): number {
+    return this.series.size;
+  }
 
   record(key: string, attributes: () => Attributes, v: number): boolean {
     let s = this.series.get(key);
@@ -104,11 +112,10 @@ export class SeriesProducer implements MetricProducer {
     return i;
   }
 
+  /** Instruments without a series yet are left out, as the SDK leaves out an instrument nothing was recorded on. */
   async collect(): Promise<CollectionResult> {
     const end = hrNow();
-    return {
-      resourceMetrics: { resource: this.resource, scopeMetrics: [{ scope: this.scope, metrics: this.instruments.map((i) => i.collect(end)) }] },
-      errors: [],
-    };
+    const metrics = this.instruments.filter((i) => i.size > 0).map((i) => i.collect(end));
+    return { resourceMetrics: { resource: this.resource, scopeMetrics: [{ scope: this.scope, metrics }] }, errors: [] };
   }
 }

@@ -16,6 +16,7 @@ import { Topology } from '../../src/lab/topology';
 import { labPackages } from '../../src/lab/package';
 import { ConnectResult, Load, ipvsWeights, assertKeptOut, must, mustAsync, quarantineAndSample, sleep, startVipguard, stopVipguard, vgStatus, VipguardProcess } from './harness';
 import { labConfig } from '../../src/lab/vipguard-process';
+import { NODE_FLAGS } from '../../src/common/node-flags';
 
 const KERNEL = process.env.VIPGUARD_LAB_KERNEL;
 const PKG = labPackages();
@@ -88,9 +89,9 @@ describe('the Debian package', { skip: SKIP }, () => {
       actuator: { reconcileInterval: '500ms', quarantine: { base: '60s', max: '2m', probeTimeout: '300ms' } },
     });
     vg = await startVipguard(yaml, { dir: STATE_DIR, configPath: CONFIG, command: VIPGUARD });
-    // /usr/bin/vipguard execs node on the package's tree: that is the process running.
+    // /usr/bin/vipguard execs node, with the launcher's flags, on the package's tree: that is the process running.
     const argv = fs.readFileSync(`/proc/${vg.proc.pid}/cmdline`, 'utf8').split('\0');
-    assert.equal(argv[1], '/usr/lib/vipguard/dist/src/cli/main.js', `the process runs the package's tree: ${argv.join(' ')}`);
+    assert.deepEqual(argv.slice(1, 2 + NODE_FLAGS.length), [...NODE_FLAGS, '/usr/lib/vipguard/dist/src/cli/main.js'], `the process runs the package's tree: ${argv.join(' ')}`);
     const load = new Load(topo.vip.host, topo.vip.port, 10, 3000);
     load.start();
     let results: ConnectResult[] = [];
