@@ -2,23 +2,21 @@
 // (/sys/kernel/btf/vmlinux, world-readable), where a name is when the kernel was built with the code that declares it.
 import * as fs from 'node:fs';
 
-let cached: Buffer | null | undefined;
-
-function vmlinuxBtf(): Buffer | null {
-  if (cached === undefined) {
-    try {
-      cached = fs.readFileSync('/sys/kernel/btf/vmlinux');
-    } catch {
-      cached = null;
-    }
-  }
-  return cached;
-}
+/** Answers already read: the BTF itself (several MB) is not kept, it would stay resident for the process's life. */
+const answers = new Map<string, boolean | undefined>();
 
 /** Whether the kernel's BTF holds `name` as a whole string (a type, function or enum value name); undefined without BTF. */
 export function kernelBtfHas(name: string): boolean | undefined {
-  const btf = vmlinuxBtf();
-  return btf ? btf.includes(`\0${name}\0`) : undefined;
+  if (!answers.has(name)) {
+    let btf: Buffer | undefined;
+    try {
+      btf = fs.readFileSync('/sys/kernel/btf/vmlinux');
+    } catch {
+      btf = undefined;
+    }
+    answers.set(name, btf ? btf.includes(`\0${name}\0`) : undefined);
+  }
+  return answers.get(name);
 }
 
 /**
