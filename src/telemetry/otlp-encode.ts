@@ -18,11 +18,12 @@ export class ProtoWriter {
     this.buf = Buffer.allocUnsafe(size);
   }
 
-  private room(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
+  private room(n: number): this {
+    if (this.pos + n <= this.buf.length) return this;
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
     this.buf.copy(next, 0, 0, this.pos);
     this.buf = next;
+    return this;
   }
 
   varint(v: number): this {
@@ -74,18 +75,20 @@ export class ProtoWriter {
   }
 
   fixed64(field: number, v: bigint): this {
-    this.tag(field, 1);
-    this.room(8);
-    this.buf.writeBigUInt64LE(v, this.pos);
-    this.pos += 8;
+    this.tag(field, 1).room(8);
+    this.pos = this.buf.writeBigUInt64LE(v, this.pos);
     return this;
   }
 
   double(field: number, v: number): this {
-    this.tag(field, 1);
-    this.room(8);
-    this.buf.writeDoubleLE(v, this.pos);
-    this.pos += 8;
+    this.tag(field, 1).room(8);
+    this.pos = this.buf.writeDoubleLE(v, this.pos);
+    return this;
+  }
+
+  fixed32(field: number, v: number): this {
+    this.tag(field, 5).room(4);
+    this.pos = this.buf.writeUInt32LE(v, this.pos);
     return this;
   }
 
@@ -213,22 +216,15 @@ export class SpanEncoder {
       w.message(13, (l) => {
         l.bytes(1, s.traceId).bytes(2, s.parentSpanId!);
         if (s.traceState) l.string(3, s.traceState);
-        l.tag(6, 5);
-        l.raw(u32le(FLAGS_SAMPLED_LOCAL_PARENT));
+        l.fixed32(6, FLAGS_SAMPLED_LOCAL_PARENT);
       });
     }
     w.message(15, (st) => {
       if (s.error !== undefined) st.string(2, s.error).tag(3, 0).varint(STATUS_ERROR);
     });
-    w.tag(16, 5).raw(u32le(FLAGS_SAMPLED_LOCAL_PARENT));
+    w.fixed32(16, FLAGS_SAMPLED_LOCAL_PARENT);
     return w.take();
   }
-}
-
-function u32le(v: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32LE(v);
-  return b;
 }
 
 /**

@@ -22,26 +22,39 @@ const hrNow = (): HrTime => {
   return [Math.floor(ms / 1000), (ms % 1000) * 1e6];
 };
 
-/** A cumulative sum per series: monotonic (a counter) or not (an up-down counter). */
-export class SeriesSum {
-  private readonly series = new Map<string, { attributes: Attributes; start: HrTime; value: number }>();
+/** Series by key, each made once with its attributes and start time; at most maxSeries of them. */
+abstract class Series<P> {
+  protected readonly series = new Map<string, P & { attributes: Attributes; start: HrTime }>();
 
-  constructor(readonly descriptor: Descriptor, readonly monotonic: boolean, private readonly maxSeries: number) {}
+  constructor(readonly descriptor: Descriptor, private readonly maxSeries: number) {}
 
   get size(): number {
     return this.series.size;
   }
 
-  /** Adds `n` to the series `key`, made with `attributes()` the first time (dropped past maxSeries: counted). */
-  add(key: string, attributes: () => Attributes, n: number): boolean {
+  /** The series `key`, made with `attributes()` and `init()` the first time; undefined past maxSeries (refused). */
+  protected point(key: string, attributes: () => Attributes, init: () => P): (P & { attributes: Attributes; start: HrTime }) | undefined {
     let s = this.series.get(key);
     if (!s) {
-      if (this.series.size >= this.maxSeries) return false;
-      s = { attributes: attributes(), start: hrNow(), value: 0 };
+      if (this.series.size >= this.maxSeries) return undefined;
+      s = { ...init(), attributes: attributes(), start: hrNow() };
       this.series.set(key, s);
     }
-    s.value += n;
-    return true;
+    return s;
+  }
+}
+
+/** A cumulative sum per series: monotonic (a counter) or not (an up-down counter). */
+export class SeriesSum extends Series<{ value: number }> {
+  constructor(descriptor: Descriptor, readonly monotonic: boolean, maxSeries: number) {
+    super(descriptor, maxSeries);
+  }
+
+  /** Adds `n` to the series `key`; false when the series is refused (past maxSeries). */
+  add(key: string, attributes: () => Attributes, n: number): boolean {
+    const s = this.point(key, attributes, () => ({ value: 0 }));
+    if (s) s.value += n;
+    return !!s;
   }
 
   collect(end: HrTime): MetricData {
@@ -55,22 +68,15 @@ export class SeriesSum {
 }
 
 /** A cumulative explicit-bucket histogram per series (bucket i counts values in (b[i−1], b[i]], the last (b[n−1], ∞)). */
-export class SeriesHistogram {
-  private readonly series = new Map<string, { attributes: Attributes; start: HrTime; counts: number[]; sum: number; count: number; min: number; max: number }>();
-
-  constructor(readonly descriptor: Descriptor, private readonly boundaries: readonly number[], private readonly maxSeries: number) {}
-
-  get size(): number {
-    return this.series.size;
+export class SeriesHistogram extends Series<{ counts: number[]; sum: number; count: number; min: number; max: number }> {
+  constructor(descriptor: Descriptor, private readonly boundaries: readonly number[], maxSeries: number) {
+    super(descriptor, maxSeries);
   }
 
+  /** Records `v` in the series `key`; false when the series is refused (past maxSeries). */
   record(key: string, attributes: () => Attributes, v: number): boolean {
-    let s = this.series.get(key);
-    if (!s) {
-      if (this.series.size >= this.maxSeries) return false;
-      s = { attributes: attributes(), start: hrNow(), counts: new Array<number>(this.boundaries.length + 1).fill(0), sum: 0, count: 0, min: Infinity, max: -Infinity };
-      this.series.set(key, s);
-    }
+    const s = this.point(key, attributes, () => ({ counts: new Array<number>(this.boundaries.length + 1).fill(0), sum: 0, count: 0, min: Infinity, max: -Infinity }));
+    if (!s) return false;
     const b = this.boundaries;
     let i = 0;
     while (i < b.length && v > b[i]) i++;
